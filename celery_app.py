@@ -1,0 +1,90 @@
+"""The Celery app: configuration, queues, routes and the beat schedule. Wiring only.
+
+Run a worker with ``batchline worker`` or
+``celery -A celery_app worker -Q batch.high,batch.normal,batch.low``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from pipeline.settings import Settings, get_settings
+from pipeline.stages_catalog import PRIORITIES, STAGES
+
+LANES = {priority: f"batch.{priority}" for priority in PRIORITIES}
+RECOVERY_QUEUE = "batch.recovery"
+MAINTENANCE_QUEUE = "batch.maintenance"
+STAGE_TASKS = {f"batchline.stage.{stage}" for stage in STAGES} | {"batchline.start_batch"}
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+    """Send every stage task to the lane of its batch's priority (``priority`` kwarg)."""
+    if name in STAGE_TASKS:
+        return {"queue": LANES[(kwargs or {}).get("priority", "normal")]}
+    if name.startswith("batchline.recovery."):
+        return {"queue": RECOVERY_QUEUE}
+    return None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from batchline's settings."""
+    broker = settings.redis_url or "redis://localhost:6379/0"
+    return dict(
+        broker_url=broker,
+        result_backend=broker,
+        # JSON only between processes: nothing executable travels in a message.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Declared high -> normal -> low: with the 'priority' cycle the worker always
+        # polls in this order (kombu 5.7 keeps active_queues ordered).
+        task_queues=[Queue(name) for name in (*LANES.values(), RECOVERY_QUEUE, MAINTENANCE_QUEUE)],
+        task_default_queue=LANES["normal"],
+        task_routes=(route_task,),
+        broker_transport_options={
+            "queue_order_strategy": "priority",
+            # Above the hard time limit, or a long chunk is handed out twice.
+            "visibility_timeout": settings.batch_visibility_timeout,
+        },
+        # Late acks + prefetch 1: a crash redelivers the chunk, and a worker never
+        # sits on low work it fetched ahead while high work waits.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.batch_task_soft_time_limit,
+        task_time_limit=settings.batch_task_time_limit,
+        worker_max_tasks_per_child=settings.celery_worker_max_tasks_per_child,
+        worker_max_memory_per_child=settings.celery_worker_max_memory_per_child,
+        # Results nobody reads cost memory and pub/sub traffic; tasks that answer
+        # callers (get_batch_status) opt back in.
+        task_ignore_result=True,
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        enable_utc=True,
+        timezone="UTC",
+        beat_schedule={},
+    )
+
+
+def reconfigure() -> None:
+    """Re-read settings into the app, after a launcher exported new service URLs."""
+    app.conf.update(celery_config(get_settings()))
+
+
+app = Celery("batchline", include=["tasks"])
+app.conf.update(celery_config(get_settings()))
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    # A forked pool process must not share the parent's sockets or pool.
+    from ledger.db import dispose_engine
+    from metrics.redis_client import reset_redis_client
+
+    dispose_engine()
+    reset_redis_client()

@@ -1,0 +1,130 @@
+"""``batchline demo``: real servers, real workers, three sample batches, live progress."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.sample_orders import sample_orders
+from cli.workers import running_workers
+from pipeline.settings import get_settings
+
+#: Share of the demo's orders per priority.
+SPLIT = (("high", 0.1), ("normal", 0.5), ("low", 0.4))
+FINAL = {"completed", "partial", "failed", "cancelled"}
+
+
+@dataclass(frozen=True)
+class DemoBatch:
+    """One submitted demo batch."""
+
+    priority: str
+    batch_id: str
+    orders: int
+    submitted_at: float
+
+
+def split_counts(total: int) -> list[tuple[str, int]]:
+    """Divide ``total`` orders over the priorities (high gets at least one)."""
+    high = max(1, round(total * SPLIT[0][1]))
+    normal = round(total * SPLIT[1][1])
+    return [("high", high), ("normal", normal), ("low", max(0, total - high - normal))]
+
+
+def submit_demo_batches(total: int, run_tag: str) -> list[DemoBatch]:
+    """Submit the demo's batches, low first so the high one must overtake them."""
+    from tasks import submit_batch
+
+    orders = sample_orders(total, tag=run_tag)
+    batches: list[DemoBatch] = []
+    start = 0
+    plan = split_counts(total)
+    for priority, count in plan:
+        chunk, start = orders[start : start + count], start + count
+        if not chunk:
+            continue
+        batch_id = f"{run_tag}-{priority}"
+        batches.append(DemoBatch(priority, batch_id, len(chunk), time.time()))
+        submit_batch(chunk, "demo-project", priority, {"batch_id": batch_id})
+    return batches
+
+
+def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[str, dict[str, Any]]:
+    """Show a live bar per batch until all are final; return their last status."""
+    from tasks import batch_status
+
+    statuses: dict[str, dict[str, Any]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bars:
+        ids = {b.batch_id: bars.add_task(f"{b.priority:>6} {b.batch_id}", total=b.orders) for b in batches}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in batches:
+                status = statuses[batch.batch_id] = batch_status(batch.batch_id)
+                terminal = status["completed"] + status["failed"] + status["cancelled"]
+                bars.update(ids[batch.batch_id], completed=terminal)
+            if all(s["status"] in FINAL for s in statuses.values()):
+                break
+            time.sleep(0.25)
+    return statuses
+
+
+def failure_reasons(batch_ids: list[str]) -> dict[str, int]:
+    """Count failed items by error class across ``batch_ids``."""
+    from sqlalchemy import select
+
+    from ledger.db import transaction
+    from ledger.models import Item
+
+    with transaction() as session:
+        rows = session.scalars(
+            select(Item.error_class).where(Item.batch_id.in_(batch_ids), Item.state == "FAILED")
+        )
+        return dict(Counter(str(name) for name in rows))
+
+
+def summarize(batches: list[DemoBatch], statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Build the demo's summary (also printed as JSON with ``--json``)."""
+    outbox = get_settings().batch_output_dir.resolve()
+    rows = []
+    for batch in batches:
+        status = statuses[batch.batch_id]
+        rows.append({**status, "orders": batch.orders, "wall_seconds": _wall(status, batch)})
+    delivered = sum(row["completed"] for row in rows)
+    total = sum(batch.orders for batch in batches)
+    return {
+        "orders": total,
+        "delivered": delivered,
+        "failed": sum(row["failed"] for row in rows),
+        "batches": rows,
+        "failure_reasons": failure_reasons([b.batch_id for b in batches]),
+        "articles_dir": str(outbox),
+    }
+
+
+def _wall(status: dict[str, Any], batch: DemoBatch) -> float | None:
+    from datetime import datetime
+
+    if not status.get("finalized_at"):
+        return None
+    ended = datetime.fromisoformat(status["finalized_at"]).timestamp()
+    return round(ended - batch.submitted_at, 2)
+
+
+def run_demo(total: int, console: Console, timeout: float = 240.0) -> dict[str, Any]:
+    """Start workers, submit the sample batches, watch them and return the summary."""
+    settings = get_settings()
+    log_dir = Path("var/log")
+    specs = [("lanes", ("high", "normal", "low"), settings.batch_worker_concurrency), ("high", ("high",), 1)]
+    run_tag = f"demo{int(time.time())}"
+    with running_workers(specs, env={}, log_dir=log_dir):
+        batches = submit_demo_batches(total, run_tag)
+        console.print(f"submitted {total} orders in {len(batches)} batches ({run_tag})")
+        statuses = watch(batches, console, timeout)
+    return summarize(batches, statuses)

@@ -1,0 +1,141 @@
+"""The ``batchline`` command: demo, submit, status, worker and db upgrade."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.settings import SettingsError, get_settings
+
+app = typer.Typer(help="batchline: backlink batches through preflight, writing, QC and delivery.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    errors.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _check_settings() -> None:
+    try:
+        get_settings()
+    except SettingsError as error:
+        _fail(str(error))
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(min=3, max=100_000, help="How many sample orders.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Start servers if needed, run workers, process sample batches at all priorities."""
+    from cli.demo import run_demo
+    from cli.environment import prepared_environment
+    from cli.render import summary_table
+
+    quiet = Console(stderr=True) if as_json else console
+    with prepared_environment() as urls:
+        if urls.started:
+            quiet.print(f"started embedded {', '.join(urls.started)}")
+        summary = run_demo(orders, quiet)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        console.print(summary_table(summary))
+        console.print(f"articles and receipts: {summary['articles_dir']}")
+        if summary["failure_reasons"]:
+            console.print(f"failures by class: {summary['failure_reasons']}")
+    if summary["delivered"] == 0 or any(b["status"] not in ("completed", "partial")
+                                        for b in summary["batches"]):
+        raise typer.Exit(1)
+
+
+def _read_manifest(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON or JSONL.")],
+    priority: Annotated[str, typer.Option(help="high, normal or low.")] = "",
+    project: Annotated[str, typer.Option(help="Project the batch belongs to.")] = "default",
+    batch_id: Annotated[str, typer.Option(help="Client-chosen batch id.")] = "",
+) -> None:
+    """Submit a batch of orders from FILE (a JSON list, or one order per JSONL line)."""
+    from pipeline.manifest import ManifestError
+    from tasks import submit_batch
+
+    try:
+        documents = _read_manifest(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        _fail(f"{file}: not valid JSON: {error}")
+    options = {"batch_id": batch_id} if batch_id else {}
+    try:
+        result = submit_batch(documents, project, priority or None, options)
+    except ManifestError as error:
+        _fail(str(error))
+    print(json.dumps(result))
+
+
+@app.command()
+def status(
+    batch_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a batch's status, progress and ETA."""
+    from cli.render import status_table
+    from tasks.status import UnknownBatch, batch_status
+
+    try:
+        result = batch_status(batch_id)
+    except UnknownBatch as error:
+        _fail(str(error), code=1)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(status_table(result))
+
+
+@app.command()
+def worker(
+    lanes: Annotated[str, typer.Option(help="Comma-separated lanes, in any order.")] = "high,normal,low",
+    concurrency: Annotated[int, typer.Option(min=1)] = 0,
+    events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
+) -> None:
+    """Run a Celery worker on the given lanes (strict priority order)."""
+    from cli.workers import queues_for
+
+    try:
+        queues = queues_for([lane.strip() for lane in lanes.split(",") if lane.strip()])
+    except ValueError as error:
+        _fail(str(error))
+    size = concurrency or get_settings().batch_worker_concurrency
+    argv = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues,
+            "-c", str(size), "--loglevel", get_settings().log_level]
+    os.execv(sys.executable, argv + (["-E"] if events else []))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the ledger's migrations to DATABASE_URL."""
+    from ledger.migrate import upgrade
+
+    try:
+        upgrade(get_settings().require_database_url())
+    except SettingsError as error:
+        _fail(str(error))
+    console.print("ledger schema is up to date")

@@ -1,0 +1,96 @@
+"""Start and stop Celery worker processes that die with the process that started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from cli.embedded import die_with_parent
+
+ALL_LANES = ("high", "normal", "low")
+
+
+def queues_for(lanes: Sequence[str]) -> str:
+    """Celery ``-Q`` value for ``lanes``, in strict priority order."""
+    unknown = set(lanes) - set(ALL_LANES)
+    if unknown:
+        raise ValueError(f"unknown lane(s): {', '.join(sorted(unknown))}")
+    return ",".join(f"batch.{lane}" for lane in ALL_LANES if lane in lanes)
+
+
+def worker_command(lanes: Sequence[str], concurrency: int, name: str) -> list[str]:
+    """The command line of one worker (prefork pool) consuming ``lanes``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        queues_for(lanes),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def spawn_worker(
+    lanes: Sequence[str],
+    *,
+    concurrency: int,
+    name: str,
+    env: Mapping[str, str],
+    log_path: Path,
+) -> subprocess.Popen[bytes]:
+    """Start one worker as a child that is killed if this process dies."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            worker_command(lanes, concurrency, name),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - the death signal needs it
+            cwd=Path.cwd(),
+        )
+
+
+def stop_workers(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    """Ask workers to finish their current task (SIGTERM), then kill what is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_workers(
+    specs: Sequence[tuple[str, Sequence[str], int]], *, env: Mapping[str, str], log_dir: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run one worker per ``(name, lanes, concurrency)`` for the ``with`` block."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, lanes, concurrency in specs:
+            log_path = log_dir / f"{name}.log"
+            processes.append(
+                spawn_worker(lanes, concurrency=concurrency, name=name, env=env, log_path=log_path)
+            )
+        yield processes
+    finally:
+        stop_workers(processes)

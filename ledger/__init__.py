@@ -1,0 +1,1 @@
+"""The PostgreSQL ledger: the only source of truth. Models, migrations, repository functions."""

@@ -1,0 +1,150 @@
+"""Repository functions for batches: insert with all items, look up, finalize once.
+
+The caller owns the transaction: every function takes ``session`` and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from ledger.models import Batch, Event, Item
+from pipeline.manifest import Submission
+from pipeline.states import BatchStatus, final_batch_status
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """What callers need to know of a stored batch."""
+
+    batch_id: str
+    priority: str
+    status: str
+    total_items: int
+    manifest_sha256: str
+    task_id: str | None
+    options: dict[str, Any]
+
+
+def _row(batch: Batch) -> BatchRow:
+    return BatchRow(
+        batch_id=batch.id,
+        priority=batch.priority,
+        status=batch.status,
+        total_items=batch.total_items,
+        manifest_sha256=batch.manifest_sha256,
+        task_id=batch.task_id,
+        options=dict(batch.options),
+    )
+
+
+def find_batch(session: Session, batch_id: str) -> BatchRow | None:
+    """Return the batch with ``batch_id``, or ``None``."""
+    batch = session.get(Batch, batch_id)
+    return _row(batch) if batch is not None else None
+
+
+def insert_batch(
+    session: Session, *, batch_id: str, submission: Submission, manifest_sha256: str, task_id: str
+) -> list[int]:
+    """Insert a batch and all its items (bulk); return the item ids in manifest order.
+
+    A concurrent insert of the same id raises ``IntegrityError`` at flush.
+    """
+    session.add(
+        Batch(
+            id=batch_id,
+            project_uuid=submission.project_uuid,
+            priority=submission.priority,
+            status=BatchStatus.RUNNING,
+            options=submission.options.model_dump(mode="json"),
+            manifest_sha256=manifest_sha256,
+            total_items=len(submission.documents),
+            task_id=task_id,
+        )
+    )
+    session.flush()
+    rows = [
+        {
+            "batch_id": batch_id,
+            "position": position,
+            "order_id": order.order_id,
+            "customer_id": order.customer_id,
+            "publisher_domain": order.publisher_domain,
+            "document": order.to_json(),
+        }
+        for position, order in enumerate(submission.documents)
+    ]
+    statement = insert(Item).returning(Item.id, sort_by_parameter_order=True)
+    item_ids = list(session.scalars(statement, rows))
+    add_event(session, batch_id=batch_id, kind="submitted", data={"items": len(rows)})
+    return item_ids
+
+
+def add_event(
+    session: Session,
+    *,
+    batch_id: str | None,
+    kind: str,
+    data: dict[str, Any] | None = None,
+    item_id: int | None = None,
+) -> None:
+    """Append one entry to the event log."""
+    session.execute(
+        insert(Event).values(batch_id=batch_id, item_id=item_id, kind=kind, data=data or {})
+    )
+
+
+def item_ids_in_state(session: Session, batch_id: str, states: Sequence[str]) -> list[int]:
+    """Return the ids of the batch's items in any of ``states``, in manifest order."""
+    query = (
+        select(Item.id)
+        .where(Item.batch_id == batch_id, Item.state.in_(list(states)))
+        .order_by(Item.position)
+    )
+    return list(session.scalars(query))
+
+
+def state_counts(session: Session, batch_id: str) -> dict[str, int]:
+    """Count the batch's items per state."""
+    query = (
+        select(Item.state, func.count()).where(Item.batch_id == batch_id).group_by(Item.state)
+    )
+    return {state: int(count) for state, count in session.execute(query)}
+
+
+def has_open_items(session: Session, batch_id: str) -> bool:
+    """Whether any item of the batch is not yet terminal (uses the partial index)."""
+    query = text(
+        "SELECT EXISTS (SELECT 1 FROM items WHERE batch_id = :b"
+        " AND NOT (state IN ('DELIVERED', 'FAILED', 'CANCELLED')))"
+    )
+    return bool(session.execute(query, {"b": batch_id}).scalar())
+
+
+def finalize_if_done(session: Session, batch_id: str) -> str | None:
+    """End the batch if every item is terminal; return its final status the one time it ends.
+
+    The conditional update (``finalized_at IS NULL``) makes a second caller a no-op,
+    and the unique index on ``finalized`` events backs that up in the database.
+    """
+    if has_open_items(session, batch_id):
+        return None
+    counts = state_counts(session, batch_id)
+    status = final_batch_status(
+        counts.get("DELIVERED", 0), counts.get("FAILED", 0), counts.get("CANCELLED", 0)
+    )
+    ended = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.finalized_at.is_(None))
+        .values(status=status, finalized_at=func.now())
+        .returning(Batch.id)
+    ).first()
+    if ended is None:
+        return None
+    add_event(session, batch_id=batch_id, kind="finalized", data={"status": status, **counts})
+    return str(status)

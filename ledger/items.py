@@ -1,0 +1,196 @@
+"""Repository functions for items: claim a chunk, load stage inputs, record outcomes.
+
+Every state change is conditional on the state (and lease owner) the caller
+expects, so a redelivered or duplicated chunk changes nothing the second time.
+One statement per chunk, never one per item. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from ledger.models import DeliveryReceipt, StageOutput
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """An item this worker now holds a lease on."""
+
+    item_id: int
+    document: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one stage did to one item; ``new_state`` is where the item goes next."""
+
+    item_id: int
+    new_state: str
+    ok: bool
+    output: dict[str, Any]
+    attempt: int
+    duration_ms: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+    receipt: dict[str, Any] | None = field(default=None)
+
+
+_CLAIM = text(
+    """
+    UPDATE items SET state = :stage_state, lease_owner = :owner,
+           lease_expires_at = now() + make_interval(secs => :lease),
+           attempts = attempts + 1, updated_at = now()
+    WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
+    RETURNING id, document, attempts
+    """
+)
+
+
+def claim_items(
+    session: Session,
+    *,
+    batch_id: str,
+    item_ids: Sequence[int],
+    entry_states: Sequence[str],
+    stage_state: str,
+    owner: str,
+    lease_seconds: int,
+) -> list[ClaimedItem]:
+    """Lease the chunk's items that are waiting for this stage and not held by anyone.
+
+    Items already past the stage, leased to a live worker, or in a batch that is
+    not RUNNING (paused, cancelled, finished) are skipped.
+    """
+    rows = session.execute(
+        _CLAIM,
+        {
+            "stage_state": stage_state,
+            "owner": owner,
+            "lease": lease_seconds,
+            "batch_id": batch_id,
+            "ids": list(item_ids),
+            "entry_states": list(entry_states),
+        },
+    )
+    claimed = [ClaimedItem(int(i), dict(doc), int(att)) for i, doc, att in rows]
+    return sorted(claimed, key=lambda item: item.item_id)
+
+
+_LATEST_OUTPUTS = text(
+    """
+    SELECT DISTINCT ON (item_id) item_id, output FROM stage_outputs
+    WHERE item_id = ANY(:ids) AND stage = :stage AND ok
+    ORDER BY item_id, attempt DESC, id DESC
+    """
+)
+
+
+def latest_outputs(session: Session, item_ids: Sequence[int], stage: str) -> dict[int, Any]:
+    """Return each item's newest successful output of ``stage``."""
+    rows = session.execute(_LATEST_OUTPUTS, {"ids": list(item_ids), "stage": stage})
+    return {int(item_id): output for item_id, output in rows}
+
+
+_RECORD = text(
+    """
+    UPDATE items AS i SET state = v.new_state, error_class = v.error_class,
+           error_message = v.error_message, lease_owner = NULL, lease_expires_at = NULL,
+           attempts = CASE WHEN v.new_state = i.state THEN i.attempts ELSE 0 END,
+           updated_at = now()
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS v(item_id bigint, new_state text, error_class text, error_message text)
+    WHERE i.id = v.item_id AND i.state = :stage_state AND i.lease_owner = :owner
+    RETURNING i.id
+    """
+)
+
+
+def record_outcomes(
+    session: Session, *, stage: str, stage_state: str, owner: str, outcomes: Sequence[Outcome]
+) -> set[int]:
+    """Apply a chunk's outcomes with their outputs; return the ids that really moved.
+
+    An item whose lease this worker no longer holds (it expired and someone else
+    claimed it) is left alone, and its output is not stored.
+    """
+    if not outcomes:
+        return set()
+    payload = [
+        {
+            "item_id": o.item_id,
+            "new_state": o.new_state,
+            "error_class": o.error_class,
+            "error_message": o.error_message,
+        }
+        for o in outcomes
+    ]
+    moved = {
+        int(item_id)
+        for item_id in session.scalars(
+            _RECORD, {"rows": json.dumps(payload), "stage_state": stage_state, "owner": owner}
+        )
+    }
+    _store_outputs(session, stage, [o for o in outcomes if o.item_id in moved])
+    return moved
+
+
+def _store_outputs(session: Session, stage: str, outcomes: Sequence[Outcome]) -> None:
+    if not outcomes:
+        return
+    session.execute(
+        pg_insert(StageOutput).on_conflict_do_nothing(),
+        [
+            {
+                "item_id": o.item_id,
+                "stage": stage,
+                "attempt": o.attempt,
+                "ok": o.ok,
+                "output": o.output,
+                "duration_ms": o.duration_ms,
+            }
+            for o in outcomes
+        ],
+    )
+
+
+def store_receipts(session: Session, batch_id: str, outcomes: Sequence[Outcome]) -> None:
+    """Store the delivery receipts of delivered items (at most one per item)."""
+    rows = [
+        {
+            "item_id": o.item_id,
+            "batch_id": batch_id,
+            "idempotency_key": o.receipt["idempotency_key"],
+            "published_url": o.receipt["published_url"],
+            "receipt": o.receipt,
+        }
+        for o in outcomes
+        if o.receipt is not None
+    ]
+    if rows:
+        session.execute(pg_insert(DeliveryReceipt).on_conflict_do_nothing(), rows)
+
+
+_RELEASE = text(
+    """
+    UPDATE items SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id = ANY(:ids) AND lease_owner = :owner
+    """
+)
+
+
+def release_items(session: Session, item_ids: Sequence[int], owner: str) -> None:
+    """Give back leases so a retry (or another worker) can claim the items at once."""
+    if item_ids:
+        session.execute(_RELEASE, {"ids": list(item_ids), "owner": owner})
+
+

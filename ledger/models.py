@@ -1,0 +1,155 @@
+"""SQLAlchemy 2 models of the ledger.
+
+Batches own items; every stage output is kept (a checkpoint per stage and
+attempt); a delivery receipt exists at most once per item; the event log keeps
+what happened, and a partial unique index allows exactly one ``finalized``
+event per batch, so a second finalize fails in the database, not just in code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+TERMINAL_SQL = "state IN ('DELIVERED', 'FAILED', 'CANCELLED')"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Batch(Base):
+    """One submitted batch of orders."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    project_uuid: Mapped[str] = mapped_column(String(128), nullable=False)
+    priority: Mapped[str] = mapped_column(String(8), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="PENDING")
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    total_items: Mapped[int] = mapped_column(Integer, nullable=False)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Item(Base):
+    """One order in a batch and where it is; ``lease_*`` mark a claim by a worker."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "order_id", name="uq_items_batch_order"),
+        Index("ix_items_batch_state", "batch_id", "state"),
+        # Tiny and exact: answers "is anything of this batch still open?" at once.
+        Index("ix_items_open", "batch_id", postgresql_where=text(f"NOT ({TERMINAL_SQL})")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    order_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    publisher_domain: Mapped[str] = mapped_column(String(253), nullable=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class StageOutput(Base):
+    """What a stage produced for an item: the checkpoint a redelivered chunk skips on."""
+
+    __tablename__ = "stage_outputs"
+    __table_args__ = (UniqueConstraint("item_id", "stage", "attempt", name="uq_stage_outputs"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), nullable=False)
+    stage: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    ok: Mapped[bool] = mapped_column(nullable=False)
+    output: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = _now()
+
+
+class DeliveryReceipt(Base):
+    """Proof of one publish; unique per item and per idempotency key."""
+
+    __tablename__ = "delivery_receipts"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), nullable=False, index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    published_url: Mapped[str] = mapped_column(Text, nullable=False)
+    receipt: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class IdempotencyKey(Base):
+    """A remembered external effect; expires after ``BATCH_IDEMPOTENCY_TTL_HOURS``."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Event(Base):
+    """The event log: submissions, finalizes, halts, operator actions."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index(
+            "uq_events_one_finalize",
+            "batch_id",
+            unique=True,
+            postgresql_where=text("kind = 'finalized'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    created_at: Mapped[datetime] = _now()

@@ -1,0 +1,1 @@
+"""Progress hashes and error buckets in Redis, and metric collection."""

@@ -1,0 +1,22 @@
+"""Every Redis key batchline writes is built here, and only here.
+
+Prefixes come from ``REDIS_PREFIX_BATCH`` and ``REDIS_PREFIX_METRICS`` so
+several installations can share one Redis. To inspect a batch by hand:
+``redis-cli HGETALL batch:progress:<batch_id>``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pipeline.settings import get_settings
+
+
+def progress_key(batch_id: str) -> str:
+    """Hash of a batch's progress counters: ``batch:progress:<batch_id>``."""
+    return f"{get_settings().redis_prefix_batch}progress:{batch_id}"
+
+
+def error_bucket_key(hour: datetime) -> str:
+    """Hash of error counts by class for one UTC hour: ``metrics:errors:<YYYYMMDDHH>``."""
+    return f"{get_settings().redis_prefix_metrics}errors:{hour:%Y%m%d%H}"

@@ -1,0 +1,118 @@
+"""The ``batch:progress:<id>`` hash: live counters that can always be rebuilt from the ledger.
+
+Fields: ``total``, ``completed`` (delivered), ``failed``, ``cancelled``,
+``<stage>_done`` and ``<stage>_failed`` per stage, ``started_at``,
+``updated_at`` and ``finished_at`` (UNIX seconds) and ``status``.
+Counters are only bumped for items whose state change was committed, so a
+duplicated chunk does not count twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import redis
+
+from metrics.keys import progress_key
+from pipeline.settings import get_settings
+from pipeline.stages_catalog import STAGES
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """What one stage chunk changed, as counted after its transaction committed."""
+
+    stage: str
+    done: int
+    failed: int
+    delivered: int = 0
+
+
+def _ttl_seconds() -> int:
+    return get_settings().batch_metrics_ttl_days * 86_400
+
+
+def init_progress(client: redis.Redis, batch_id: str, total: int) -> None:
+    """Create the hash for a new batch (does nothing if it already exists)."""
+    key = progress_key(batch_id)
+    now = time.time()
+    pipe = client.pipeline()
+    pipe.hsetnx(key, "total", total)
+    pipe.hsetnx(key, "started_at", now)
+    pipe.hsetnx(key, "updated_at", now)
+    pipe.hsetnx(key, "status", "running")
+    pipe.expire(key, _ttl_seconds())
+    pipe.execute()
+
+
+def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> None:
+    """Add one chunk's committed outcome to the counters, in one round trip."""
+    key = progress_key(batch_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(key, f"{change.stage}_done", change.done)
+    pipe.hincrby(key, f"{change.stage}_failed", change.failed)
+    pipe.hincrby(key, "failed", change.failed)
+    pipe.hincrby(key, "completed", change.delivered)
+    pipe.hset(key, "updated_at", time.time())
+    pipe.expire(key, _ttl_seconds())
+    pipe.execute()
+
+
+def mark_finished(client: redis.Redis, batch_id: str, status: str) -> None:
+    """Record the batch's final status and end time."""
+    key = progress_key(batch_id)
+    client.hset(key, mapping={"status": status.lower(), "finished_at": time.time()})
+
+
+def read_progress(client: redis.Redis, batch_id: str) -> dict[str, str]:
+    """Return the raw hash (empty if Redis lost it)."""
+    return dict(client.hgetall(progress_key(batch_id)))
+
+
+def rebuild_progress(
+    client: redis.Redis,
+    batch_id: str,
+    *,
+    total: int,
+    state_counts: Mapping[str, int],
+    status: str,
+    started_at: float,
+) -> dict[str, str]:
+    """Rewrite the hash from ledger counts (after Redis restarted empty) and return it.
+
+    Per-stage ``_done`` counters are derived from where items are now: an item
+    past a stage has done it.
+    """
+    past = _items_past_each_stage(state_counts)
+    failed = state_counts.get("FAILED", 0)
+    fields: dict[str, str | float | int] = {
+        "total": total,
+        "completed": state_counts.get("DELIVERED", 0),
+        "failed": failed,
+        "cancelled": state_counts.get("CANCELLED", 0),
+        "started_at": started_at,
+        "updated_at": time.time(),
+        "status": status.lower(),
+        **{f"{stage}_done": past[stage] for stage in STAGES},
+    }
+    key = progress_key(batch_id)
+    pipe = client.pipeline()
+    pipe.delete(key)
+    pipe.hset(key, mapping=fields)
+    pipe.expire(key, _ttl_seconds())
+    pipe.execute()
+    return {name: str(value) for name, value in fields.items()}
+
+
+_ORDER = ("PENDING", "PREFLIGHT", "WRITING", "QC", "APPROVED", "DELIVERED")
+
+
+def _items_past_each_stage(state_counts: Mapping[str, int]) -> dict[str, int]:
+    # preflight is done once an item reaches WRITING, writing once it reaches QC, ...
+    past: dict[str, int] = {}
+    for index, stage in enumerate(STAGES):
+        later = _ORDER[index + 2 :]
+        past[stage] = sum(state_counts.get(state, 0) for state in later)
+    return past

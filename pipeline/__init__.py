@@ -1,0 +1,1 @@
+"""The pure domain of batchline: no Celery, Redis or SQLAlchemy imports live here."""

@@ -1,0 +1,127 @@
+"""Every environment variable batchline reads, in one pydantic-settings class.
+
+Nothing else in the code base reads ``os.environ`` for configuration; call
+:func:`get_settings` instead. A bad value stops start-up with a message that
+names the variable (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.stages_catalog import STAGES
+
+Priority = Literal["high", "normal", "low"]
+
+
+class SettingsError(RuntimeError):
+    """Raised when an environment variable holds a value batchline cannot use."""
+
+
+class Settings(BaseSettings):
+    """batchline's configuration; field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(default=None, description="Broker, progress and caches.")
+    database_url: str | None = Field(default=None, description="The PostgreSQL ledger.")
+    redis_prefix_batch: str = Field(default="batch:", min_length=1)
+    redis_prefix_metrics: str = Field(default="metrics:", min_length=1)
+    batch_default_priority: Priority = "normal"
+    batch_cache_warm_threshold: int = Field(default=5, ge=0)
+    batch_metrics_ttl_days: int = Field(default=7, ge=1, le=365)
+    batch_max_items: int = Field(default=100_000, ge=1, le=10_000_000)
+    batch_output_dir: Path = Path("var/outbox")
+    batch_lease_seconds: int = Field(default=660, ge=5)
+    batch_task_soft_time_limit: int = Field(default=540, ge=1)
+    batch_task_time_limit: int = Field(default=600, ge=2)
+    batch_visibility_timeout: int = Field(default=1800, ge=10)
+    batch_worker_concurrency: int = Field(default=2, ge=1, le=256)
+    celery_worker_max_tasks_per_child: int = Field(default=50, ge=1)
+    celery_worker_max_memory_per_child: int = Field(default=200_000, ge=10_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    batch_chunk_preflight_optimal: int = Field(default=10, ge=1)
+    batch_chunk_preflight_max: int = Field(default=25, ge=1)
+    batch_chunk_writing_optimal: int = Field(default=5, ge=1)
+    batch_chunk_writing_max: int = Field(default=10, ge=1)
+    batch_chunk_qc_optimal: int = Field(default=20, ge=1)
+    batch_chunk_qc_max: int = Field(default=100, ge=1)
+    batch_chunk_delivery_optimal: int = Field(default=50, ge=1)
+    batch_chunk_delivery_max: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        for stage in STAGES:
+            if self.chunk_optimal(stage) > self.chunk_max(stage):
+                raise ValueError(
+                    f"BATCH_CHUNK_{stage.upper()}_OPTIMAL must not exceed BATCH_CHUNK_{stage.upper()}_MAX"
+                )
+        if self.batch_task_soft_time_limit >= self.batch_task_time_limit:
+            raise ValueError("BATCH_TASK_SOFT_TIME_LIMIT must be below BATCH_TASK_TIME_LIMIT")
+        # A chunk still running when the broker's visibility timeout expires is
+        # delivered a second time; keep the timeout above the hard limit.
+        if self.batch_visibility_timeout <= self.batch_task_time_limit:
+            raise ValueError("BATCH_VISIBILITY_TIMEOUT must exceed BATCH_TASK_TIME_LIMIT")
+        if self.batch_lease_seconds <= self.batch_task_time_limit:
+            raise ValueError("BATCH_LEASE_SECONDS must exceed BATCH_TASK_TIME_LIMIT")
+        return self
+
+    def chunk_optimal(self, stage: str) -> int:
+        """Return the optimal chunk size for ``stage``."""
+        return int(getattr(self, f"batch_chunk_{stage}_optimal"))
+
+    def chunk_max(self, stage: str) -> int:
+        """Return the largest chunk size allowed for ``stage``."""
+        return int(getattr(self, f"batch_chunk_{stage}_max"))
+
+    def require_redis_url(self) -> str:
+        """Return ``REDIS_URL`` or raise a :class:`SettingsError` saying it is missing."""
+        if not self.redis_url:
+            raise SettingsError("REDIS_URL is not set (e.g. redis://localhost:6379/0)")
+        return self.redis_url
+
+    def require_database_url(self) -> str:
+        """Return ``DATABASE_URL`` for SQLAlchemy's psycopg 3 driver, or raise if missing."""
+        if not self.database_url:
+            raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@host/db)")
+        return sqlalchemy_url(self.database_url)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Point a plain ``postgresql://`` URL at the psycopg 3 driver."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a rule across fields: its message names the variables
+            lines.append(message)
+            continue
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"{name}: {message} (got {item.get('input')!r})")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Load and cache the settings from the environment.
+
+    Raises:
+        SettingsError: a variable holds a value that fails validation.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

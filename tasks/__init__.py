@@ -1,0 +1,12 @@
+"""Celery tasks and the submission API: thin shells around ``pipeline``.
+
+``from tasks import submit_batch, get_batch_status, batch_status``.
+"""
+
+from __future__ import annotations
+
+from tasks import stages as _stages  # noqa: F401 - registers the stage tasks with the app
+from tasks.status import batch_status, get_batch_status
+from tasks.submit import BatchConflict, submit_batch
+
+__all__ = ["BatchConflict", "batch_status", "get_batch_status", "submit_batch"]

@@ -1,0 +1,122 @@
+"""The four stage tasks and ``start_batch``: load, call the core, persist, emit. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+import redis
+import structlog
+from celery import Task
+from sqlalchemy.exc import DBAPIError
+
+from celery_app import app
+from ledger.batches import find_batch, item_ids_in_state
+from ledger.db import transaction
+from metrics.progress import ChunkProgress, record_chunk
+from metrics.redis_client import redis_client
+from pipeline.stages_catalog import STAGES
+from pipeline.states import NEXT_STAGE, ItemState
+from tasks.chunk_runner import ChunkReport, ChunkRequest, run_chunk
+from tasks.dispatch import send_chunks
+from tasks.finalize import finalize_if_complete
+
+log = structlog.get_logger(__name__)
+
+# The ledger or broker being briefly away is retried for the whole chunk, which
+# is safe: claims and state changes are conditional, so done work is skipped.
+INFRASTRUCTURE_ERRORS = (DBAPIError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
+
+
+def lease_owner(task: Task) -> str:
+    """A name unique to this run of this task, so duplicates of a message never share a lease."""
+    return f"{socket.gethostname()}/{os.getpid()}/{task.request.id}/{uuid.uuid4().hex[:8]}"
+
+
+def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
+    delivered = len(report.succeeded) if request.stage == "delivery" else 0
+    change = ChunkProgress(request.stage, len(report.succeeded), len(report.failed), delivered)
+    try:
+        record_chunk(redis_client(), request.batch_id, change)
+    except redis.RedisError as error:  # progress is rebuildable from the ledger
+        log.warning("progress.unavailable", batch_id=request.batch_id, error=str(error))
+
+
+def _hand_on(request: ChunkRequest, report: ChunkReport) -> None:
+    next_stage = NEXT_STAGE[request.stage]
+    if next_stage and report.succeeded:
+        send_chunks(
+            next_stage,
+            request.batch_id,
+            report.succeeded,
+            priority=request.priority,
+            max_retries=request.max_retries,
+        )
+    terminal = report.failed or (request.stage == "delivery" and report.succeeded)
+    if terminal:
+        finalize_if_complete(request.batch_id)
+
+
+def execute_stage(task: Task, stage: str, **message: Any) -> dict[str, Any]:
+    """Run one chunk of ``stage`` and pass its successes on; retry what may succeed later."""
+    request = ChunkRequest(
+        stage=stage,
+        batch_id=message["batch_id"],
+        item_ids=[int(i) for i in message["item_ids"]],
+        priority=message.get("priority", "normal"),
+        max_retries=int(message.get("max_retries", 3)),
+    )
+    report = run_chunk(request, lease_owner(task))
+    _emit_progress(request, report)
+    _hand_on(request, report)
+    if report.retry_ids:
+        retry_message = {**message, "item_ids": report.retry_ids}
+        # The per-item budget lives in the ledger (attempts), not in Celery's counter.
+        raise task.retry(kwargs=retry_message, countdown=report.retry_delay, max_retries=10_000)
+    return {"claimed": report.claimed, "ok": len(report.succeeded), "failed": len(report.failed)}
+
+
+def _register(stage: str) -> Task:
+    @app.task(
+        name=f"batchline.stage.{stage}",
+        bind=True,
+        autoretry_for=INFRASTRUCTURE_ERRORS,
+        retry_backoff=True,
+        retry_backoff_max=60,
+        max_retries=20,
+    )
+    def stage_task(self: Task, **message: Any) -> dict[str, Any]:
+        return execute_stage(self, stage, **message)
+
+    stage_task.__doc__ = f"Run the {stage} stage over a chunk of item ids."
+    return stage_task
+
+
+STAGE_TASKS = {stage: _register(stage) for stage in STAGES}
+
+
+@app.task(
+    name="batchline.start_batch",
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=True,
+    max_retries=20,
+)
+def start_batch(batch_id: str, priority: str = "normal") -> dict[str, Any]:
+    """Publish the preflight chunks of every PENDING item of the batch."""
+    with transaction() as session:
+        batch = find_batch(session, batch_id)
+        pending = item_ids_in_state(session, batch_id, [ItemState.PENDING])
+    if batch is None:
+        log.warning("batch.unknown", batch_id=batch_id)
+        return {"chunks": 0}
+    chunks = send_chunks(
+        "preflight",
+        batch_id,
+        pending,
+        priority=batch.priority,
+        max_retries=int(batch.options.get("max_retries", 3)),
+    )
+    log.info("batch.started", batch_id=batch_id, items=len(pending), chunks=chunks)
+    return {"chunks": chunks}

@@ -1,0 +1,84 @@
+"""``get_batch_status``: the ledger's status with Redis's live counters (rebuilt if lost)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from celery_app import app
+from ledger.batches import state_counts
+from ledger.db import transaction
+from ledger.models import Batch
+from metrics.progress import read_progress, rebuild_progress
+from metrics.redis_client import redis_client
+from pipeline.stages_catalog import STAGES
+from pipeline.status import Counters, summarize
+from pipeline.states import FINAL_BATCH_STATUSES
+
+
+class UnknownBatch(LookupError):
+    """No batch has this id."""
+
+
+def _load_progress(batch: Batch) -> dict[str, str]:
+    client = redis_client()
+    progress = read_progress(client, batch.id)
+    if progress:
+        return progress
+    # Redis lost the hash (restart, eviction, TTL): the ledger knows the truth.
+    with transaction() as session:
+        counts = state_counts(session, batch.id)
+    return rebuild_progress(
+        client,
+        batch.id,
+        total=batch.total_items,
+        state_counts=counts,
+        status=batch.status,
+        started_at=batch.created_at.timestamp(),
+    )
+
+
+def batch_status(batch_id: str) -> dict[str, Any]:
+    """Return the status of ``batch_id`` as a plain dict (see the README for the fields).
+
+    Raises:
+        UnknownBatch: no such batch.
+    """
+    with transaction() as session:
+        batch = session.scalar(select(Batch).where(Batch.id == batch_id))
+    if batch is None:
+        raise UnknownBatch(f"no batch with id {batch_id!r}")
+    progress = _load_progress(batch)
+    finished = batch.status in FINAL_BATCH_STATUSES
+    number = lambda name: int(float(progress.get(name, 0)))  # noqa: E731
+    counters = Counters(
+        total=batch.total_items,
+        completed=number("completed"),
+        failed=number("failed"),
+        cancelled=number("cancelled"),
+        started_at=float(progress.get("started_at", batch.created_at.timestamp())),
+        updated_at=float(progress.get("finished_at") or progress.get("updated_at", 0.0)),
+    )
+    return {
+        "batch_id": batch.id,
+        "status": batch.status.lower(),
+        "priority": batch.priority,
+        "total": batch.total_items,
+        "completed": counters.completed,
+        "failed": counters.failed,
+        "cancelled": counters.cancelled,
+        **summarize(counters, finished=finished),
+        "stages": {
+            stage: {"done": number(f"{stage}_done"), "failed": number(f"{stage}_failed")}
+            for stage in STAGES
+        },
+        "created_at": batch.created_at.isoformat(),
+        "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
+    }
+
+
+@app.task(name="batchline.get_batch_status", ignore_result=False)
+def get_batch_status(batch_id: str) -> dict[str, Any]:
+    """Celery task form of :func:`batch_status` (``get_batch_status.delay(id).get()``)."""
+    return batch_status(batch_id)

@@ -1,0 +1,97 @@
+"""``submit_batch``: validate at the edge, write the whole batch in one transaction, dispatch."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+
+from ledger.batches import BatchRow, find_batch, insert_batch
+from ledger.db import transaction
+from metrics.progress import init_progress
+from metrics.redis_client import redis_client
+from pipeline.manifest import ManifestError, Submission, validate_submission
+from pipeline.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+
+class BatchConflict(ManifestError):
+    """A ``batch_id`` was reused with different content."""
+
+
+def submit_batch(
+    documents: Any,
+    project_uuid: Any,
+    priority: Any = None,
+    options: Any = None,
+) -> dict[str, str]:
+    """Submit a batch of orders and start it.
+
+    Args:
+        documents: the orders (see ``pipeline.manifest.OrderDocument``).
+        project_uuid: the project the batch belongs to.
+        priority: ``high``, ``normal`` or ``low`` (default ``BATCH_DEFAULT_PRIORITY``).
+        options: ``warm_cache``, ``max_retries`` and a client-chosen ``batch_id``.
+
+    Returns:
+        ``{"batch_id", "task_id"}``; ``task_id`` is the Celery task that fans the batch out.
+
+    Raises:
+        ManifestError: the input is invalid (nothing is written).
+        BatchConflict: ``options.batch_id`` exists with different content.
+    """
+    settings = get_settings()
+    submission = validate_submission(
+        documents,
+        project_uuid,
+        priority if priority is not None else settings.batch_default_priority,
+        options,
+        max_items=settings.batch_max_items,
+    )
+    batch_id = submission.options.batch_id or uuid.uuid4().hex
+    existing = _existing(batch_id, submission)
+    if existing is not None:
+        return existing
+    task_id = uuid.uuid4().hex
+    try:
+        with transaction() as session:
+            insert_batch(
+                session,
+                batch_id=batch_id,
+                submission=submission,
+                manifest_sha256=submission.digest(),
+                task_id=task_id,
+            )
+    except IntegrityError:  # the same batch_id was submitted concurrently
+        existing = _existing(batch_id, submission)
+        if existing is None:
+            raise
+        return existing
+    _start(batch_id, submission, task_id)
+    return {"batch_id": batch_id, "task_id": task_id}
+
+
+def _existing(batch_id: str, submission: Submission) -> dict[str, str] | None:
+    with transaction() as session:
+        row: BatchRow | None = find_batch(session, batch_id)
+    if row is None:
+        return None
+    if row.manifest_sha256 != submission.digest():
+        raise BatchConflict(
+            "options.batch_id", f"batch {batch_id!r} already exists with different content"
+        )
+    log.info("batch.resubmitted", batch_id=batch_id)
+    return {"batch_id": batch_id, "task_id": row.task_id or ""}
+
+
+def _start(batch_id: str, submission: Submission, task_id: str) -> None:
+    from tasks.stages import start_batch
+
+    init_progress(redis_client(), batch_id, len(submission.documents))
+    start_batch.apply_async(
+        kwargs={"batch_id": batch_id, "priority": submission.priority}, task_id=task_id
+    )
+    log.info("batch.submitted", batch_id=batch_id, items=len(submission.documents))

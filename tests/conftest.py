@@ -1,0 +1,114 @@
+"""Shared fixtures: real servers (embedded unless configured) and real worker processes.
+
+Unit tests use none of these. Integration and e2e tests get a fresh PostgreSQL
+database and a Redis database of their own for the session; when ``REDIS_URL``
+points at an existing server, tests use its database 15 and flush it, so point
+them at a scratch server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from cli.embedded import services_for
+from cli.workers import spawn_worker, stop_workers
+from pipeline.settings import get_settings
+
+TEST_REDIS_DB = 15
+
+
+def _fresh_database(admin_url: str) -> tuple[str, str]:
+    name = f"batchline_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}", name
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _scratch_redis(url: str) -> str:
+    base, _, _ = url.rstrip("/").rpartition("/") if url.count("/") > 2 else (url.rstrip("/"), "", "")
+    scratch = f"{base}/{TEST_REDIS_DB}"
+    redis.Redis.from_url(scratch).flushdb()
+    return scratch
+
+
+def _apply_environment(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    get_settings.cache_clear()
+    from celery_app import reconfigure
+    from ledger.db import dispose_engine
+    from metrics.redis_client import reset_redis_client
+
+    reconfigure()
+    dispose_engine()
+    reset_redis_client()
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for a session's servers, with the ledger migrated."""
+    settings = get_settings()
+    with services_for(settings.redis_url, settings.database_url) as urls:
+        database_url, database = _fresh_database(urls.database_url)
+        env = {
+            "REDIS_URL": _scratch_redis(urls.redis_url),
+            "DATABASE_URL": database_url,
+            "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("outbox")),
+        }
+        _apply_environment(env)
+        from ledger.migrate import upgrade
+
+        upgrade(get_settings().require_database_url())
+        yield env
+        from ledger.db import dispose_engine
+
+        dispose_engine()
+        _drop_database(urls.database_url, database)
+
+
+def _wait_for_workers(count: int, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    from celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.poll() is None, f"worker exited early with code {process.returncode}"
+        if len(app.control.ping(timeout=0.5)) >= count:
+            return
+    raise TimeoutError(f"{count} workers did not answer ping within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def workers(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two worker processes: one on all lanes (concurrency 2), one dedicated to high."""
+    log_dir = tmp_path_factory.mktemp("worker-logs")
+    processes = [
+        spawn_worker(("high", "normal", "low"), concurrency=2, name="all", env=service_env, log_path=log_dir / "all.log"),
+        spawn_worker(("high",), concurrency=1, name="high", env=service_env, log_path=log_dir / "high.log"),
+    ]
+    try:
+        _wait_for_workers(len(processes), processes)
+        yield processes
+    finally:
+        stop_workers(processes)
+
+
+@pytest.fixture()
+def outbox(service_env: dict[str, str]) -> Path:
+    """Where the filesystem publisher writes articles and receipts in this session."""
+    return Path(service_env["BATCH_OUTPUT_DIR"])

@@ -1,0 +1,69 @@
+"""Helpers for integration tests: ledger queries and waiting for batches to end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ledger.db import transaction
+from ledger.models import Batch, DeliveryReceipt, Event, Item, StageOutput
+
+
+def make_orders(count: int, tag: str) -> list[dict[str, Any]]:
+    """Valid orders that all pass every stage."""
+    from cli.sample_orders import sample_orders
+
+    return sample_orders(count, seed=hash(tag) % 1000, tag=tag)
+
+
+def wait_for_final(batch_ids: list[str], timeout: float = 120.0) -> dict[str, str]:
+    """Poll the ledger until every batch is finalized; return their statuses."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with transaction() as session:
+            rows = session.execute(
+                select(Batch.id, Batch.status).where(
+                    Batch.id.in_(batch_ids), Batch.finalized_at.is_not(None)
+                )
+            )
+            done = {batch_id: status for batch_id, status in rows}
+        if len(done) == len(batch_ids):
+            return done
+        time.sleep(0.2)
+    raise TimeoutError(f"batches not finalized after {timeout}s: {set(batch_ids) - set(done)}")
+
+
+def ledger_counts() -> dict[str, int]:
+    """Row counts of every ledger table (to prove that nothing was written)."""
+    with transaction() as session:
+        return {
+            model.__tablename__: int(session.scalar(select(func.count()).select_from(model)) or 0)
+            for model in (Batch, Item, StageOutput, DeliveryReceipt, Event)
+        }
+
+
+def item_states(batch_id: str) -> dict[str, str]:
+    """order_id -> state for one batch."""
+    with transaction() as session:
+        rows = session.execute(select(Item.order_id, Item.state).where(Item.batch_id == batch_id))
+        return {order_id: state for order_id, state in rows}
+
+
+def receipts_per_item(batch_id: str) -> dict[int, int]:
+    """item_id -> number of receipts."""
+    with transaction() as session:
+        rows = session.execute(
+            select(DeliveryReceipt.item_id, func.count())
+            .where(DeliveryReceipt.batch_id == batch_id)
+            .group_by(DeliveryReceipt.item_id)
+        )
+        return {int(item): int(n) for item, n in rows}
+
+
+def finalize_events(batch_id: str) -> int:
+    """How many times the batch was finalized."""
+    with transaction() as session:
+        query = select(func.count()).where(Event.batch_id == batch_id, Event.kind == "finalized")
+        return int(session.scalar(query) or 0)
