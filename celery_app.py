@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
-from kombu import Queue
+from celery.signals import worker_init, worker_process_init
+from kombu.entity import Queue
 
+from metrics.logs import configure_logging
 from pipeline.settings import Settings, get_settings
 from pipeline.stages_catalog import PRIORITIES, STAGES
 
@@ -78,6 +79,12 @@ def reconfigure() -> None:
 
 app = Celery("batchline", include=["tasks"])
 app.conf.update(celery_config(get_settings()))
+
+
+@worker_init.connect
+def _worker_logging(**_: Any) -> None:
+    # Only worker processes log at LOG_LEVEL; importing the app (CLI, tests) changes nothing.
+    configure_logging(get_settings().log_level, get_settings().log_format)
 
 
 @worker_process_init.connect

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,9 @@ def submit_demo_batches(total: int, run_tag: str) -> list[DemoBatch]:
         if not chunk:
             continue
         batch_id = f"{run_tag}-{priority}"
-        batches.append(DemoBatch(priority, batch_id, len(chunk), time.time()))
+        submitted_at = time.time()
         submit_batch(chunk, "demo-project", priority, {"batch_id": batch_id})
+        batches.append(DemoBatch(priority, batch_id, len(chunk), submitted_at))
     return batches
 
 
@@ -62,7 +62,10 @@ def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[st
     statuses: dict[str, dict[str, Any]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=False) as bars:
-        ids = {b.batch_id: bars.add_task(f"{b.priority:>6} {b.batch_id}", total=b.orders) for b in batches}
+        ids = {
+            b.batch_id: bars.add_task(f"{b.priority:>6} {b.batch_id}", total=b.orders)
+            for b in batches
+        }
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for batch in batches:
@@ -75,36 +78,35 @@ def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[st
     return statuses
 
 
-def failure_reasons(batch_ids: list[str]) -> dict[str, int]:
-    """Count failed items by error class across ``batch_ids``."""
-    from sqlalchemy import select
-
+def ledger_report(batch_ids: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Per-stage timings and failures by class for ``batch_ids``, from the ledger."""
     from ledger.db import transaction
-    from ledger.models import Item
+    from ledger.reports import failures_by_class, stage_timings
 
     with transaction() as session:
-        rows = session.scalars(
-            select(Item.error_class).where(Item.batch_id.in_(batch_ids), Item.state == "FAILED")
-        )
-        return dict(Counter(str(name) for name in rows))
+        return stage_timings(session, batch_ids), failures_by_class(session, batch_ids)
 
 
 def summarize(batches: list[DemoBatch], statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Build the demo's summary (also printed as JSON with ``--json``)."""
-    outbox = get_settings().batch_output_dir.resolve()
     rows = []
     for batch in batches:
         status = statuses[batch.batch_id]
         rows.append({**status, "orders": batch.orders, "wall_seconds": _wall(status, batch)})
-    delivered = sum(row["completed"] for row in rows)
+    timings, failures = ledger_report([b.batch_id for b in batches])
     total = sum(batch.orders for batch in batches)
+    walls = [row["wall_seconds"] for row in rows if row["wall_seconds"] is not None]
+    elapsed = max(walls) if walls else None
     return {
         "orders": total,
-        "delivered": delivered,
+        "delivered": sum(row["completed"] for row in rows),
         "failed": sum(row["failed"] for row in rows),
+        "elapsed_seconds": elapsed,
+        "orders_per_second": round(total / elapsed, 1) if elapsed else None,
         "batches": rows,
-        "failure_reasons": failure_reasons([b.batch_id for b in batches]),
-        "articles_dir": str(outbox),
+        "stage_timings": timings,
+        "failure_reasons": failures,
+        "articles_dir": str(get_settings().batch_output_dir.resolve()),
     }
 
 
@@ -121,7 +123,10 @@ def run_demo(total: int, console: Console, timeout: float = 240.0) -> dict[str, 
     """Start workers, submit the sample batches, watch them and return the summary."""
     settings = get_settings()
     log_dir = Path("var/log")
-    specs = [("lanes", ("high", "normal", "low"), settings.batch_worker_concurrency), ("high", ("high",), 1)]
+    specs = [
+        ("lanes", ("high", "normal", "low"), settings.batch_worker_concurrency),
+        ("high", ("high",), 1),
+    ]
     run_tag = f"demo{int(time.time())}"
     with running_workers(specs, env={}, log_dir=log_dir):
         batches = submit_demo_batches(total, run_tag)

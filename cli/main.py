@@ -13,8 +13,11 @@ from rich.console import Console
 
 from pipeline.settings import SettingsError, get_settings
 
-app = typer.Typer(help="batchline: backlink batches through preflight, writing, QC and delivery.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="batchline: backlink batches through preflight, writing, QC and delivery.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
@@ -27,11 +30,17 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 @app.callback()
-def _check_settings() -> None:
+def _check_settings(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at LOG_LEVEL.")] = False,
+) -> None:
+    from metrics.logs import configure_logging
+
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as error:
         _fail(str(error))
+    # The CLI's own output is the interface; its logs stay quiet unless asked for.
+    configure_logging(settings.log_level if verbose else "WARNING", settings.log_format)
 
 
 @app.command()
@@ -42,22 +51,25 @@ def demo(
     """Start servers if needed, run workers, process sample batches at all priorities."""
     from cli.demo import run_demo
     from cli.environment import prepared_environment
-    from cli.render import summary_table
+    from cli.render import summary_table, timings_table
 
     quiet = Console(stderr=True) if as_json else console
     with prepared_environment() as urls:
         if urls.started:
             quiet.print(f"started embedded {', '.join(urls.started)}")
         summary = run_demo(orders, quiet)
+        summary["started_services"] = list(urls.started)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
         console.print(summary_table(summary))
+        console.print(timings_table(summary["stage_timings"]))
         console.print(f"articles and receipts: {summary['articles_dir']}")
         if summary["failure_reasons"]:
             console.print(f"failures by class: {summary['failure_reasons']}")
-    if summary["delivered"] == 0 or any(b["status"] not in ("completed", "partial")
-                                        for b in summary["batches"]):
+    if summary["delivered"] == 0 or any(
+        b["status"] not in ("completed", "partial") for b in summary["batches"]
+    ):
         raise typer.Exit(1)
 
 
@@ -112,7 +124,9 @@ def status(
 
 @app.command()
 def worker(
-    lanes: Annotated[str, typer.Option(help="Comma-separated lanes, in any order.")] = "high,normal,low",
+    lanes: Annotated[
+        str, typer.Option(help="Comma-separated lanes, in any order.")
+    ] = "high,normal,low",
     concurrency: Annotated[int, typer.Option(min=1)] = 0,
     events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
 ) -> None:
@@ -124,8 +138,20 @@ def worker(
     except ValueError as error:
         _fail(str(error))
     size = concurrency or get_settings().batch_worker_concurrency
-    argv = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues,
-            "-c", str(size), "--loglevel", get_settings().log_level]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(size),
+        "--loglevel",
+        get_settings().log_level,
+    ]
     os.execv(sys.executable, argv + (["-E"] if events else []))
 
 

@@ -12,8 +12,18 @@ from pipeline.stages_catalog import STAGES
 def status_table(status: dict[str, Any]) -> Table:
     """One batch's status as a two-column table."""
     table = Table(title=f"batch {status['batch_id']}", show_header=False)
-    for name in ("status", "priority", "total", "completed", "failed", "progress_percentage",
-                 "success_rate", "estimated_time_remaining", "created_at", "finalized_at"):
+    for name in (
+        "status",
+        "priority",
+        "total",
+        "completed",
+        "failed",
+        "progress_percentage",
+        "success_rate",
+        "estimated_time_remaining",
+        "created_at",
+        "finalized_at",
+    ):
         table.add_row(name, str(status.get(name)))
     for stage in STAGES:
         counts = status["stages"][stage]
@@ -22,14 +32,38 @@ def status_table(status: dict[str, Any]) -> Table:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The demo's per-batch, per-stage summary."""
-    table = Table(title=f"{summary['orders']} orders: {summary['delivered']} delivered, "
-                  f"{summary['failed']} failed")
-    for column in ("batch", "priority", "status", "orders", *STAGES, "delivered", "seconds"):
-        table.add_column(column, justify="right" if column not in ("batch", "status") else "left")
+    """The demo's per-batch summary: stage counts (done/failed), delivered, seconds."""
+    title = (
+        f"{summary['orders']} orders: {summary['delivered']} delivered, {summary['failed']} failed"
+        f" in {summary['elapsed_seconds']} s ({summary['orders_per_second']} orders/s)"
+    )
+    table = Table(title=title, caption="stage columns: done/failed")
+    table.add_column("priority")
+    table.add_column("status")
+    for column in ("orders", *STAGES, "delivered", "seconds"):
+        table.add_column(column, justify="right")
     for row in summary["batches"]:
         stages = [f"{row['stages'][s]['done']}/{row['stages'][s]['failed']}" for s in STAGES]
-        table.add_row(row["batch_id"], row["priority"], row["status"], str(row["orders"]),
-                      *stages, str(row["completed"]), str(row["wall_seconds"]))
-    table.caption = "stage columns: done/failed"
+        table.add_row(
+            row["priority"],
+            row["status"],
+            str(row["orders"]),
+            *stages,
+            str(row["completed"]),
+            str(row["wall_seconds"]),
+        )
+    return table
+
+
+def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
+    """Handler time per stage, from the ledger's stage outputs."""
+    table = Table(title="time per item and stage (handler only)")
+    for column in ("stage", "runs", "mean ms", "p95 ms", "failures"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in STAGES:
+        if stage in timings:
+            t = timings[stage]
+            table.add_row(
+                stage, str(t["runs"]), str(t["mean_ms"]), str(t["p95_ms"]), str(t["failures"])
+            )
     return table

@@ -61,7 +61,7 @@ def spawn_worker(
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),  # noqa: PLW1509 - the death signal needs it
+            preexec_fn=die_with_parent(),
             cwd=Path.cwd(),
         )
 

@@ -111,9 +111,7 @@ def item_ids_in_state(session: Session, batch_id: str, states: Sequence[str]) ->
 
 def state_counts(session: Session, batch_id: str) -> dict[str, int]:
     """Count the batch's items per state."""
-    query = (
-        select(Item.state, func.count()).where(Item.batch_id == batch_id).group_by(Item.state)
-    )
+    query = select(Item.state, func.count()).where(Item.batch_id == batch_id).group_by(Item.state)
     return {state: int(count) for state, count in session.execute(query)}
 
 

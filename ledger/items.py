@@ -37,7 +37,7 @@ class Outcome:
     ok: bool
     output: dict[str, Any]
     attempt: int
-    duration_ms: int = 0
+    duration_ms: float = 0.0
     error_class: str | None = None
     error_message: str | None = None
     receipt: dict[str, Any] | None = field(default=None)
@@ -192,5 +192,3 @@ def release_items(session: Session, item_ids: Sequence[int], owner: str) -> None
     """Give back leases so a retry (or another worker) can claim the items at once."""
     if item_ids:
         session.execute(_RELEASE, {"ids": list(item_ids), "owner": owner})
-
-

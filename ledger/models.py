@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -105,7 +106,7 @@ class StageOutput(Base):
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     ok: Mapped[bool] = mapped_column(nullable=False)
     output: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     created_at: Mapped[datetime] = _now()
 
 

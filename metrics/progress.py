@@ -68,7 +68,8 @@ def mark_finished(client: redis.Redis, batch_id: str, status: str) -> None:
 
 def read_progress(client: redis.Redis, batch_id: str) -> dict[str, str]:
     """Return the raw hash (empty if Redis lost it)."""
-    return dict(client.hgetall(progress_key(batch_id)))
+    raw: dict[str, str] = client.hgetall(progress_key(batch_id))  # type: ignore[assignment]
+    return dict(raw)
 
 
 def rebuild_progress(
@@ -87,7 +88,7 @@ def rebuild_progress(
     """
     past = _items_past_each_stage(state_counts)
     failed = state_counts.get("FAILED", 0)
-    fields: dict[str, str | float | int] = {
+    values: dict[str, str | float | int] = {
         "total": total,
         "completed": state_counts.get("DELIVERED", 0),
         "failed": failed,
@@ -97,13 +98,14 @@ def rebuild_progress(
         "status": status.lower(),
         **{f"{stage}_done": past[stage] for stage in STAGES},
     }
+    fields = {name: str(value) for name, value in values.items()}
     key = progress_key(batch_id)
     pipe = client.pipeline()
     pipe.delete(key)
-    pipe.hset(key, mapping=fields)
+    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping is invariant
     pipe.expire(key, _ttl_seconds())
     pipe.execute()
-    return {name: str(value) for name, value in fields.items()}
+    return fields
 
 
 _ORDER = ("PENDING", "PREFLIGHT", "WRITING", "QC", "APPROVED", "DELIVERED")

@@ -169,7 +169,9 @@ def _raise_first(error: ValidationError, prefix: str) -> NoReturn:
 
 def _check_shape(documents: Any, max_items: int) -> list[Any]:
     if not isinstance(documents, list | tuple):
-        raise ManifestError("documents", f"must be a list of orders, got {type(documents).__name__}")
+        raise ManifestError(
+            "documents", f"must be a list of orders, got {type(documents).__name__}"
+        )
     if not documents:
         raise ManifestError("documents", "must contain at least one order")
     if len(documents) > max_items:

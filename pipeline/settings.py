@@ -60,9 +60,8 @@ class Settings(BaseSettings):
     def _check_relations(self) -> Settings:
         for stage in STAGES:
             if self.chunk_optimal(stage) > self.chunk_max(stage):
-                raise ValueError(
-                    f"BATCH_CHUNK_{stage.upper()}_OPTIMAL must not exceed BATCH_CHUNK_{stage.upper()}_MAX"
-                )
+                name = f"BATCH_CHUNK_{stage.upper()}"
+                raise ValueError(f"{name}_OPTIMAL must not exceed {name}_MAX")
         if self.batch_task_soft_time_limit >= self.batch_task_time_limit:
             raise ValueError("BATCH_TASK_SOFT_TIME_LIMIT must be below BATCH_TASK_TIME_LIMIT")
         # A chunk still running when the broker's visibility timeout expires is

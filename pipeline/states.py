@@ -35,7 +35,9 @@ class BatchStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL_ITEM_STATES: Final = frozenset({ItemState.DELIVERED, ItemState.FAILED, ItemState.CANCELLED})
+TERMINAL_ITEM_STATES: Final = frozenset(
+    {ItemState.DELIVERED, ItemState.FAILED, ItemState.CANCELLED}
+)
 FINAL_BATCH_STATUSES: Final = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.PARTIAL, BatchStatus.FAILED, BatchStatus.CANCELLED}
 )

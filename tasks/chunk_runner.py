@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 
 from ledger.db import transaction
 from ledger.items import (
@@ -82,8 +83,23 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
-    results = [_run_item(request, item, inputs.get(item.item_id)) for item in claimed]
-    return _commit(request, owner, claimed, results)
+    return _commit(request, owner, claimed, _run_items(request, claimed, inputs))
+
+
+def _run_items(
+    request: ChunkRequest, claimed: list[ClaimedItem], inputs: dict[int, object]
+) -> list[_ItemResult]:
+    results: list[_ItemResult] = []
+    for index, item in enumerate(claimed):
+        try:
+            results.append(_run_item(request, item, inputs.get(item.item_id)))
+        except SoftTimeLimitExceeded:
+            # Out of time: keep what finished, hand the rest back to be retried at once
+            # rather than failing the item that happened to be running.
+            log.warning("chunk.soft_time_limit", stage=request.stage, left=len(claimed) - index)
+            results.extend(_ItemResult(i.item_id, None, retry_after=0.0) for i in claimed[index:])
+            break
+    return results
 
 
 def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _ItemResult:
@@ -92,7 +108,9 @@ def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _It
     try:
         order = OrderDocument.model_validate(item.document)
         output = HANDLERS[request.stage](order, previous, context)
-    except Exception as error:  # noqa: BLE001 - poison isolation: one item never sinks the chunk
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:  # poison isolation: one item never sinks its chunk
         return _failure(request, item, error, _elapsed_ms(started))
     outcome = Outcome(
         item_id=item.item_id,
@@ -106,7 +124,7 @@ def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _It
     return _ItemResult(item.item_id, outcome)
 
 
-def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: int) -> _ItemResult:
+def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: float) -> _ItemResult:
     category = categorize(error)
     if category in RETRYABLE and item.attempts <= request.max_retries:
         delay = retry_delay(error, item.attempts)
@@ -152,5 +170,5 @@ def _commit(
     )
 
 
-def _elapsed_ms(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

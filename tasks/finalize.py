@@ -26,6 +26,6 @@ def finalize_if_complete(batch_id: str) -> str | None:
     log.info("batch.finalized", batch_id=batch_id, status=status)
     try:
         mark_finished(redis_client(), batch_id, status)
-    except Exception as error:  # noqa: BLE001 - progress is rebuildable; the ledger already ended it
+    except Exception as error:
         log.warning("progress.unavailable", batch_id=batch_id, error=str(error))
     return status

@@ -13,8 +13,8 @@ from ledger.models import Batch
 from metrics.progress import read_progress, rebuild_progress
 from metrics.redis_client import redis_client
 from pipeline.stages_catalog import STAGES
-from pipeline.status import Counters, summarize
 from pipeline.states import FINAL_BATCH_STATUSES
+from pipeline.status import Counters, summarize
 
 
 class UnknownBatch(LookupError):
@@ -51,14 +51,17 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         raise UnknownBatch(f"no batch with id {batch_id!r}")
     progress = _load_progress(batch)
     finished = batch.status in FINAL_BATCH_STATUSES
-    number = lambda name: int(float(progress.get(name, 0)))  # noqa: E731
+
+    def number(name: str) -> int:
+        return int(float(progress.get(name) or 0))
+
     counters = Counters(
         total=batch.total_items,
         completed=number("completed"),
         failed=number("failed"),
         cancelled=number("cancelled"),
         started_at=float(progress.get("started_at", batch.created_at.timestamp())),
-        updated_at=float(progress.get("finished_at") or progress.get("updated_at", 0.0)),
+        updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0),
     )
     return {
         "batch_id": batch.id,

@@ -37,11 +37,15 @@ def _fresh_database(admin_url: str) -> tuple[str, str]:
 
 def _drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def _scratch_redis(url: str) -> str:
-    base, _, _ = url.rstrip("/").rpartition("/") if url.count("/") > 2 else (url.rstrip("/"), "", "")
+    base, _, _ = (
+        url.rstrip("/").rpartition("/") if url.count("/") > 2 else (url.rstrip("/"), "", "")
+    )
     scratch = f"{base}/{TEST_REDIS_DB}"
     redis.Redis.from_url(scratch).flushdb()
     return scratch
@@ -81,7 +85,9 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         _drop_database(urls.database_url, database)
 
 
-def _wait_for_workers(count: int, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+def _wait_for_workers(
+    count: int, processes: list[subprocess.Popen[bytes]], timeout: float = 60
+) -> None:
     from celery_app import app
 
     deadline = time.monotonic() + timeout
@@ -94,12 +100,22 @@ def _wait_for_workers(count: int, processes: list[subprocess.Popen[bytes]], time
 
 
 @pytest.fixture(scope="session")
-def workers(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Two worker processes: one on all lanes (concurrency 2), one dedicated to high."""
     log_dir = tmp_path_factory.mktemp("worker-logs")
     processes = [
-        spawn_worker(("high", "normal", "low"), concurrency=2, name="all", env=service_env, log_path=log_dir / "all.log"),
-        spawn_worker(("high",), concurrency=1, name="high", env=service_env, log_path=log_dir / "high.log"),
+        spawn_worker(
+            ("high", "normal", "low"),
+            concurrency=2,
+            name="all",
+            env=service_env,
+            log_path=log_dir / "all.log",
+        ),
+        spawn_worker(
+            ("high",), concurrency=1, name="high", env=service_env, log_path=log_dir / "high.log"
+        ),
     ]
     try:
         _wait_for_workers(len(processes), processes)
