@@ -21,7 +21,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -74,10 +74,25 @@ def demo(
 
 
 def _read_manifest(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text)
+    """Parse a JSON list or JSONL file; raise ``ValueError`` naming the line that is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if path.suffix != ".jsonl":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from None
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            documents.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} line {number}: not valid JSON: {error.msg}") from None
+    return documents
 
 
 @app.command()
@@ -93,8 +108,8 @@ def submit(
 
     try:
         documents = _read_manifest(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        _fail(f"{file}: not valid JSON: {error}")
+    except ValueError as error:
+        _fail(str(error))
     options = {"batch_id": batch_id} if batch_id else {}
     try:
         result = submit_batch(documents, project, priority or None, options)

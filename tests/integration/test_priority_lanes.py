@@ -10,12 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from cli.workers import spawn_worker, stop_workers
 from ledger.db import transaction
-from tests.integration.helpers import make_orders, wait_for_final
+from tests.integration.helpers import isolated_redis, make_orders, wait_for_final
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +35,6 @@ _SPAN = text(
 )
 
 
-def _isolated_redis(url: str) -> str:
-    base = url.rsplit("/", 1)[0]
-    isolated = f"{base}/{LANE_TEST_REDIS_DB}"
-    client = redis.Redis.from_url(isolated)
-    client.flushdb()
-    client.close()
-    return isolated
-
-
 def _submit_in_child(batches: list[dict[str, object]], env: dict[str, str], tmp: Path) -> None:
     manifest = tmp / "batches.json"
     manifest.write_text(json.dumps(batches))
@@ -54,7 +44,7 @@ def _submit_in_child(batches: list[dict[str, object]], env: dict[str, str], tmp:
 
 def test_high_batch_overtakes_a_queued_low_backlog(service_env, tmp_path: Path) -> None:
     # Given a low backlog and then a high batch, queued while no worker runs
-    env = {**service_env, "REDIS_URL": _isolated_redis(service_env["REDIS_URL"])}
+    env = {**service_env, "REDIS_URL": isolated_redis(service_env["REDIS_URL"], LANE_TEST_REDIS_DB)}
     tag = uuid.uuid4().hex[:8]
     low, normal, high = f"{tag}-low", f"{tag}-normal", f"{tag}-high"
     _submit_in_child(

@@ -1,0 +1,130 @@
+"""The ``batchline`` command as a user runs it, against the session's servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import (
+    isolated_redis,
+    ledger_counts,
+    make_orders,
+    wait_for_final,
+)
+
+pytestmark = pytest.mark.e2e
+
+DEMO_REDIS_DB = 13
+
+STATUS_FIELDS = {
+    "status",
+    "progress_percentage",
+    "completed",
+    "total",
+    "success_rate",
+    "estimated_time_remaining",
+}
+
+
+def batchline(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a child process with the session's servers."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_submit_jsonl_then_status_json_reports_every_field(
+    workers, service_env, tmp_path: Path
+) -> None:
+    batch_id = f"cli-{uuid.uuid4().hex[:8]}"
+    manifest = tmp_path / "orders.jsonl"
+    manifest.write_text("\n".join(json.dumps(order) for order in make_orders(7, batch_id)))
+
+    submitted = batchline(
+        "submit", str(manifest), "--priority", "high", "--batch-id", batch_id, env=service_env
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert json.loads(submitted.stdout)["batch_id"] == batch_id
+    wait_for_final([batch_id])
+
+    shown = batchline("status", batch_id, "--json", env=service_env)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert set(status) >= STATUS_FIELDS
+    assert (status["status"], status["total"], status["completed"]) == ("completed", 7, 7)
+    assert (status["progress_percentage"], status["success_rate"]) == (100.0, 100.0)
+
+
+def test_submit_rejects_a_bad_manifest_naming_the_field(service_env, tmp_path: Path) -> None:
+    orders = make_orders(3, "cli-bad")
+    orders[1]["language"] = "english"
+    manifest = tmp_path / "orders.json"
+    manifest.write_text(json.dumps(orders))
+    before = ledger_counts()
+
+    result = batchline("submit", str(manifest), env=service_env)
+
+    assert result.returncode == 2
+    assert "documents[1].language" in result.stderr and "two-letter" in result.stderr
+    assert ledger_counts() == before
+
+
+def test_submit_rejects_malformed_json(service_env, tmp_path: Path) -> None:
+    manifest = tmp_path / "orders.json"
+    manifest.write_text('[{"order_id": "x",')
+    result = batchline("submit", str(manifest), env=service_env)
+    assert result.returncode == 2
+    assert "not valid JSON" in result.stderr
+
+
+def test_status_of_unknown_batch_fails_clearly(service_env) -> None:
+    result = batchline("status", "no-such-batch", "--json", env=service_env)
+    assert result.returncode == 1
+    assert "no batch with id 'no-such-batch'" in result.stderr
+
+
+def test_bad_setting_stops_the_cli_naming_the_variable(service_env) -> None:
+    result = batchline("status", "x", env={**service_env, "BATCH_MAX_ITEMS": "lots"})
+    assert result.returncode == 2
+    assert "BATCH_MAX_ITEMS" in result.stderr
+
+
+def test_demo_uses_configured_servers_and_starts_nothing(service_env, tmp_path: Path) -> None:
+    # Its own Redis database: the session's workers must not take the demo's chunks.
+    env = {
+        **service_env,
+        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], DEMO_REDIS_DB),
+        "BATCH_OUTPUT_DIR": str(tmp_path / "outbox"),
+    }
+    result = batchline("demo", "--orders", "30", "--json", env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["started_services"] == []
+    assert summary["orders"] == 30 and summary["delivered"] >= 28
+    assert {batch["priority"] for batch in summary["batches"]} == {"high", "normal", "low"}
+    assert set(summary["stage_timings"]) == {"preflight", "writing", "qc", "delivery"}
+    assert len(list((tmp_path / "outbox").glob("*/*.receipt.json"))) == summary["delivered"]
+
+
+def test_submit_names_the_bad_jsonl_line_and_invalid_utf8(service_env, tmp_path: Path) -> None:
+    orders = make_orders(2, "cli-jsonl")
+    manifest = tmp_path / "orders.jsonl"
+    manifest.write_text(json.dumps(orders[0]) + "\n" + json.dumps(orders[1])[:-3] + "\n")
+    assert "line 2: not valid JSON" in batchline("submit", str(manifest), env=service_env).stderr
+
+    manifest.write_bytes(b'[{"order_id": "caf\xe9"}]')
+    manifest_json = manifest.rename(tmp_path / "orders.json")
+    result = batchline("submit", str(manifest_json), env=service_env)
+    assert result.returncode == 2 and "not UTF-8" in result.stderr
