@@ -17,6 +17,9 @@ ALL_LANES = ("high", "normal", "low")
 
 def queues_for(lanes: Sequence[str]) -> str:
     """Celery ``-Q`` value for ``lanes``, in strict priority order."""
+    if not lanes:
+        # An empty -Q would make Celery consume every queue, recovery and maintenance too.
+        raise ValueError("name at least one lane: high, normal or low")
     unknown = set(lanes) - set(ALL_LANES)
     if unknown:
         raise ValueError(f"unknown lane(s): {', '.join(sorted(unknown))}")

@@ -16,6 +16,7 @@ from pipeline.errors import BatchlineError, ErrorCategory, RateLimited
 RETRYABLE: Final = frozenset(
     {ErrorCategory.TRANSIENT, ErrorCategory.RESOURCE, ErrorCategory.RATE_LIMIT}
 )
+_MAX_EXPONENT: Final = 30  # 2**30 s is far past any cap; larger exponents only risk overflow
 _RESOURCE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.ENOMEM, errno.EDQUOT})
 
 
@@ -49,9 +50,9 @@ def retry_delay(error: BaseException, attempt: int, *, cap: float = 300.0) -> fl
         assert isinstance(error, RateLimited)
         if error.retry_after is not None:
             return min(max(error.retry_after, 0.0), cap)
-        return min(2.0**attempt, cap)
+        return min(2.0 ** min(attempt, _MAX_EXPONENT), cap)
     if category is ErrorCategory.RESOURCE:
         return min(10.0 * attempt, cap)
     if attempt <= 1:
         return 0.0
-    return min(2.0 ** (attempt - 1), cap)
+    return min(2.0 ** min(attempt - 1, _MAX_EXPONENT), cap)

@@ -26,7 +26,9 @@ from pydantic import (
 
 from pipeline.stages_catalog import PRIORITIES
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls (but tab and newlines), DEL and the C1 range (8-bit terminal escapes).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MAX_METADATA_DEPTH = 10
 MAX_METADATA_BYTES = 8_192
 
 
@@ -74,6 +76,17 @@ LanguageCode = Annotated[
 ]
 
 
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply ``value`` nests, stopping early once past the limit (no recursion blow-up)."""
+    if level > MAX_METADATA_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level + 1)
+    if isinstance(value, list | tuple):
+        return max((_depth(item, level + 1) for item in value), default=level + 1)
+    return level
+
+
 class OrderDocument(BaseModel):
     """One order: a backlink article for a customer on a publisher's site."""
 
@@ -99,8 +112,13 @@ class OrderDocument(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_is_small_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"is nested deeper than {MAX_METADATA_DEPTH} levels")
         try:
-            size = len(json.dumps(value, allow_nan=False).encode())
+            # ensure_ascii=False + strict UTF-8 rejects lone surrogates PostgreSQL would refuse.
+            size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (found a lone surrogate)") from None
         except (TypeError, ValueError) as error:
             raise ValueError(f"must be plain JSON ({error})") from None
         if size > MAX_METADATA_BYTES:

@@ -182,12 +182,6 @@ def test_a_later_attempt_never_waits_less(error: BaseException, attempt: int) ->
     assert retry_delay(error, attempt + 1) >= retry_delay(error, attempt)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG (latent): 2.0 ** attempt is computed before min(..., cap), so attempt >= 1025 "
-    "raises OverflowError instead of returning the cap; unreachable while max_retries <= 20",
-)
 @pytest.mark.parametrize("error", [TransientError("t"), RateLimited("429")])
 def test_a_very_large_attempt_number_still_gives_the_cap(error: BaseException) -> None:
     assert retry_delay(error, 1_100) == 300.0

@@ -138,7 +138,10 @@ def test_a_bad_value_raises_settings_error_naming_the_variable(
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
-        ({"BATCH_CHUNK_QC_OPTIMAL": "500"}, "BATCH_CHUNK_QC_OPTIMAL must not exceed BATCH_CHUNK_QC_MAX"),
+        (
+            {"BATCH_CHUNK_QC_OPTIMAL": "500"},
+            "BATCH_CHUNK_QC_OPTIMAL must not exceed BATCH_CHUNK_QC_MAX",
+        ),
         (
             {"BATCH_CHUNK_WRITING_MAX": "4"},
             "BATCH_CHUNK_WRITING_OPTIMAL must not exceed BATCH_CHUNK_WRITING_MAX",

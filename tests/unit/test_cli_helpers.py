@@ -1,0 +1,161 @@
+"""CLI helpers that need no servers: worker queues, sample orders and the demo's split."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cli.demo import split_counts
+from cli.sample_orders import sample_orders
+from cli.workers import ALL_LANES, queues_for, worker_command
+from pipeline.manifest import validate_submission
+
+# --- queues_for -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lanes", "queues"),
+    [
+        (["high", "normal", "low"], "batch.high,batch.normal,batch.low"),
+        (["low", "normal", "high"], "batch.high,batch.normal,batch.low"),
+        (["low", "high"], "batch.high,batch.low"),
+        (["normal", "low"], "batch.normal,batch.low"),
+        (["high"], "batch.high"),
+        (("low",), "batch.low"),
+        (["low", "low", "high"], "batch.high,batch.low"),
+    ],
+)
+def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: str) -> None:
+    assert queues_for(lanes) == queues
+
+
+@settings(deadline=None, database=None)
+@given(lanes=st.lists(st.sampled_from(ALL_LANES), min_size=1, max_size=6))
+def test_any_order_of_lanes_gives_high_before_normal_before_low(lanes: list[str]) -> None:
+    queues = queues_for(lanes).split(",")
+
+    assert queues == [f"batch.{lane}" for lane in ("high", "normal", "low") if lane in lanes]
+
+
+@pytest.mark.parametrize(
+    ("lanes", "named"),
+    [(["urgent"], "urgent"), (["high", "HIGH"], "HIGH"), (["high", "z", "a"], "a, z")],
+)
+def test_an_unknown_lane_raises_value_error_naming_it(lanes: list[str], named: str) -> None:
+    with pytest.raises(ValueError, match=f"unknown lane\\(s\\): {named}$"):
+        queues_for(lanes)
+
+
+def test_an_empty_list_of_lanes_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        queues_for([])
+
+
+# --- worker_command -------------------------------------------------------------------
+
+
+def test_worker_command_runs_celery_on_the_ordered_queues() -> None:
+    command = worker_command(["low", "high"], 3, "edge")
+
+    assert command[:6] == [sys.executable, "-m", "celery", "-A", "celery_app", "worker"]
+    assert command[command.index("-Q") + 1] == "batch.high,batch.low"
+    assert command[command.index("-c") + 1] == "3"
+    assert command[command.index("-n") + 1] == "edge@%h"
+    assert "--without-gossip" in command
+    assert "--without-mingle" in command
+    assert all(isinstance(part, str) for part in command)
+
+
+def test_worker_command_rejects_an_unknown_lane() -> None:
+    with pytest.raises(ValueError, match="bulk"):
+        worker_command(["high", "bulk"], 1, "w")
+
+
+# --- sample orders --------------------------------------------------------------------
+
+
+def test_sample_orders_gives_the_requested_number_of_valid_orders() -> None:
+    orders = sample_orders(200)
+
+    submission = validate_submission(orders, "demo-project", "normal", None, max_items=100_000)
+
+    assert len(submission.documents) == 200
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 57])
+def test_sample_orders_gives_exactly_n_orders(count: int) -> None:
+    assert len(sample_orders(count)) == count
+
+
+def test_sample_order_ids_are_numbered_under_the_tag() -> None:
+    orders = sample_orders(3, tag="run-42")
+
+    assert [order["order_id"] for order in orders] == [
+        "run-42-000001",
+        "run-42-000002",
+        "run-42-000003",
+    ]
+
+
+def _without_deadline(orders: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: v for k, v in order.items() if k != "deadline"} for order in orders]
+
+
+def test_the_same_seed_gives_the_same_orders_apart_from_the_moving_deadline() -> None:
+    first = sample_orders(50, seed=11)
+    second = sample_orders(50, seed=11)
+
+    assert [o["order_id"] for o in first] == [o["order_id"] for o in second]
+    assert _without_deadline(first) == _without_deadline(second)
+
+
+def test_another_seed_gives_other_orders_with_the_same_ids() -> None:
+    first = sample_orders(50, seed=1)
+    second = sample_orders(50, seed=2)
+
+    assert [o["order_id"] for o in first] == [o["order_id"] for o in second]
+    assert _without_deadline(first) != _without_deadline(second)
+
+
+def test_200_sample_orders_cover_english_swedish_and_german() -> None:
+    languages = Counter(order["language"] for order in sample_orders(200))
+
+    assert {"en", "sv", "de"} <= set(languages)
+
+
+def test_sample_deadlines_carry_a_time_zone() -> None:
+    submission = validate_submission(sample_orders(20), "p", "low", None, max_items=20)
+
+    for order in submission.documents:
+        assert order.deadline is not None
+        assert order.deadline.utcoffset() is not None
+
+
+# --- demo split -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "expected"),
+    [
+        (200, [("high", 20), ("normal", 100), ("low", 80)]),
+        (3, [("high", 1), ("normal", 2), ("low", 0)]),
+        (10, [("high", 1), ("normal", 5), ("low", 4)]),
+    ],
+)
+def test_split_counts_follows_the_demo_shares(total: int, expected: list[tuple[str, int]]) -> None:
+    assert split_counts(total) == expected
+
+
+@settings(deadline=None, database=None)
+@given(total=st.integers(1, 100_000))
+def test_split_counts_sums_to_the_total_and_high_gets_at_least_one(total: int) -> None:
+    plan = split_counts(total)
+
+    assert [priority for priority, _ in plan] == ["high", "normal", "low"]
+    assert sum(count for _, count in plan) == total
+    assert plan[0][1] >= 1
+    assert all(count >= 0 for _, count in plan)
