@@ -28,6 +28,8 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
         return {"queue": LANES[(kwargs or {}).get("priority", "normal")]}
     if name.startswith("batchline.recovery."):
         return {"queue": RECOVERY_QUEUE}
+    if name.startswith("batchline.maintenance."):
+        return {"queue": MAINTENANCE_QUEUE}
     return None
 
 
@@ -68,7 +70,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
         timezone="UTC",
-        beat_schedule={},
+        beat_schedule={
+            "sweep": {
+                "task": "batchline.maintenance.sweep",
+                "schedule": settings.batch_sweep_interval_seconds,
+                # A sweep nobody ran in time is replaced by the next one, not queued up.
+                "options": {"expires": settings.batch_sweep_interval_seconds},
+            },
+        },
     )
 
 
@@ -77,7 +86,7 @@ def reconfigure() -> None:
     app.conf.update(celery_config(get_settings()))
 
 
-app = Celery("batchline", include=["tasks"])
+app = Celery("batchline", include=["tasks", "recovery.tasks"])
 app.conf.update(celery_config(get_settings()))
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.sample_orders import sample_orders
-from cli.workers import running_workers
+from cli.workers import ALL_LANES, running_workers
 from pipeline.settings import get_settings
 
 #: Share of the demo's orders per priority.
@@ -124,11 +124,11 @@ def run_demo(total: int, console: Console, timeout: float = 240.0) -> dict[str, 
     settings = get_settings()
     log_dir = Path("var/log")
     specs = [
-        ("lanes", ("high", "normal", "low"), settings.batch_worker_concurrency),
+        ("lanes", ALL_LANES, settings.batch_worker_concurrency),
         ("high", ("high",), 1),
     ]
     run_tag = f"demo{int(time.time())}"
-    with running_workers(specs, env={}, log_dir=log_dir):
+    with running_workers(specs, env={}, log_dir=log_dir, with_beat=True):
         batches = submit_demo_batches(total, run_tag)
         console.print(f"submitted {total} orders in {len(batches)} batches ({run_tag})")
         statuses = watch(batches, console, timeout)

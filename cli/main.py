@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
 app = typer.Typer(
@@ -84,6 +85,8 @@ def _read_manifest(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
+        except RecursionError:
+            raise ValueError(f"{path}: not valid JSON: nested too deeply") from None
     documents = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -92,6 +95,8 @@ def _read_manifest(path: Path) -> Any:
             documents.append(json.loads(line))
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} line {number}: not valid JSON: {error.msg}") from None
+        except RecursionError:
+            raise ValueError(f"{path} line {number}: not valid JSON: nested too deeply") from None
     return documents
 
 
@@ -140,8 +145,8 @@ def status(
 @app.command()
 def worker(
     lanes: Annotated[
-        str, typer.Option(help="Comma-separated lanes, in any order.")
-    ] = "high,normal,low",
+        str, typer.Option(help="Comma-separated: maintenance, recovery, high, normal, low.")
+    ] = ",".join(DEFAULT_LANES),
     concurrency: Annotated[int, typer.Option(min=1)] = 0,
     events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
 ) -> None:
@@ -168,6 +173,54 @@ def worker(
         get_settings().log_level,
     ]
     os.execv(sys.executable, argv + (["-E"] if events else []))
+
+
+def _control(action: str, *args: str) -> None:
+    import tasks.control as control
+
+    try:
+        result = getattr(control, action)(*args)
+    except control.ControlRefused as error:
+        _fail(str(error), code=1)
+    print(json.dumps(result))
+
+
+@app.command()
+def pause(batch_id: str) -> None:
+    """Pause a batch: nothing new is claimed, running chunks finish."""
+    _control("pause_batch", batch_id)
+
+
+@app.command()
+def resume(batch_id: str) -> None:
+    """Resume a paused batch and send its waiting orders out again."""
+    _control("resume_batch", batch_id)
+
+
+@app.command()
+def cancel(batch_id: str) -> None:
+    """Cancel a batch: waiting orders end as CANCELLED, then the batch is finalized."""
+    _control("cancel_batch", batch_id)
+
+
+@app.command()
+def halt(reason: Annotated[str, typer.Option(help="Why; kept in the ledger.")]) -> None:
+    """Stop all workers from claiming work (as a CRITICAL error does)."""
+    _control("halt_all", reason)
+
+
+@app.command("resume-all")
+def resume_all() -> None:
+    """Lift a halt after inspection; all waiting work is sent out again."""
+    _control("resume_all")
+
+
+@app.command()
+def sweep() -> None:
+    """Run the sweeper once now (beat runs it every BATCH_SWEEP_INTERVAL_SECONDS)."""
+    from recovery.sweeper import sweep as run_sweep
+
+    print(json.dumps(run_sweep().as_dict()))
 
 
 @db_app.command("upgrade")

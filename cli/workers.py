@@ -12,14 +12,18 @@ from pathlib import Path
 
 from cli.embedded import die_with_parent
 
-ALL_LANES = ("high", "normal", "low")
+#: Queue suffixes in the order a worker polls them. Housekeeping comes first: a sweep
+#: takes milliseconds, and behind a deep low backlog it would otherwise never run.
+ALL_LANES = ("maintenance", "recovery", "high", "normal", "low")
+WORK_LANES = ("high", "normal", "low")
+DEFAULT_LANES = ALL_LANES
 
 
 def queues_for(lanes: Sequence[str]) -> str:
     """Celery ``-Q`` value for ``lanes``, in strict priority order."""
     if not lanes:
-        # An empty -Q would make Celery consume every queue, recovery and maintenance too.
-        raise ValueError("name at least one lane: high, normal or low")
+        # An empty -Q would make Celery consume every queue.
+        raise ValueError(f"name at least one lane: {', '.join(ALL_LANES)}")
     unknown = set(lanes) - set(ALL_LANES)
     if unknown:
         raise ValueError(f"unknown lane(s): {', '.join(sorted(unknown))}")
@@ -69,6 +73,34 @@ def spawn_worker(
         )
 
 
+def spawn_beat(
+    *, env: Mapping[str, str], log_path: Path, schedule_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start celery beat (the sweeper's clock) as a child that dies with this process."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "beat",
+        "--schedule",
+        str(schedule_path),
+        "--loglevel",
+        "WARNING",
+    ]
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
+            cwd=Path.cwd(),
+        )
+
+
 def stop_workers(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
     """Ask workers to finish their current task (SIGTERM), then kill what is left."""
     for process in processes:
@@ -84,15 +116,24 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 
 
 @contextmanager
 def running_workers(
-    specs: Sequence[tuple[str, Sequence[str], int]], *, env: Mapping[str, str], log_dir: Path
+    specs: Sequence[tuple[str, Sequence[str], int]],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    with_beat: bool = False,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Run one worker per ``(name, lanes, concurrency)`` for the ``with`` block."""
+    """Run one worker per ``(name, lanes, concurrency)`` (and beat) for the ``with`` block."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for name, lanes, concurrency in specs:
             log_path = log_dir / f"{name}.log"
             processes.append(
                 spawn_worker(lanes, concurrency=concurrency, name=name, env=env, log_path=log_path)
+            )
+        if with_beat:
+            schedule = log_dir / "beat-schedule"
+            processes.append(
+                spawn_beat(env=env, log_path=log_dir / "beat.log", schedule_path=schedule)
             )
         yield processes
     finally:

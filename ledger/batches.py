@@ -146,3 +146,22 @@ def finalize_if_done(session: Session, batch_id: str) -> str | None:
         return None
     add_event(session, batch_id=batch_id, kind="finalized", data={"status": status, **counts})
     return str(status)
+
+
+def set_batch_status(
+    session: Session, batch_id: str, *, allowed_from: Sequence[str], to: str, actor: str
+) -> bool:
+    """Move an unfinished batch from one of ``allowed_from`` to ``to``; log it; False if not."""
+    moved = session.execute(
+        update(Batch)
+        .where(
+            Batch.id == batch_id,
+            Batch.status.in_(list(allowed_from)),
+            Batch.finalized_at.is_(None),
+        )
+        .values(status=to)
+        .returning(Batch.id)
+    ).first()
+    if moved is not None:
+        add_event(session, batch_id=batch_id, kind=f"status:{to.lower()}", data={"by": actor})
+    return moved is not None

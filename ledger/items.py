@@ -12,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from ledger.models import DeliveryReceipt, StageOutput
+from pipeline.states import IllegalTransition, ItemState, is_legal
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ _CLAIM = text(
            lease_expires_at = now() + make_interval(secs => :lease),
            attempts = attempts + 1, updated_at = now()
     WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
-      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = :reserved_for)
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
+      AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     RETURNING id, document, attempts
     """
 )
@@ -65,11 +70,13 @@ def claim_items(
     stage_state: str,
     owner: str,
     lease_seconds: int,
+    reserved_for: str = "",
 ) -> list[ClaimedItem]:
     """Lease the chunk's items that are waiting for this stage and not held by anyone.
 
-    Items already past the stage, leased to a live worker, or in a batch that is
-    not RUNNING (paused, cancelled, finished) are skipped.
+    Items already past the stage, leased to a live worker, in a batch that is not
+    RUNNING (paused, cancelled, finished), or anything while the system is halted
+    are skipped. ``reserved_for`` lets a retry take back the items it reserved.
     """
     rows = session.execute(
         _CLAIM,
@@ -80,6 +87,7 @@ def claim_items(
             "batch_id": batch_id,
             "ids": list(item_ids),
             "entry_states": list(entry_states),
+            "reserved_for": reserved_for,
         },
     )
     claimed = [ClaimedItem(int(i), dict(doc), int(att)) for i, doc, att in rows]
@@ -125,6 +133,7 @@ def record_outcomes(
     """
     if not outcomes:
         return set()
+    _check_transitions(stage_state, outcomes)
     payload = [
         {
             "item_id": o.item_id,
@@ -142,6 +151,18 @@ def record_outcomes(
     }
     _store_outputs(session, stage, [o for o in outcomes if o.item_id in moved])
     return moved
+
+
+def _check_transitions(stage_state: str, outcomes: Sequence[Outcome]) -> None:
+    for outcome in outcomes:
+        current, target = ItemState(stage_state), ItemState(outcome.new_state)
+        if not is_legal(current, target):
+            log.error(
+                "item.illegal_transition", item_id=outcome.item_id, current=current, target=target
+            )
+            raise IllegalTransition(
+                f"item {outcome.item_id}: illegal transition {current} -> {target}"
+            )
 
 
 def _store_outputs(session: Session, stage: str, outcomes: Sequence[Outcome]) -> None:
@@ -178,6 +199,45 @@ def store_receipts(session: Session, batch_id: str, outcomes: Sequence[Outcome])
     ]
     if rows:
         session.execute(pg_insert(DeliveryReceipt).on_conflict_do_nothing(), rows)
+
+
+_DEFER = text(
+    """
+    UPDATE items SET lease_owner = :reservation,
+           lease_expires_at = now() + make_interval(secs => :hold),
+           attempts = attempts - :refund, updated_at = now()
+    WHERE id = ANY(:ids) AND lease_owner = :owner
+    """
+)
+
+
+def defer_items(
+    session: Session,
+    item_ids: Sequence[int],
+    *,
+    owner: str,
+    reservation: str,
+    hold_seconds: float,
+    refund_attempt: bool,
+) -> None:
+    """Keep items reserved for a retry message until ``hold_seconds`` from now.
+
+    The reservation stops the sweeper from re-dispatching an item that is only
+    waiting out its backoff; if the retry message is lost, the reservation
+    expires and the sweeper takes over. A rate-limit deferral refunds the attempt
+    so it does not spend the retry budget.
+    """
+    if item_ids:
+        session.execute(
+            _DEFER,
+            {
+                "ids": list(item_ids),
+                "owner": owner,
+                "reservation": reservation,
+                "hold": hold_seconds,
+                "refund": 1 if refund_attempt else 0,
+            },
+        )
 
 
 _RELEASE = text(

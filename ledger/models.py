@@ -75,6 +75,12 @@ class Item(Base):
         Index("ix_items_batch_state", "batch_id", "state"),
         # Tiny and exact: answers "is anything of this batch still open?" at once.
         Index("ix_items_open", "batch_id", postgresql_where=text(f"NOT ({TERMINAL_SQL})")),
+        # The sweeper's question "whose lease ran out?" without scanning every item.
+        Index(
+            "ix_items_leased",
+            "lease_expires_at",
+            postgresql_where=text("lease_expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -154,3 +160,18 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     created_at: Mapped[datetime] = _now()
+
+
+class Control(Base):
+    """A system-wide switch, e.g. ``halt`` after a CRITICAL error; present means on.
+
+    It lives in the ledger, not Redis, so a Redis restart cannot quietly undo a halt,
+    and every claim checks it in the same statement that takes the lease.
+    """
+
+    __tablename__ = "controls"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    set_at: Mapped[datetime] = _now()

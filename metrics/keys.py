@@ -20,3 +20,13 @@ def progress_key(batch_id: str) -> str:
 def error_bucket_key(hour: datetime) -> str:
     """Hash of error counts by class for one UTC hour: ``metrics:errors:<YYYYMMDDHH>``."""
     return f"{get_settings().redis_prefix_metrics}errors:{hour:%Y%m%d%H}"
+
+
+def queue_key(queue: str) -> str:
+    """The list kombu's Redis transport keeps a queue in: its bare name (``LLEN batch.high``)."""
+    return queue
+
+
+def sweeper_lock_key() -> str:
+    """Lock that keeps two sweeps from running at once: ``batch:sweeper:lock``."""
+    return f"{get_settings().redis_prefix_batch}sweeper:lock"

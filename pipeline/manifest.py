@@ -116,11 +116,14 @@ class OrderDocument(BaseModel):
             raise ValueError(f"is nested deeper than {MAX_METADATA_DEPTH} levels")
         try:
             # ensure_ascii=False + strict UTF-8 rejects lone surrogates PostgreSQL would refuse.
-            size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+            dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
+            size = len(dumped.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError("must be valid Unicode (found a lone surrogate)") from None
         except (TypeError, ValueError) as error:
             raise ValueError(f"must be plain JSON ({error})") from None
+        if "\\u0000" in dumped:  # PostgreSQL's jsonb cannot store NUL
+            raise ValueError("must not contain NUL characters (U+0000)")
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"is {size} bytes; at most {MAX_METADATA_BYTES} allowed")
         return value

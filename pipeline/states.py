@@ -43,13 +43,17 @@ FINAL_BATCH_STATUSES: Final = frozenset(
 )
 
 # Legal moves. QC may send an order back to WRITING; FAILED returns to PENDING
-# only through recovery.
+# only through recovery. Cancelling a batch ends every order nobody is working
+# on, wherever it waits (ARCHITECTURE.md allowed it from PENDING only; an order
+# waiting between stages must be cancellable too, or a cancelled batch never ends).
 TRANSITIONS: Final[dict[ItemState, frozenset[ItemState]]] = {
     ItemState.PENDING: frozenset({ItemState.PREFLIGHT, ItemState.CANCELLED}),
-    ItemState.PREFLIGHT: frozenset({ItemState.WRITING, ItemState.FAILED}),
-    ItemState.WRITING: frozenset({ItemState.QC, ItemState.FAILED}),
-    ItemState.QC: frozenset({ItemState.APPROVED, ItemState.WRITING, ItemState.FAILED}),
-    ItemState.APPROVED: frozenset({ItemState.DELIVERED, ItemState.FAILED}),
+    ItemState.PREFLIGHT: frozenset({ItemState.WRITING, ItemState.FAILED, ItemState.CANCELLED}),
+    ItemState.WRITING: frozenset({ItemState.QC, ItemState.FAILED, ItemState.CANCELLED}),
+    ItemState.QC: frozenset(
+        {ItemState.APPROVED, ItemState.WRITING, ItemState.FAILED, ItemState.CANCELLED}
+    ),
+    ItemState.APPROVED: frozenset({ItemState.DELIVERED, ItemState.FAILED, ItemState.CANCELLED}),
     ItemState.DELIVERED: frozenset(),
     ItemState.FAILED: frozenset({ItemState.PENDING}),
     ItemState.CANCELLED: frozenset(),
@@ -67,6 +71,14 @@ STAGE_SUCCESS: Final[dict[str, ItemState]] = {
     "writing": ItemState.QC,
     "qc": ItemState.APPROVED,
     "delivery": ItemState.DELIVERED,
+}
+#: Which stage picks up an item waiting in each state.
+STAGE_FOR_STATE: Final[dict[ItemState, str]] = {
+    ItemState.PENDING: "preflight",
+    ItemState.PREFLIGHT: "preflight",
+    ItemState.WRITING: "writing",
+    ItemState.QC: "qc",
+    ItemState.APPROVED: "delivery",
 }
 NEXT_STAGE: Final[dict[str, str | None]] = {
     "preflight": "writing",

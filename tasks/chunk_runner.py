@@ -8,24 +8,30 @@ may touch; outcomes of the whole chunk are recorded in one transaction.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from ledger.controls import halt
 from ledger.db import transaction
 from ledger.items import (
     ClaimedItem,
     Outcome,
     claim_items,
+    defer_items,
     latest_outputs,
     record_outcomes,
     release_items,
     store_receipts,
 )
-from pipeline.classify import RETRYABLE, categorize, error_class_name, retry_delay
-from pipeline.errors import BatchlineError, ErrorCategory
+from pipeline.classify import error_class_name
+from pipeline.errors import BatchlineError, DataCorruption
 from pipeline.manifest import OrderDocument
+from pipeline.retry_policy import Decision, decide
 from pipeline.settings import get_settings
 from pipeline.states import STAGE_STATE, STAGE_SUCCESS, ItemState
 from tasks.handlers import HANDLERS, INPUT_STAGE, StageContext
@@ -42,6 +48,7 @@ class ChunkRequest:
     item_ids: list[int]
     priority: str
     max_retries: int
+    reserved_for: str = ""
 
 
 @dataclass
@@ -53,13 +60,16 @@ class ChunkReport:
     failed: list[int] = field(default_factory=list)
     retry_ids: list[int] = field(default_factory=list)
     retry_delay: float = 0.0
+    reservation: str = ""
+    halted: bool = False
 
 
 @dataclass(frozen=True)
 class _ItemResult:
     item_id: int
-    outcome: Outcome | None
-    retry_after: float | None = None
+    outcome: Outcome | None = None
+    decision: Decision | None = None  # set when the item is retried or halts the system
+    error: str = ""
 
 
 def entry_states(stage: str) -> list[str]:
@@ -80,6 +90,7 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
             stage_state=STAGE_STATE[request.stage],
             owner=owner,
             lease_seconds=settings.batch_lease_seconds,
+            reserved_for=request.reserved_for,
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
@@ -93,11 +104,12 @@ def _run_items(
     for index, item in enumerate(claimed):
         try:
             results.append(_run_item(request, item, inputs.get(item.item_id)))
-        except SoftTimeLimitExceeded:
+        except SoftTimeLimitExceeded as error:
             # Out of time: keep what finished, hand the rest back to be retried at once
             # rather than failing the item that happened to be running.
             log.warning("chunk.soft_time_limit", stage=request.stage, left=len(claimed) - index)
-            results.extend(_ItemResult(i.item_id, None, retry_after=0.0) for i in claimed[index:])
+            again = decide(TimeoutError(str(error)), 1, 1)
+            results.extend(_ItemResult(i.item_id, decision=again) for i in claimed[index:])
             break
     return results
 
@@ -106,7 +118,7 @@ def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _It
     started = time.perf_counter()
     context = StageContext(batch_id=request.batch_id, attempt=item.attempts)
     try:
-        order = OrderDocument.model_validate(item.document)
+        order = _stored_order(item)
         output = HANDLERS[request.stage](order, previous, context)
     except SoftTimeLimitExceeded:
         raise
@@ -124,20 +136,35 @@ def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _It
     return _ItemResult(item.item_id, outcome)
 
 
+def _stored_order(item: ClaimedItem) -> OrderDocument:
+    try:
+        return OrderDocument.model_validate(item.document)
+    except ValidationError as error:
+        # It was valid when submitted: the ledger row itself has been damaged.
+        raise DataCorruption(f"stored order of item {item.item_id} is no longer valid") from error
+
+
 def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: float) -> _ItemResult:
-    category = categorize(error)
-    if category in RETRYABLE and item.attempts <= request.max_retries:
-        delay = retry_delay(error, item.attempts)
-        log.info("item.retry", item_id=item.item_id, stage=request.stage, error=str(error))
-        return _ItemResult(item.item_id, None, retry_after=delay)
-    if category is ErrorCategory.CRITICAL:
-        log.critical("item.critical", item_id=item.item_id, stage=request.stage, error=str(error))
+    decision = decide(error, item.attempts, request.max_retries)
+    fields = {"item_id": item.item_id, "stage": request.stage, "error": str(error)}
+    if decision.action == "halt":
+        log.critical("item.critical", category=decision.category, **fields)
+        return _ItemResult(item.item_id, decision=decision, error=str(error))
+    if decision.action == "retry":
+        log.info("item.retry", strategy=decision.strategy, delay=decision.delay, **fields)
+        return _ItemResult(item.item_id, decision=decision)
+    log.warning("item.failed", category=decision.category, strategy=decision.strategy, **fields)
     details = error.details if isinstance(error, BatchlineError) else {}
     outcome = Outcome(
         item_id=item.item_id,
         new_state=ItemState.FAILED,
         ok=False,
-        output={"error": str(error), "category": category, "details": details},
+        output={
+            "error": str(error),
+            "category": decision.category,
+            "needs_manual_intervention": decision.needs_manual_intervention,
+            "details": details,
+        },
         attempt=item.attempts,
         duration_ms=ms,
         error_class=error_class_name(error),
@@ -150,7 +177,9 @@ def _commit(
     request: ChunkRequest, owner: str, claimed: list[ClaimedItem], results: list[_ItemResult]
 ) -> ChunkReport:
     outcomes = [result.outcome for result in results if result.outcome is not None]
-    retries = [result for result in results if result.outcome is None]
+    retries = [r for r in results if r.decision is not None and r.decision.action == "retry"]
+    halts = [r for r in results if r.decision is not None and r.decision.action == "halt"]
+    report = ChunkReport(claimed=len(claimed), halted=bool(halts))
     with transaction() as session:
         moved = record_outcomes(
             session,
@@ -160,14 +189,41 @@ def _commit(
             outcomes=outcomes,
         )
         store_receipts(session, request.batch_id, [o for o in outcomes if o.item_id in moved])
-        release_items(session, [result.item_id for result in retries], owner)
-    return ChunkReport(
-        claimed=len(claimed),
-        succeeded=[o.item_id for o in outcomes if o.ok and o.item_id in moved],
-        failed=[o.item_id for o in outcomes if not o.ok and o.item_id in moved],
-        retry_ids=[result.item_id for result in retries],
-        retry_delay=max((result.retry_after or 0.0 for result in retries), default=0.0),
+        _defer(session, owner, retries, report)
+        _halt(session, request, owner, halts)
+    report.succeeded = [o.item_id for o in outcomes if o.ok and o.item_id in moved]
+    report.failed = [o.item_id for o in outcomes if not o.ok and o.item_id in moved]
+    return report
+
+
+def _defer(session: Session, owner: str, retries: list[_ItemResult], report: ChunkReport) -> None:
+    if not retries:
+        return
+    report.retry_ids = [r.item_id for r in retries]
+    report.retry_delay = max(r.decision.delay for r in retries if r.decision)
+    report.reservation = f"retry:{uuid.uuid4().hex}"
+    refund = all(r.decision is not None and not r.decision.spends_budget for r in retries)
+    defer_items(
+        session,
+        report.retry_ids,
+        owner=owner,
+        reservation=report.reservation,
+        hold_seconds=report.retry_delay + get_settings().batch_lease_seconds,
+        refund_attempt=refund,
     )
+
+
+def _halt(session: Session, request: ChunkRequest, owner: str, halts: list[_ItemResult]) -> None:
+    if not halts:
+        return
+    first = halts[0]
+    halt(
+        session,
+        reason=f"CRITICAL in {request.stage} of item {first.item_id}: {first.error}",
+        data={"batch_id": request.batch_id, "item_id": first.item_id, "stage": request.stage},
+    )
+    # The item goes back untouched: after inspection, resume-all runs it again.
+    release_items(session, [r.item_id for r in halts], owner)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -67,12 +67,17 @@ def execute_stage(task: Task, stage: str, **message: Any) -> dict[str, Any]:
         item_ids=[int(i) for i in message["item_ids"]],
         priority=message.get("priority", "normal"),
         max_retries=int(message.get("max_retries", 3)),
+        reserved_for=str(message.get("reserved_for", "")),
     )
     report = run_chunk(request, lease_owner(task))
     _emit_progress(request, report)
     _hand_on(request, report)
     if report.retry_ids:
-        retry_message = {**message, "item_ids": report.retry_ids}
+        retry_message = {
+            **message,
+            "item_ids": report.retry_ids,
+            "reserved_for": report.reservation,
+        }
         # The per-item budget lives in the ledger (attempts), not in Celery's counter.
         raise task.retry(kwargs=retry_message, countdown=report.retry_delay, max_retries=10_000)
     return {"claimed": report.claimed, "ok": len(report.succeeded), "failed": len(report.failed)}

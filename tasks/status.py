@@ -21,22 +21,31 @@ class UnknownBatch(LookupError):
     """No batch has this id."""
 
 
-def _load_progress(batch: Batch) -> dict[str, str]:
-    client = redis_client()
-    progress = read_progress(client, batch.id)
-    if progress:
-        return progress
-    # Redis lost the hash (restart, eviction, TTL): the ledger knows the truth.
+def _rebuild(batch: Batch) -> dict[str, str]:
     with transaction() as session:
         counts = state_counts(session, batch.id)
     return rebuild_progress(
-        client,
+        redis_client(),
         batch.id,
         total=batch.total_items,
         state_counts=counts,
         status=batch.status,
         started_at=batch.created_at.timestamp(),
     )
+
+
+def _load_progress(batch: Batch) -> dict[str, str]:
+    progress = read_progress(redis_client(), batch.id)
+    # Redis lost the hash (restart, eviction, TTL): the ledger knows the truth.
+    return progress or _rebuild(batch)
+
+
+def refresh_progress(batch_id: str) -> None:
+    """Rewrite the batch's progress hash from the ledger (after a cancel or a lost hash)."""
+    with transaction() as session:
+        batch = session.get(Batch, batch_id)
+    if batch is not None:
+        _rebuild(batch)
 
 
 def batch_status(batch_id: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import redis
 from psycopg import sql
 
 from cli.embedded import services_for
-from cli.workers import spawn_worker, stop_workers
+from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
 from pipeline.settings import get_settings
 
 TEST_REDIS_DB = 15
@@ -73,6 +73,9 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "REDIS_URL": _scratch_redis(urls.redis_url),
             "DATABASE_URL": database_url,
             "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("outbox")),
+            # Recovery tests wait for sweeps: make them frequent.
+            "BATCH_SWEEP_INTERVAL_SECONDS": "1",
+            "BATCH_SWEEP_GRACE_SECONDS": "2",
         }
         _apply_environment(env)
         from ledger.migrate import upgrade
@@ -107,7 +110,7 @@ def workers(
     log_dir = tmp_path_factory.mktemp("worker-logs")
     processes = [
         spawn_worker(
-            ("high", "normal", "low"),
+            ALL_LANES,
             concurrency=2,
             name="all",
             env=service_env,
@@ -128,3 +131,17 @@ def workers(
 def outbox(service_env: dict[str, str]) -> Path:
     """Where the filesystem publisher writes articles and receipts in this session."""
     return Path(service_env["BATCH_OUTPUT_DIR"])
+
+
+@pytest.fixture()
+def beat(
+    workers: list[subprocess.Popen[bytes]], service_env: dict[str, str], tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """celery beat for one test: the sweeper runs every second while it lives."""
+    process = spawn_beat(
+        env=service_env, log_path=tmp_path / "beat.log", schedule_path=tmp_path / "schedule"
+    )
+    try:
+        yield process
+    finally:
+        stop_workers([process])

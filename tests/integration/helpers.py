@@ -77,3 +77,34 @@ def isolated_redis(url: str, database: int) -> str:
     client.flushdb()
     client.close()
     return isolated
+
+
+def stage_output_count(batch_id: str) -> int:
+    """How many stage outputs the batch has (grows with every item a stage finishes)."""
+    with transaction() as session:
+        query = (
+            select(func.count())
+            .select_from(StageOutput)
+            .join(Item, Item.id == StageOutput.item_id)
+            .where(Item.batch_id == batch_id)
+        )
+        return int(session.scalar(query) or 0)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
+
+
+def assert_each_delivered_once(batch_id: str) -> None:
+    """Every delivered item has exactly one receipt and nothing else has one."""
+    states = item_states(batch_id)
+    delivered = sum(1 for state in states.values() if state == "DELIVERED")
+    receipts = receipts_per_item(batch_id)
+    assert len(receipts) == delivered
+    assert set(receipts.values()) <= {1}

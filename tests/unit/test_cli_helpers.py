@@ -35,10 +35,11 @@ def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: st
 
 @settings(deadline=None, database=None)
 @given(lanes=st.lists(st.sampled_from(ALL_LANES), min_size=1, max_size=6))
-def test_any_order_of_lanes_gives_high_before_normal_before_low(lanes: list[str]) -> None:
+def test_any_order_of_lanes_gives_housekeeping_then_high_normal_low(lanes: list[str]) -> None:
     queues = queues_for(lanes).split(",")
 
-    assert queues == [f"batch.{lane}" for lane in ("high", "normal", "low") if lane in lanes]
+    order = ("maintenance", "recovery", "high", "normal", "low")
+    assert queues == [f"batch.{lane}" for lane in order if lane in lanes]
 
 
 @pytest.mark.parametrize(

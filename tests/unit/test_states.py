@@ -42,6 +42,11 @@ EXPECTED_MOVES = {
     (S.APPROVED, S.DELIVERED),
     (S.APPROVED, S.FAILED),
     (S.FAILED, S.PENDING),
+    # Cancelling a batch ends orders waiting between stages too (README: design decisions).
+    (S.PREFLIGHT, S.CANCELLED),
+    (S.WRITING, S.CANCELLED),
+    (S.QC, S.CANCELLED),
+    (S.APPROVED, S.CANCELLED),
 }
 ALL_PAIRS = list(itertools.product(ItemState, ItemState))
 ILLEGAL_PAIRS = [pair for pair in ALL_PAIRS if pair not in EXPECTED_MOVES]
@@ -88,7 +93,7 @@ def test_every_other_move_raises_illegal_transition(current: ItemState, target: 
         (S.FAILED, S.DELIVERED),
         (S.DELIVERED, S.PENDING),  # terminal states never move
         (S.CANCELLED, S.PENDING),
-        (S.WRITING, S.CANCELLED),  # only a pending item can be cancelled
+        (S.FAILED, S.CANCELLED),  # a failed order stays failed when its batch is cancelled
         (S.QC, S.QC),  # no self-loops
     ],
 )

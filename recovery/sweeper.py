@@ -1,0 +1,109 @@
+"""The sweeper, run by beat every ``BATCH_SWEEP_INTERVAL_SECONDS`` on ``batch.maintenance``.
+
+It makes completion independent of any message: work whose lease ran out or
+whose message is gone is sent again from the ledger, cancelled batches are
+wound down, missed finalizes happen, and lost progress hashes are rebuilt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+import structlog
+
+from celery_app import LANES
+from ledger.controls import halt_reason
+from ledger.db import transaction
+from ledger.sweeps import (
+    active_batches,
+    batches_ready_to_finalize,
+    cancel_idle_items,
+    delete_expired_idempotency_keys,
+    waiting_work,
+)
+from metrics.keys import progress_key, queue_key, sweeper_lock_key
+from metrics.redis_client import redis_client
+from pipeline.settings import get_settings
+from recovery.redispatch import redispatch
+from tasks.finalize import finalize_if_complete
+from tasks.status import refresh_progress
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    skipped: bool = False
+    halted: bool = False
+    idle_lanes: list[str] = field(default_factory=list)
+    redispatched: int = 0
+    cancelled: int = 0
+    finalized: list[str] = field(default_factory=list)
+    rebuilt_progress: int = 0
+    expired_idempotency_keys: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the task's return value and the CLI's output)."""
+        return asdict(self)
+
+
+def idle_lanes(client: redis.Redis) -> list[str]:
+    """Priorities whose queue holds no message right now."""
+    return [p for p, queue in LANES.items() if client.llen(queue_key(queue)) == 0]
+
+
+def sweep() -> SweepReport:
+    """Run one sweep unless another is running; see the module docstring."""
+    client = redis_client()
+    lock_seconds = max(5, math.ceil(get_settings().batch_sweep_interval_seconds * 2))
+    if not client.set(sweeper_lock_key(), "1", nx=True, ex=lock_seconds):
+        return SweepReport(skipped=True)
+    try:
+        return _sweep(client)
+    finally:
+        client.delete(sweeper_lock_key())
+
+
+def _sweep(client: redis.Redis) -> SweepReport:
+    settings = get_settings()
+    report = SweepReport(idle_lanes=idle_lanes(client))
+    with transaction() as session:
+        report.halted = halt_reason(session) is not None
+        cancelled = cancel_idle_items(session)
+        report.expired_idempotency_keys = delete_expired_idempotency_keys(session)
+        works = waiting_work(
+            session,
+            idle_lanes=report.idle_lanes,
+            grace_seconds=settings.batch_sweep_grace_seconds,
+            limit=settings.batch_sweep_max_items,
+        )
+    report.cancelled = sum(cancelled.values())
+    for batch_id in cancelled:
+        refresh_progress(batch_id)
+    if not report.halted:  # after a halt, only resume-all sends work again
+        report.redispatched = redispatch(works)
+    report.finalized = _finalize_stragglers()
+    report.rebuilt_progress = _rebuild_lost_progress(client)
+    if report.redispatched or report.cancelled or report.finalized or report.rebuilt_progress:
+        log.info("sweep", **report.as_dict())
+    return report
+
+
+def _finalize_stragglers() -> list[str]:
+    with transaction() as session:
+        ready = batches_ready_to_finalize(session)
+    return [batch_id for batch_id in ready if finalize_if_complete(batch_id)]
+
+
+def _rebuild_lost_progress(client: redis.Redis) -> int:
+    with transaction() as session:
+        batch_ids = active_batches(session)
+    lost = [b for b in batch_ids if not client.exists(progress_key(b))]
+    for batch_id in lost:
+        refresh_progress(batch_id)
+    return len(lost)
