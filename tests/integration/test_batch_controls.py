@@ -102,7 +102,7 @@ def test_critical_error_halts_claiming_everywhere_and_resume_all_loses_nothing(w
     assert_each_delivered_once(batch_id)
 
 
-def _set_document(batch_id: str, order_id: str, document: dict) -> None:
+def _set_document(batch_id: str, order_id: str, document: dict[str, object]) -> None:
     with transaction() as session:
         session.execute(
             update(Item)

@@ -42,10 +42,10 @@ def test_batch_finishes_after_redis_loses_every_message_and_hash(workers, beat) 
 
 
 def test_sweep_finalizes_a_batch_whose_finalize_was_missed(workers) -> None:
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
     from ledger.db import transaction
-    from ledger.models import Batch
+    from ledger.models import Batch, Event
     from recovery.sweeper import sweep
     from tasks import submit_batch
 
@@ -57,14 +57,7 @@ def test_sweep_finalizes_a_batch_whose_finalize_was_missed(workers) -> None:
         session.execute(
             update(Batch).where(Batch.id == batch_id).values(status="RUNNING", finalized_at=None)
         )
-        session.execute(
-            Batch.__table__.metadata.tables["events"]
-            .delete()
-            .where(
-                Batch.__table__.metadata.tables["events"].c.batch_id == batch_id,
-                Batch.__table__.metadata.tables["events"].c.kind == "finalized",
-            )
-        )
+        session.execute(delete(Event).where(Event.batch_id == batch_id, Event.kind == "finalized"))
 
     report = sweep()
 
