@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ORDERS ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test chaos lint format install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(STAMP) ## run the sample batches end to end (embedded servers unless RED
 
 test: $(STAMP) ## unit, integration and e2e tests against real servers and worker processes
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## the full chaos suite (2,000 orders, 5 kills); figures in var/chaos-report.json
+	$(PY) -m pytest tests/chaos --chaos-scale=full --chaos-report=var/chaos-report.json -v
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -82,8 +82,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def reconfigure() -> None:
-    """Re-read settings into the app, after a launcher exported new service URLs."""
+    """Re-read settings into the app, after a launcher exported new service URLs.
+
+    Cached broker and result-backend connections point at the old servers, so
+    they are dropped the way Celery drops them after a fork (it has no public
+    call for this).
+    """
     app.conf.update(celery_config(get_settings()))
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._after_fork()
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
 
 
 app = Celery("batchline", include=["tasks", "recovery.tasks"])

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 import structlog
 from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import DBAPIError
 
 from celery_app import app
@@ -27,7 +28,13 @@ log = structlog.get_logger(__name__)
 
 # The ledger or broker being briefly away is retried for the whole chunk, which
 # is safe: claims and state changes are conditional, so done work is skipped.
-INFRASTRUCTURE_ERRORS = (DBAPIError, redis.ConnectionError, redis.TimeoutError, ConnectionError)
+INFRASTRUCTURE_ERRORS = (
+    DBAPIError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    KombuOperationalError,  # kombu's wrapper when publishing the next stage fails
+)
 
 
 def lease_owner(task: Task) -> str:

@@ -8,7 +8,6 @@ them at a scratch server.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -23,8 +22,15 @@ from psycopg import sql
 from cli.embedded import services_for
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
 from pipeline.settings import get_settings
+from tests.support import apply_environment
 
 TEST_REDIS_DB = 15
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the chaos suite (tests/chaos): its scale and where its figures go."""
+    parser.addoption("--chaos-scale", choices=("small", "full"), default="small")
+    parser.addoption("--chaos-report", default="", help="Write chaos figures (JSON) here.")
 
 
 def _fresh_database(admin_url: str) -> tuple[str, str]:
@@ -51,18 +57,6 @@ def _scratch_redis(url: str) -> str:
     return scratch
 
 
-def _apply_environment(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    get_settings.cache_clear()
-    from celery_app import reconfigure
-    from ledger.db import dispose_engine
-    from metrics.redis_client import reset_redis_client
-
-    reconfigure()
-    dispose_engine()
-    reset_redis_client()
-
-
 @pytest.fixture(scope="session")
 def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for a session's servers, with the ledger migrated."""
@@ -77,7 +71,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "BATCH_SWEEP_INTERVAL_SECONDS": "1",
             "BATCH_SWEEP_GRACE_SECONDS": "2",
         }
-        _apply_environment(env)
+        apply_environment(env)
         from ledger.migrate import upgrade
 
         upgrade(get_settings().require_database_url())

@@ -1,0 +1,168 @@
+"""A stack of its own for chaos tests: servers we may kill, workers, beat, short timeouts.
+
+``make test`` runs the bounded scale (``--chaos-scale=small``); ``make chaos``
+runs the full one and writes its figures to ``--chaos-report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.embedded import EmbeddedPostgres, EmbeddedValkey
+from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
+from tests.support import apply_environment, restore_environment
+
+# Short timeouts so that recovery is seen in seconds; the relations the settings
+# class enforces (lease and visibility above the hard limit) still hold.
+CHAOS_SETTINGS = {
+    "BATCH_TASK_SOFT_TIME_LIMIT": "8",
+    "BATCH_TASK_TIME_LIMIT": "10",
+    "BATCH_LEASE_SECONDS": "12",
+    "BATCH_VISIBILITY_TIMEOUT": "15",
+    "BATCH_SWEEP_INTERVAL_SECONDS": "1",
+    "BATCH_SWEEP_GRACE_SECONDS": "2",
+}
+
+
+@dataclass(frozen=True)
+class ChaosScale:
+    """How hard a chaos run pushes."""
+
+    name: str
+    orders: int
+    kills: int
+    duplicates: int
+
+
+SCALES = {
+    "small": ChaosScale("small", orders=300, kills=2, duplicates=40),
+    "full": ChaosScale("full", orders=2000, kills=5, duplicates=400),
+}
+
+
+@pytest.fixture(scope="session")
+def chaos_scale(request: pytest.FixtureRequest) -> ChaosScale:
+    return SCALES[str(request.config.getoption("--chaos-scale"))]
+
+
+@pytest.fixture(scope="session")
+def chaos_report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Figures each chaos test records; written out at the end when asked."""
+    figures: dict[str, Any] = {}
+    yield figures
+    target = str(request.config.getoption("--chaos-report"))
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(json.dumps(figures, indent=2, default=str))
+
+
+@dataclass
+class ChaosStack:
+    """Servers and processes a chaos test may hurt, and ways to hurt them."""
+
+    valkey: EmbeddedValkey
+    postgres: EmbeddedPostgres
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    beat: subprocess.Popen[bytes] | None = None
+    started: int = 0
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """Start one more worker on every lane (as a supervisor would after a crash)."""
+        self.started += 1
+        name = f"chaos{self.started}"
+        worker = spawn_worker(
+            ALL_LANES, concurrency=2, name=name, env=self.env, log_path=self.log_dir / f"{name}.log"
+        )
+        self.workers.append(worker)
+        return worker
+
+    def worker_pids(self) -> list[int]:
+        """Main worker processes and their pool children, all alive."""
+        pids: list[int] = []
+        for worker in self.workers:
+            if worker.poll() is None:
+                pids.append(worker.pid)
+                pids.extend(_children(worker.pid))
+        return pids
+
+    def kill_random_worker_process(self, rng: random.Random) -> str:
+        """SIGKILL a main worker or a pool child; replace a dead main worker."""
+        victim = rng.choice(self.worker_pids())
+        main = next((w for w in self.workers if w.pid == victim), None)
+        os.kill(victim, signal.SIGKILL)
+        if main is None:
+            return "pool child"
+        main.wait()
+        self.start_worker()
+        return "main worker"
+
+    def stop_processes(self) -> None:
+        """Stop beat and every worker."""
+        stop_workers([*self.workers, *([self.beat] if self.beat else [])])
+        self.workers.clear()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
+
+
+def _wait_for_workers(count: int, timeout: float = 60.0) -> None:
+    from celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(app.control.ping(timeout=0.5)) >= count:
+            return
+    raise TimeoutError(f"{count} chaos workers did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+    """Fresh servers, two workers on all lanes and beat; the environment is restored after."""
+    saved = dict(os.environ)
+    valkey, postgres = EmbeddedValkey(), EmbeddedPostgres()
+    try:
+        env = {
+            "REDIS_URL": valkey.start(),
+            "DATABASE_URL": postgres.start(),
+            "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("chaos-outbox")),
+            **CHAOS_SETTINGS,
+        }
+        apply_environment(env)
+        from ledger.migrate import upgrade
+        from pipeline.settings import get_settings
+
+        upgrade(get_settings().require_database_url())
+        stack = ChaosStack(valkey, postgres, env, tmp_path_factory.mktemp("chaos-logs"))
+        stack.start_worker()
+        stack.start_worker()
+        stack.beat = spawn_beat(
+            env=env, log_path=stack.log_dir / "beat.log", schedule_path=stack.log_dir / "schedule"
+        )
+        _wait_for_workers(2)
+        yield stack
+        stack.stop_processes()
+    finally:
+        from ledger.db import dispose_engine
+
+        dispose_engine()
+        valkey.stop()
+        postgres.stop()
+        restore_environment(saved)

@@ -1,0 +1,185 @@
+"""Nothing lost, nothing twice: kill workers, empty Redis, restart PostgreSQL, duplicate messages.
+
+After every fault the same invariants must hold: each order ends in exactly one
+terminal state, each delivered order has exactly one receipt in the ledger and
+exactly one published receipt file (the filesystem publisher's effect), each
+batch is finalized exactly once, and the batch finishes on its own within the
+visibility timeout plus one sweep, plus the time the remaining work needs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from ledger.db import dispose_engine, transaction
+from ledger.models import Batch, Item
+from tests.chaos.conftest import CHAOS_SETTINGS, ChaosScale, ChaosStack
+from tests.integration.helpers import (
+    finalize_events,
+    item_states,
+    make_orders,
+    receipts_per_item,
+    wait_for_final,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+
+VISIBILITY = float(CHAOS_SETTINGS["BATCH_VISIBILITY_TIMEOUT"])
+SWEEP = float(CHAOS_SETTINGS["BATCH_SWEEP_INTERVAL_SECONDS"])
+LANES = ("batch.high", "batch.normal", "batch.low")
+
+
+def _submit(orders: int, tag: str) -> str:
+    from tasks import submit_batch
+
+    batch_id = f"{tag}-{uuid.uuid4().hex[:6]}"
+    submit_batch(make_orders(orders, batch_id), "chaos", "normal", {"batch_id": batch_id})
+    return batch_id
+
+
+def _open_items(batch_id: str) -> int:
+    with transaction() as session:
+        query = select(func.count()).where(
+            Item.batch_id == batch_id, Item.state.not_in(("DELIVERED", "FAILED", "CANCELLED"))
+        )
+        return int(session.scalar(query) or 0)
+
+
+def _finalized_at(batch_id: str) -> datetime:
+    with transaction() as session:
+        finalized = session.scalar(select(Batch.finalized_at).where(Batch.id == batch_id))
+    assert finalized is not None
+    return finalized
+
+
+def _wait_until_progressed(batch_id: str, total: int, share: float) -> None:
+    wait_until(lambda: _open_items(batch_id) <= total * (1 - share), timeout=120, interval=0.02)
+
+
+def _check_invariants(batch_id: str, orders: int, outbox: Path) -> dict[str, int]:
+    states = item_states(batch_id)
+    assert len(states) == orders, "an order is missing from the ledger"
+    assert set(states.values()) <= {"DELIVERED", "FAILED"}, "an order did not end"
+    delivered = sum(1 for state in states.values() if state == "DELIVERED")
+    receipts = receipts_per_item(batch_id)
+    published = list((outbox / batch_id).glob("*.receipt.json"))
+    assert len(receipts) == delivered and set(receipts.values()) <= {1}
+    assert len(published) == delivered, "published receipts differ from delivered orders"
+    assert finalize_events(batch_id) == 1
+    return {"orders": orders, "delivered": delivered, "lost": orders - len(states),
+            "duplicated_effects": len(published) - delivered,
+            "double_finalizes": finalize_events(batch_id) - 1}  # fmt: skip
+
+
+def _finish_and_measure(
+    batch_id: str, orders: int, stack: ChaosStack, last_fault: float, rate: float
+) -> dict[str, Any]:
+    remaining = _open_items(batch_id)
+    wait_for_final([batch_id], timeout=VISIBILITY + SWEEP + 180)
+    figures = _check_invariants(batch_id, orders, Path(stack.env["BATCH_OUTPUT_DIR"]))
+    after_fault = _finalized_at(batch_id).timestamp() - last_fault
+    # The bound: recovery (visibility timeout + one sweep) plus the work left at the
+    # last fault at half the fault-free rate, since a fault also costs capacity.
+    bound = VISIBILITY + SWEEP + 2 * remaining / rate
+    assert after_fault <= bound, (
+        f"finished {after_fault:.1f}s after the last fault (> {bound:.1f}s)"
+    )
+    return {**figures, "open_at_last_fault": remaining,
+            "seconds_to_finish_after_last_fault": round(after_fault, 2),
+            "bound_seconds": round(bound, 2)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fault_free_rate(
+    chaos_stack: ChaosStack, chaos_scale: ChaosScale, chaos_report: dict[str, Any]
+) -> float:
+    """Orders per second on this stack without faults: the yardstick for recovery time."""
+    orders = max(100, chaos_scale.orders // 4)
+    started = time.time()
+    batch_id = _submit(orders, "baseline")
+    wait_for_final([batch_id], timeout=300)
+    rate = orders / (_finalized_at(batch_id).timestamp() - started)
+    chaos_report["baseline"] = {"orders": orders, "orders_per_second": round(rate, 1)}
+    return rate
+
+
+def test_sigkill_of_worker_processes_loses_and_doubles_nothing(
+    chaos_stack: ChaosStack,
+    chaos_scale: ChaosScale,
+    fault_free_rate: float,
+    chaos_report: dict[str, Any],
+) -> None:
+    rng = random.Random(20261124)
+    batch_id = _submit(chaos_scale.orders, "kill")
+    victims: list[str] = []
+    for kill in range(chaos_scale.kills):
+        _wait_until_progressed(batch_id, chaos_scale.orders, 0.1 + 0.12 * kill)
+        time.sleep(rng.uniform(0.0, 0.3))
+        victims.append(chaos_stack.kill_random_worker_process(rng))
+    figures = _finish_and_measure(
+        batch_id, chaos_scale.orders, chaos_stack, time.time(), fault_free_rate
+    )
+    chaos_report["sigkill"] = {**figures, "kills": len(victims), "victims": victims}
+
+
+def test_redis_restarting_empty_mid_batch_loses_nothing(
+    chaos_stack: ChaosStack,
+    chaos_scale: ChaosScale,
+    fault_free_rate: float,
+    chaos_report: dict[str, Any],
+) -> None:
+    batch_id = _submit(chaos_scale.orders, "redis")
+    _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
+    chaos_stack.valkey.restart_empty()
+    fault = time.time()
+    figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
+    chaos_report["redis_restart_empty"] = {**figures, "restarts": 1}
+
+
+def test_postgres_restart_mid_batch_loses_nothing(
+    chaos_stack: ChaosStack,
+    chaos_scale: ChaosScale,
+    fault_free_rate: float,
+    chaos_report: dict[str, Any],
+) -> None:
+    batch_id = _submit(chaos_scale.orders, "postgres")
+    _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
+    chaos_stack.postgres.restart()
+    fault = time.time()
+    dispose_engine()  # this test process's pooled connections died with the server
+    figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
+    chaos_report["postgres_restart"] = {**figures, "restarts": 1}
+
+
+def test_duplicated_chunk_messages_change_nothing(
+    chaos_stack: ChaosStack,
+    chaos_scale: ChaosScale,
+    fault_free_rate: float,
+    chaos_report: dict[str, Any],
+) -> None:
+    client = redis.Redis.from_url(chaos_stack.env["REDIS_URL"])
+    batch_id = _submit(chaos_scale.orders, "dupes")
+    injected = 0
+    deadline = time.monotonic() + 60
+    while injected < chaos_scale.duplicates and time.monotonic() < deadline:
+        for lane in LANES:
+            # Copy messages that are queued right now, as a broker redelivery would.
+            for payload in client.lrange(lane, 0, 20):
+                client.lpush(lane, payload)
+                injected += 1
+        time.sleep(0.01)
+    fault = time.time()
+    figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
+    client.close()
+    assert injected > 0
+    chaos_report["duplicate_messages"] = {**figures, "duplicates_injected": injected}
