@@ -1,8 +1,10 @@
 """Which pure handler each stage runs, and what stored input it needs.
 
 The delivery handler is the one with an external effect: it renders the page
-(pure) and hands it to the publisher with an idempotency key, so a repeated
-delivery returns the first receipt instead of publishing again.
+(pure) and hands it to the publisher with an idempotency key derived from
+(batch, order, stage). The key and the receipt are remembered in the ledger for
+``BATCH_IDEMPOTENCY_TTL_HOURS``, so a repeated delivery returns the first receipt
+instead of publishing again, whatever the publisher does with the key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from ledger.db import transaction
+from ledger.idempotency import remember, remembered
 from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
 from pipeline.publishing import FilesystemPublisher, Publisher
@@ -68,13 +72,27 @@ def _qc(order: OrderDocument, previous: Any, context: StageContext) -> dict[str,
 
 def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
     rendered = render_delivery(order, _need(previous, "writing"), batch_id=context.batch_id)
-    receipt = publisher().publish(
-        key=rendered["idempotency_key"],
-        batch_id=context.batch_id,
-        order_id=order.order_id,
-        html_document=rendered["html_document"],
-        metadata={"customer_id": order.customer_id, "target_url": str(order.target_url)},
-    )
+    key = rendered["idempotency_key"]
+    with transaction() as session:
+        receipt = remembered(session, key)
+    if receipt is None:
+        receipt = publisher().publish(
+            key=key,
+            batch_id=context.batch_id,
+            order_id=order.order_id,
+            html_document=rendered["html_document"],
+            metadata={"customer_id": order.customer_id, "target_url": str(order.target_url)},
+        )
+        # Committed at once, before the chunk's outcome: if this worker dies now, the
+        # redelivered chunk finds the receipt here and does not publish again.
+        with transaction() as session:
+            receipt = remember(
+                session,
+                key=key,
+                scope="delivery",
+                result=receipt,
+                ttl_hours=get_settings().batch_idempotency_ttl_hours,
+            )
     return {"receipt": receipt, "published_url": receipt["published_url"]}
 
 
