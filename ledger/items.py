@@ -53,7 +53,8 @@ _CLAIM = text(
            lease_expires_at = now() + make_interval(secs => :lease),
            attempts = attempts + 1, updated_at = now()
     WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
-      AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = :reserved_for)
+      AND (lease_expires_at IS NULL OR lease_expires_at < now()
+           OR lease_owner = :reserved_for OR lease_owner = :owner)
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     RETURNING id, document, attempts
@@ -76,7 +77,8 @@ def claim_items(
 
     Items already past the stage, leased to a live worker, in a batch that is not
     RUNNING (paused, cancelled, finished), or anything while the system is halted
-    are skipped. ``reserved_for`` lets a retry take back the items it reserved.
+    are skipped. ``reserved_for`` lets a retry take back the items it reserved, and
+    an owner may take back its own leases (a retry of the same task run).
     """
     rows = session.execute(
         _CLAIM,

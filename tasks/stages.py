@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
+import threading
 from typing import Any
 
 import redis
@@ -38,8 +38,13 @@ INFRASTRUCTURE_ERRORS = (
 
 
 def lease_owner(task: Task) -> str:
-    """A name unique to this run of this task, so duplicates of a message never share a lease."""
-    return f"{socket.gethostname()}/{os.getpid()}/{task.request.id}/{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: this host, process and thread running this task id.
+
+    Celery's own retries of a task keep its id, so a retry after a failed commit
+    (e.g. PostgreSQL restarting) takes its leases back at once; a duplicated
+    message running elsewhere has another process or thread and cannot.
+    """
+    return f"{socket.gethostname()}/{os.getpid()}/{threading.get_ident()}/{task.request.id}"
 
 
 def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
