@@ -96,6 +96,8 @@ def _finish_and_measure(
     )
     return {**figures, "open_at_last_fault": remaining,
             "seconds_to_finish_after_last_fault": round(after_fault, 2),
+            # What the fault cost beyond the work that was left anyway.
+            "recovery_overhead_seconds": round(after_fault - remaining / rate, 2),
             "bound_seconds": round(bound, 2)}  # fmt: skip
 
 
