@@ -19,6 +19,8 @@ from pipeline.stages_catalog import PRIORITIES, STAGES
 LANES = {priority: f"batch.{priority}" for priority in PRIORITIES}
 RECOVERY_QUEUE = "batch.recovery"
 MAINTENANCE_QUEUE = "batch.maintenance"
+# Quick questions a caller waits on: answered from the queue every worker polls first.
+ANSWERING_TASKS = {"batchline.get_batch_status"}
 STAGE_TASKS = {f"batchline.stage.{stage}" for stage in STAGES} | {"batchline.start_batch"}
 
 
@@ -28,7 +30,7 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
         return {"queue": LANES[(kwargs or {}).get("priority", "normal")]}
     if name.startswith("batchline.recovery."):
         return {"queue": RECOVERY_QUEUE}
-    if name.startswith("batchline.maintenance."):
+    if name.startswith("batchline.maintenance.") or name in ANSWERING_TASKS:
         return {"queue": MAINTENANCE_QUEUE}
     return None
 
@@ -45,7 +47,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         accept_content=["json"],
         # Declared high -> normal -> low: with the 'priority' cycle the worker always
         # polls in this order (kombu 5.7 keeps active_queues ordered).
-        task_queues=[Queue(name) for name in (*LANES.values(), RECOVERY_QUEUE, MAINTENANCE_QUEUE)],
+        # Each queue bound with its own routing key, so no message can fan out into
+        # several lanes through a shared default binding.
+        task_queues=[
+            Queue(name, routing_key=name)
+            for name in (*LANES.values(), RECOVERY_QUEUE, MAINTENANCE_QUEUE)
+        ],
         task_default_queue=LANES["normal"],
         task_routes=(route_task,),
         broker_transport_options={

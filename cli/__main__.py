@@ -1,5 +1,5 @@
 """``python -m cli`` runs the ``batchline`` command."""
 
-from cli.main import app
+from cli.main import main
 
-app()
+main()

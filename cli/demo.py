@@ -44,7 +44,7 @@ def submit_demo_batches(total: int, run_tag: str) -> list[DemoBatch]:
     batches: list[DemoBatch] = []
     start = 0
     plan = split_counts(total)
-    for priority, count in plan:
+    for priority, count in reversed(plan):  # low first: high must overtake it
         chunk, start = orders[start : start + count], start + count
         if not chunk:
             continue
@@ -52,7 +52,7 @@ def submit_demo_batches(total: int, run_tag: str) -> list[DemoBatch]:
         submitted_at = time.time()
         submit_batch(chunk, "demo-project", priority, {"batch_id": batch_id})
         batches.append(DemoBatch(priority, batch_id, len(chunk), submitted_at))
-    return batches
+    return batches[::-1]  # shown high first
 
 
 def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[str, dict[str, Any]]:

@@ -147,7 +147,9 @@ def worker(
     lanes: Annotated[
         str, typer.Option(help="Comma-separated: maintenance, recovery, high, normal, low.")
     ] = ",".join(DEFAULT_LANES),
-    concurrency: Annotated[int, typer.Option(min=1)] = 0,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Processes (default BATCH_WORKER_CONCURRENCY).")
+    ] = None,
     events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
 ) -> None:
     """Run a Celery worker on the given lanes (strict priority order)."""
@@ -233,3 +235,12 @@ def db_upgrade() -> None:
     except SettingsError as error:
         _fail(str(error))
     console.print("ledger schema is up to date")
+
+
+def main() -> None:
+    """Entry point of the ``batchline`` script: configuration errors end in one clear line."""
+    try:
+        app()
+    except SettingsError as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise SystemExit(2) from None

@@ -165,3 +165,19 @@ def set_batch_status(
     if moved is not None:
         add_event(session, batch_id=batch_id, kind=f"status:{to.lower()}", data={"by": actor})
     return moved is not None
+
+
+_FAILED_BY_STAGE = text(
+    """
+    SELECT o.stage, count(DISTINCT o.item_id) FROM stage_outputs o
+    JOIN items i ON i.id = o.item_id
+    WHERE i.batch_id = :b AND i.state = 'FAILED' AND NOT o.ok
+    GROUP BY o.stage
+    """
+)
+
+
+def failed_by_stage(session: Session, batch_id: str) -> dict[str, int]:
+    """Count the batch's failed items by the stage they failed in."""
+    rows = session.execute(_FAILED_BY_STAGE, {"b": batch_id})
+    return {str(stage): int(count) for stage, count in rows}

@@ -54,7 +54,7 @@ _CLAIM = text(
            attempts = attempts + 1, updated_at = now()
     WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
       AND (lease_expires_at IS NULL OR lease_expires_at < now()
-           OR lease_owner = :reserved_for OR lease_owner = :owner)
+           OR split_part(lease_owner, '@', 1) = :task_id)
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     RETURNING id, document, attempts
@@ -71,14 +71,14 @@ def claim_items(
     stage_state: str,
     owner: str,
     lease_seconds: int,
-    reserved_for: str = "",
 ) -> list[ClaimedItem]:
     """Lease the chunk's items that are waiting for this stage and not held by anyone.
 
     Items already past the stage, leased to a live worker, in a batch that is not
     RUNNING (paused, cancelled, finished), or anything while the system is halted
-    are skipped. ``reserved_for`` lets a retry take back the items it reserved, and
-    an owner may take back its own leases (a retry of the same task run).
+    are skipped. ``owner`` is ``<task id>@<where>``: a lease held under the same
+    task id is taken back at once, because the same message coming back means its
+    earlier run is over (a retry, or a redelivery after its worker died).
     """
     rows = session.execute(
         _CLAIM,
@@ -89,7 +89,7 @@ def claim_items(
             "batch_id": batch_id,
             "ids": list(item_ids),
             "entry_states": list(entry_states),
-            "reserved_for": reserved_for,
+            "task_id": owner.partition("@")[0],
         },
     )
     claimed = [ClaimedItem(int(i), dict(doc), int(att)) for i, doc, att in rows]
@@ -218,16 +218,15 @@ def defer_items(
     item_ids: Sequence[int],
     *,
     owner: str,
-    reservation: str,
     hold_seconds: float,
     refund_attempt: bool,
 ) -> None:
-    """Keep items reserved for a retry message until ``hold_seconds`` from now.
+    """Keep items leased to this task's retry until ``hold_seconds`` from now.
 
-    The reservation stops the sweeper from re-dispatching an item that is only
-    waiting out its backoff; if the retry message is lost, the reservation
-    expires and the sweeper takes over. A rate-limit deferral refunds the attempt
-    so it does not spend the retry budget.
+    The lease stops the sweeper from re-dispatching an item that is only waiting
+    out its backoff; the retry message (same task id) takes it back. If that
+    message is lost, the lease expires and the sweeper takes over. A rate-limit
+    deferral refunds the attempt so it does not spend the retry budget.
     """
     if item_ids:
         session.execute(
@@ -235,7 +234,7 @@ def defer_items(
             {
                 "ids": list(item_ids),
                 "owner": owner,
-                "reservation": reservation,
+                "reservation": f"{owner.partition('@')[0]}@retry",
                 "hold": hold_seconds,
                 "refund": 1 if refund_attempt else 0,
             },

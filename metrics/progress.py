@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import redis
 
-from metrics.keys import progress_key
+from metrics.keys import error_bucket_key, progress_key
 from pipeline.settings import get_settings
 from pipeline.stages_catalog import STAGES
 
@@ -28,6 +29,8 @@ class ChunkProgress:
     done: int
     failed: int
     delivered: int = 0
+    #: failed items by error class, added to this hour's ``metrics:errors:<hour>`` bucket
+    errors: Mapping[str, int] = field(default_factory=dict)
 
 
 def _ttl_seconds() -> int:
@@ -57,6 +60,11 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> N
     pipe.hincrby(key, "completed", change.delivered)
     pipe.hset(key, "updated_at", time.time())
     pipe.expire(key, _ttl_seconds())
+    if change.errors:
+        bucket = error_bucket_key(datetime.now(UTC))
+        for error_class, count in change.errors.items():
+            pipe.hincrby(bucket, error_class, count)
+        pipe.expire(bucket, _ttl_seconds())
     pipe.execute()
 
 
@@ -80,6 +88,7 @@ def rebuild_progress(
     state_counts: Mapping[str, int],
     status: str,
     started_at: float,
+    failed_by_stage: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Rewrite the hash from ledger counts (after Redis restarted empty) and return it.
 
@@ -97,6 +106,7 @@ def rebuild_progress(
         "updated_at": time.time(),
         "status": status.lower(),
         **{f"{stage}_done": past[stage] for stage in STAGES},
+        **{f"{stage}_failed": (failed_by_stage or {}).get(stage, 0) for stage in STAGES},
     }
     fields = {name: str(value) for name, value in values.items()}
     key = progress_key(batch_id)

@@ -8,7 +8,7 @@ may touch; outcomes of the whole chunk are recorded in one transaction.
 from __future__ import annotations
 
 import time
-import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import structlog
@@ -48,7 +48,6 @@ class ChunkRequest:
     item_ids: list[int]
     priority: str
     max_retries: int
-    reserved_for: str = ""
 
 
 @dataclass
@@ -60,8 +59,8 @@ class ChunkReport:
     failed: list[int] = field(default_factory=list)
     retry_ids: list[int] = field(default_factory=list)
     retry_delay: float = 0.0
-    reservation: str = ""
     halted: bool = False
+    failure_classes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,6 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
             stage_state=STAGE_STATE[request.stage],
             owner=owner,
             lease_seconds=settings.batch_lease_seconds,
-            reserved_for=request.reserved_for,
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
@@ -193,6 +191,9 @@ def _commit(
         _halt(session, request, owner, halts)
     report.succeeded = [o.item_id for o in outcomes if o.ok and o.item_id in moved]
     report.failed = [o.item_id for o in outcomes if not o.ok and o.item_id in moved]
+    report.failure_classes = dict(
+        Counter(str(o.error_class) for o in outcomes if not o.ok and o.item_id in moved)
+    )
     return report
 
 
@@ -201,13 +202,11 @@ def _defer(session: Session, owner: str, retries: list[_ItemResult], report: Chu
         return
     report.retry_ids = [r.item_id for r in retries]
     report.retry_delay = max(r.decision.delay for r in retries if r.decision)
-    report.reservation = f"retry:{uuid.uuid4().hex}"
     refund = all(r.decision is not None and not r.decision.spends_budget for r in retries)
     defer_items(
         session,
         report.retry_ids,
         owner=owner,
-        reservation=report.reservation,
         hold_seconds=report.retry_delay + get_settings().batch_lease_seconds,
         refund_attempt=refund,
     )

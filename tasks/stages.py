@@ -38,18 +38,25 @@ INFRASTRUCTURE_ERRORS = (
 
 
 def lease_owner(task: Task) -> str:
-    """Who holds a lease: this host, process and thread running this task id.
+    """Who holds a lease: ``<task id>@<host>/<pid>/<thread>``.
 
-    Celery's own retries of a task keep its id, so a retry after a failed commit
-    (e.g. PostgreSQL restarting) takes its leases back at once; a duplicated
-    message running elsewhere has another process or thread and cannot.
+    The ledger lets a run take back leases held under its own task id: Celery's
+    retries keep the id, and so does a message redelivered after its worker died,
+    so neither waits for the old lease to expire.
     """
-    return f"{socket.gethostname()}/{os.getpid()}/{threading.get_ident()}/{task.request.id}"
+    where = f"{socket.gethostname()}/{os.getpid()}/{threading.get_ident()}"
+    return f"{task.request.id}@{where}"
 
 
 def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
     delivered = len(report.succeeded) if request.stage == "delivery" else 0
-    change = ChunkProgress(request.stage, len(report.succeeded), len(report.failed), delivered)
+    change = ChunkProgress(
+        request.stage,
+        len(report.succeeded),
+        len(report.failed),
+        delivered,
+        errors=report.failure_classes,
+    )
     try:
         record_chunk(redis_client(), request.batch_id, change)
     except redis.RedisError as error:  # progress is rebuildable from the ledger
@@ -79,17 +86,12 @@ def execute_stage(task: Task, stage: str, **message: Any) -> dict[str, Any]:
         item_ids=[int(i) for i in message["item_ids"]],
         priority=message.get("priority", "normal"),
         max_retries=int(message.get("max_retries", 3)),
-        reserved_for=str(message.get("reserved_for", "")),
     )
     report = run_chunk(request, lease_owner(task))
     _emit_progress(request, report)
     _hand_on(request, report)
     if report.retry_ids:
-        retry_message = {
-            **message,
-            "item_ids": report.retry_ids,
-            "reserved_for": report.reservation,
-        }
+        retry_message = {**message, "item_ids": report.retry_ids}
         # The per-item budget lives in the ledger (attempts), not in Celery's counter.
         raise task.retry(kwargs=retry_message, countdown=report.retry_delay, max_retries=10_000)
     return {"claimed": report.claimed, "ok": len(report.succeeded), "failed": len(report.failed)}

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from celery_app import app
-from ledger.batches import state_counts
+from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.models import Batch
 from metrics.progress import read_progress, rebuild_progress
@@ -24,6 +24,7 @@ class UnknownBatch(LookupError):
 def _rebuild(batch: Batch) -> dict[str, str]:
     with transaction() as session:
         counts = state_counts(session, batch.id)
+        failures = failed_by_stage(session, batch.id)
     return rebuild_progress(
         redis_client(),
         batch.id,
@@ -31,6 +32,7 @@ def _rebuild(batch: Batch) -> dict[str, str]:
         state_counts=counts,
         status=batch.status,
         started_at=batch.created_at.timestamp(),
+        failed_by_stage=failures,
     )
 
 

@@ -48,3 +48,26 @@ def test_orders_failing_preflight_do_not_sink_their_chunk(workers) -> None:
     status = batch_status(batch_id)
     assert (status["completed"], status["failed"], status["success_rate"]) == (8, 2, 80.0)
     assert status["stages"]["preflight"] == {"done": 8, "failed": 2}
+
+
+def test_failures_are_counted_by_class_and_survive_a_progress_rebuild(workers) -> None:
+    from datetime import UTC, datetime
+
+    from metrics.keys import error_bucket_key, progress_key
+    from metrics.redis_client import redis_client
+    from tasks import batch_status, submit_batch
+
+    batch_id = f"buckets-{uuid.uuid4().hex[:8]}"
+    orders = make_orders(6, batch_id)
+    orders[0] = {**orders[0], "target_url": f"https://{orders[0]['publisher_domain']}/self"}
+    bucket = error_bucket_key(datetime.now(UTC))
+    before = int(redis_client().hget(bucket, "InvalidInput") or 0)
+
+    submit_batch(orders, "it-project", "normal", {"batch_id": batch_id})
+    wait_for_final([batch_id])
+
+    assert int(redis_client().hget(bucket, "InvalidInput") or 0) - before >= 1
+    redis_client().delete(progress_key(batch_id))
+    rebuilt = batch_status(batch_id)
+    assert rebuilt["stages"]["preflight"] == {"done": 5, "failed": 1}
+    assert (rebuilt["completed"], rebuilt["failed"]) == (5, 1)
