@@ -74,7 +74,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_ignore_result=True,
         result_expires=3600,
         broker_connection_retry_on_startup=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Keep running chunks alive when the broker connection drops: cancelling one
+        # sends SIGTERM mid-transaction, and a rerun is harmless anyway (the ledger).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         enable_utc=True,
         timezone="UTC",
         beat_schedule={

@@ -35,6 +35,7 @@ from pipeline.retry_policy import Decision, decide
 from pipeline.settings import get_settings
 from pipeline.states import STAGE_STATE, STAGE_SUCCESS, ItemState
 from tasks.handlers import HANDLERS, INPUT_STAGE, StageContext
+from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -118,8 +119,8 @@ def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _It
     try:
         order = _stored_order(item)
         output = HANDLERS[request.stage](order, previous, context)
-    except SoftTimeLimitExceeded:
-        raise
+    except (SoftTimeLimitExceeded, *INFRASTRUCTURE_ERRORS):
+        raise  # the chunk's problem, not the order's: the whole chunk is retried
     except Exception as error:  # poison isolation: one item never sinks its chunk
         return _failure(request, item, error, _elapsed_ms(started))
     outcome = Outcome(

@@ -10,8 +10,6 @@ from typing import Any
 import redis
 import structlog
 from celery import Task
-from kombu.exceptions import OperationalError as KombuOperationalError
-from sqlalchemy.exc import DBAPIError
 
 from celery_app import app
 from ledger.batches import find_batch, item_ids_in_state
@@ -23,18 +21,9 @@ from pipeline.states import NEXT_STAGE, ItemState
 from tasks.chunk_runner import ChunkReport, ChunkRequest, run_chunk
 from tasks.dispatch import send_chunks
 from tasks.finalize import finalize_if_complete
+from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 
 log = structlog.get_logger(__name__)
-
-# The ledger or broker being briefly away is retried for the whole chunk, which
-# is safe: claims and state changes are conditional, so done work is skipped.
-INFRASTRUCTURE_ERRORS = (
-    DBAPIError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    ConnectionError,
-    KombuOperationalError,  # kombu's wrapper when publishing the next stage fails
-)
 
 
 def lease_owner(task: Task) -> str:

@@ -74,18 +74,53 @@ def _check_invariants(batch_id: str, orders: int, outbox: Path) -> dict[str, int
     receipts = receipts_per_item(batch_id)
     published = list((outbox / batch_id).glob("*.receipt.json"))
     assert len(receipts) == delivered and set(receipts.values()) <= {1}
-    assert len(published) == delivered, "published receipts differ from delivered orders"
+    assert len(published) == delivered, f"published {len(published)}, delivered {delivered}: " + (
+        _failures(batch_id)
+    )
     assert finalize_events(batch_id) == 1
     return {"orders": orders, "delivered": delivered, "lost": orders - len(states),
             "duplicated_effects": len(published) - delivered,
             "double_finalizes": finalize_events(batch_id) - 1}  # fmt: skip
 
 
+def _failures(batch_id: str) -> str:
+    with transaction() as session:
+        rows = session.execute(
+            select(Item.order_id, Item.error_class, Item.error_message).where(
+                Item.batch_id == batch_id, Item.state == "FAILED"
+            )
+        )
+        return "; ".join(f"{order} {cls}: {message}" for order, cls, message in rows)
+
+
+def _diagnose(batch_id: str, stack: ChaosStack) -> str:
+    """Where a stuck batch stands: open items, queues, processes and log tails."""
+    with transaction() as session:
+        rows = session.execute(
+            select(Item.state, Item.lease_owner, func.count())
+            .where(Item.batch_id == batch_id)
+            .group_by(Item.state, Item.lease_owner)
+        )
+        items = [f"{state} owner={owner} n={n}" for state, owner, n in rows]
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    queues = {lane: client.llen(lane) for lane in (*LANES, "batch.maintenance")}
+    client.close()
+    alive = [w.pid for w in stack.workers if w.poll() is None]
+    logs = "\n".join(
+        f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+        for path in sorted(stack.log_dir.glob("*.log"))
+    )
+    return f"items: {items}\nqueues: {queues}\nworkers alive: {alive}\n{logs}"
+
+
 def _finish_and_measure(
     batch_id: str, orders: int, stack: ChaosStack, last_fault: float, rate: float
 ) -> dict[str, Any]:
     remaining = _open_items(batch_id)
-    wait_for_final([batch_id], timeout=VISIBILITY + SWEEP + 180)
+    try:
+        wait_for_final([batch_id], timeout=VISIBILITY + SWEEP + 180)
+    except TimeoutError:
+        pytest.fail(f"batch {batch_id} did not finish:\n{_diagnose(batch_id, stack)}")
     figures = _check_invariants(batch_id, orders, Path(stack.env["BATCH_OUTPUT_DIR"]))
     after_fault = _finalized_at(batch_id).timestamp() - last_fault
     # The bound: recovery (visibility timeout + one sweep) plus the work left at the
