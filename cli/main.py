@@ -153,28 +153,21 @@ def worker(
     events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
 ) -> None:
     """Run a Celery worker on the given lanes (strict priority order)."""
-    from cli.workers import queues_for
+    from cli.workers import worker_command
 
+    chosen = [lane.strip() for lane in lanes.split(",") if lane.strip()]
+    settings = get_settings()
     try:
-        queues = queues_for([lane.strip() for lane in lanes.split(",") if lane.strip()])
+        argv = worker_command(
+            chosen,
+            concurrency or settings.batch_worker_concurrency,
+            f"batchline-{'-'.join(chosen)}",
+            loglevel=settings.log_level,
+            events=events,
+        )
     except ValueError as error:
         _fail(str(error))
-    size = concurrency or get_settings().batch_worker_concurrency
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(size),
-        "--loglevel",
-        get_settings().log_level,
-    ]
-    os.execv(sys.executable, argv + (["-E"] if events else []))
+    os.execv(sys.executable, argv)
 
 
 def _control(action: str, *args: str) -> None:

@@ -30,9 +30,16 @@ def queues_for(lanes: Sequence[str]) -> str:
     return ",".join(f"batch.{lane}" for lane in ALL_LANES if lane in lanes)
 
 
-def worker_command(lanes: Sequence[str], concurrency: int, name: str) -> list[str]:
-    """The command line of one worker (prefork pool) consuming ``lanes``."""
-    return [
+def worker_command(
+    lanes: Sequence[str],
+    concurrency: int,
+    name: str,
+    *,
+    loglevel: str = "WARNING",
+    events: bool = False,
+) -> list[str]:
+    """The command line of one worker (prefork pool) consuming ``lanes`` in strict order."""
+    command = [
         sys.executable,
         "-m",
         "celery",
@@ -46,10 +53,12 @@ def worker_command(lanes: Sequence[str], concurrency: int, name: str) -> list[st
         "-n",
         f"{name}@%h",
         "--loglevel",
-        "WARNING",
+        loglevel,
+        # Gossip and mingle only cost start-up time and broadcast traffic here.
         "--without-gossip",
         "--without-mingle",
     ]
+    return [*command, "-E"] if events else command
 
 
 def spawn_worker(

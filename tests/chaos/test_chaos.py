@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -169,33 +170,34 @@ def test_sigkill_of_worker_processes_loses_and_doubles_nothing(
     chaos_report["sigkill"] = {**figures, "kills": len(victims), "victims": victims}
 
 
-def test_redis_restarting_empty_mid_batch_loses_nothing(
-    chaos_stack: ChaosStack,
-    chaos_scale: ChaosScale,
-    fault_free_rate: float,
-    chaos_report: dict[str, Any],
-) -> None:
-    batch_id = _submit(chaos_scale.orders, "redis")
-    _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
-    chaos_stack.valkey.restart_empty()
-    fault = time.time()
-    figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
-    chaos_report["redis_restart_empty"] = {**figures, "restarts": 1}
+def _restart_redis_empty(stack: ChaosStack) -> None:
+    stack.valkey.restart_empty()
 
 
-def test_postgres_restart_mid_batch_loses_nothing(
-    chaos_stack: ChaosStack,
-    chaos_scale: ChaosScale,
-    fault_free_rate: float,
-    chaos_report: dict[str, Any],
-) -> None:
-    batch_id = _submit(chaos_scale.orders, "postgres")
-    _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
-    chaos_stack.postgres.restart()
-    fault = time.time()
+def _restart_postgres(stack: ChaosStack) -> None:
+    stack.postgres.restart()
     dispose_engine()  # this test process's pooled connections died with the server
+
+
+@pytest.mark.parametrize(
+    ("report_key", "restart"),
+    [("redis_restart_empty", _restart_redis_empty), ("postgres_restart", _restart_postgres)],
+    ids=["redis-restarts-empty", "postgres-restarts"],
+)
+def test_server_restart_mid_batch_loses_nothing(
+    chaos_stack: ChaosStack,
+    chaos_scale: ChaosScale,
+    fault_free_rate: float,
+    chaos_report: dict[str, Any],
+    report_key: str,
+    restart: Callable[[ChaosStack], None],
+) -> None:
+    batch_id = _submit(chaos_scale.orders, report_key.split("_")[0])
+    _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
+    restart(chaos_stack)
+    fault = time.time()
     figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
-    chaos_report["postgres_restart"] = {**figures, "restarts": 1}
+    chaos_report[report_key] = {**figures, "restarts": 1}
 
 
 def test_duplicated_chunk_messages_change_nothing(

@@ -128,3 +128,36 @@ def test_submit_names_the_bad_jsonl_line_and_invalid_utf8(service_env, tmp_path:
     manifest_json = manifest.rename(tmp_path / "orders.json")
     result = batchline("submit", str(manifest_json), env=service_env)
     assert result.returncode == 2 and "not UTF-8" in result.stderr
+
+
+def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> None:
+    import signal
+    import time
+
+    from celery_app import app
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--lanes", "high", "--concurrency", "1"],
+        env={**os.environ, **service_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        replies: list[dict[str, object]] = []
+        while not replies and time.monotonic() < deadline:
+            replies = app.control.ping(destination=None, timeout=0.5)
+            replies = [r for r in replies if any(k.startswith("batchline-high@") for k in r)]
+        assert replies, "the worker never answered"
+        queues = app.control.inspect(timeout=2).active_queues() or {}
+        mine = next(v for k, v in queues.items() if k.startswith("batchline-high@"))
+        assert [queue["name"] for queue in mine] == ["batch.high"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
+def test_worker_command_refuses_an_unknown_lane(service_env) -> None:
+    result = batchline("worker", "--lanes", "urgent", env=service_env)
+    assert result.returncode == 2
+    assert "unknown lane(s): urgent" in result.stderr

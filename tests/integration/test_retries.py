@@ -1,0 +1,101 @@
+"""Per-item retries against the real ledger: defer, reclaim by task id, refund, give up.
+
+These call the chunk runner in this process with a stand-in handler (the only way
+to make a real handler fail on purpose); the ledger, its leases and its
+conditional updates are the real ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import tasks.handlers as handlers
+from ledger.db import transaction
+from ledger.models import Item
+from pipeline.errors import RateLimited, TransientError
+from tasks.chunk_runner import ChunkRequest, run_chunk
+from tasks.submit import submit_batch
+from tests.integration.helpers import make_orders
+
+pytestmark = pytest.mark.integration
+
+
+class FlakyPreflight:
+    """Fails the first ``failures`` calls with ``error``, then succeeds."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+
+    def __call__(self, order: Any, previous: Any, context: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return {"prompt": {}, "checks": {}}
+
+
+@pytest.fixture()
+def batch(service_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
+    # Dispatch is stubbed: this test drives the chunk itself, no worker may take it.
+    monkeypatch.setattr("tasks.submit._start", lambda *_: None)
+    batch_id = f"retry-{uuid.uuid4().hex[:8]}"
+    submit_batch(make_orders(1, batch_id), "it", "normal", {"batch_id": batch_id})
+    with transaction() as session:
+        ids = list(session.scalars(select(Item.id).where(Item.batch_id == batch_id)))
+    yield batch_id, ids
+    from tasks.control import cancel_batch
+
+    cancel_batch(batch_id)
+
+
+def _item(item_id: int) -> Item:
+    with transaction() as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        return item
+
+
+def _run(batch: tuple[str, list[int]], task_id: str, max_retries: int = 3):
+    request = ChunkRequest("preflight", batch[0], batch[1], "normal", max_retries)
+    return run_chunk(request, f"{task_id}@test")
+
+
+def test_transient_failure_defers_to_the_retry_which_reclaims_it(batch, monkeypatch) -> None:
+    flaky = FlakyPreflight(TransientError("timeout"), failures=1)
+    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+
+    first = _run(batch, "task-a")
+    item = _item(batch[1][0])
+    assert first.retry_ids == batch[1] and first.retry_delay == 0.0
+    assert (item.state, item.lease_owner) == ("PREFLIGHT", "task-a@retry")
+    assert _run(batch, "task-b").claimed == 0  # another message cannot take it
+
+    retried = _run(batch, "task-a")  # Celery's retry keeps the task id
+    assert retried.succeeded == batch[1]
+    assert (_item(batch[1][0]).state, _item(batch[1][0]).lease_owner) == ("WRITING", None)
+
+
+def test_rate_limit_defers_without_spending_an_attempt(batch, monkeypatch) -> None:
+    flaky = FlakyPreflight(RateLimited("429", retry_after=30), failures=5)
+    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+
+    for _ in range(4):
+        report = _run(batch, "task-r", max_retries=0)
+        assert report.retry_ids == batch[1] and report.retry_delay == 30.0
+    assert _item(batch[1][0]).attempts == 0
+
+
+def test_item_fails_once_its_retry_budget_is_spent(batch, monkeypatch) -> None:
+    flaky = FlakyPreflight(TransientError("timeout"), failures=10)
+    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+
+    reports = [_run(batch, "task-f", max_retries=2) for _ in range(3)]
+
+    assert [bool(r.retry_ids) for r in reports] == [True, True, False]
+    assert reports[-1].failed == batch[1]
+    item = _item(batch[1][0])
+    assert (item.state, item.error_class) == ("FAILED", "TransientError")
