@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     batch_idempotency_ttl_hours: int = Field(default=24, ge=1)
     celery_worker_max_tasks_per_child: int = Field(default=50, ge=1)
     celery_worker_max_memory_per_child: int = Field(default=200_000, ge=10_000)
+    batch_anchor_window_days: int = Field(default=30, ge=1, le=365)
+    batch_exact_anchor_max_share: float = Field(default=0.3, gt=0, le=1)
+    batch_duplicate_window_days: int = Field(default=30, ge=0, le=365)
+    qc_max_rewrites: int = Field(default=2, ge=0, le=10)
+    writer_backend: Literal["offline", "openai"] = "offline"
+    writer_url: str | None = None
+    writer_api_key: str | None = None
+    writer_model: str = "gpt-4o-mini"
+    writer_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    writer_max_retries: int = Field(default=3, ge=0, le=10)
+    delivery_backend: Literal["filesystem", "webhook"] = "filesystem"
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
