@@ -170,6 +170,30 @@ def worker(
     os.execv(sys.executable, argv)
 
 
+@app.command()
+def order(
+    order_id: str,
+    batch_id: Annotated[str, typer.Option("--batch", help="Only this batch.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print every stored output.")] = False,
+) -> None:
+    """Show an order's journey: every stage output, its QC reports and its receipt."""
+    from cli.render import journey_table
+    from ledger.db import transaction
+    from ledger.reports import order_journey
+
+    with transaction() as session:
+        journeys = order_journey(session, order_id, batch_id or None)
+    if not journeys:
+        _fail(f"no order with id {order_id!r}", code=1)
+    if as_json:
+        print(json.dumps(journeys, indent=2))
+        return
+    for journey in journeys:
+        console.print(journey_table(journey))
+        if journey["receipt"]:
+            console.print(f"receipt: {json.dumps(journey['receipt'])}")
+
+
 def _control(action: str, *args: str) -> None:
     import tasks.control as control
 

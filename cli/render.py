@@ -67,3 +67,38 @@ def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
                 stage, str(t["runs"]), str(t["mean_ms"]), str(t["p95_ms"]), str(t["failures"])
             )
     return table
+
+
+def _summary(stage: str, ok: bool, output: dict[str, Any]) -> str:
+    if not ok:
+        return f"{output.get('category', '')}: {output.get('error', '')}"
+    if stage == "preflight":
+        words = output.get("prompt", {}).get("target_words")
+        return f"anchor {output.get('anchor_class')}, prompt for {words} words"
+    if stage == "writing":
+        title, words = output.get("title", ""), output.get("word_count")
+        return f"{title!r}, {words} words ({output.get('writer')})"
+    if stage == "qc":
+        checks = output.get("checks", {})
+        return f"{sum(c['passed'] for c in checks.values())}/{len(checks)} checks passed"
+    return str(output.get("published_url", ""))
+
+
+def journey_table(journey: dict[str, Any]) -> Table:
+    """One order's path through the stages, one row per stored output."""
+    title = f"order {journey['order_id']} in batch {journey['batch_id']}: {journey['state']}"
+    if journey["error_class"]:
+        title += f" ({journey['error_class']}: {journey['error_message']})"
+    table = Table(title=title)
+    for column in ("stage", "attempt", "ok", "ms", "at", "result"):
+        table.add_column(column)
+    for step in journey["stages"]:
+        table.add_row(
+            step["stage"],
+            str(step["attempt"]),
+            "yes" if step["ok"] else "no",
+            f"{step['duration_ms']:.1f}",
+            step["at"][11:23],
+            _summary(step["stage"], step["ok"], step["output"]),
+        )
+    return table

@@ -46,3 +46,60 @@ def failures_by_class(session: Session, batch_ids: Sequence[str]) -> dict[str, i
     """Failed items counted by error class."""
     rows = session.execute(_FAILURES, {"batch_ids": list(batch_ids)})
     return {str(name): int(count) for name, count in rows}
+
+
+def order_journey(
+    session: Session, order_id: str, batch_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Everything the ledger holds about an order, per batch it appeared in.
+
+    Each entry has the item (state, error, attempts), every stage output in the order
+    they were written (preflight matrix, writer prompt, articles, QC reports,
+    delivery receipt) and the stored delivery receipt.
+    """
+    items = session.execute(_ITEMS, {"order_id": order_id, "batch_id": batch_id or ""})
+    journeys = []
+    for item_id, batch, state, error_class, error_message, attempts, created, updated in items:
+        outputs = session.execute(_OUTPUTS, {"item_id": item_id})
+        receipt = session.execute(_RECEIPT, {"item_id": item_id}).first()
+        journeys.append(
+            {
+                "batch_id": batch,
+                "order_id": order_id,
+                "state": state,
+                "error_class": error_class,
+                "error_message": error_message,
+                "attempts": attempts,
+                "created_at": created.isoformat(),
+                "updated_at": updated.isoformat(),
+                "stages": [
+                    {
+                        "stage": stage,
+                        "attempt": attempt,
+                        "ok": ok,
+                        "duration_ms": ms,
+                        "at": at.isoformat(),
+                        "output": output,
+                    }
+                    for stage, attempt, ok, ms, at, output in outputs
+                ],
+                "receipt": receipt[0] if receipt else None,
+            }
+        )
+    return journeys
+
+
+_ITEMS = text(
+    """
+    SELECT id, batch_id, state, error_class, error_message, attempts, created_at, updated_at
+    FROM items WHERE order_id = :order_id AND (:batch_id = '' OR batch_id = :batch_id)
+    ORDER BY created_at
+    """
+)
+_OUTPUTS = text(
+    """
+    SELECT stage, attempt, ok, duration_ms, created_at, output FROM stage_outputs
+    WHERE item_id = :item_id ORDER BY id
+    """
+)
+_RECEIPT = text("SELECT receipt FROM delivery_receipts WHERE item_id = :item_id")

@@ -161,3 +161,30 @@ def test_worker_command_refuses_an_unknown_lane(service_env) -> None:
     result = batchline("worker", "--lanes", "urgent", env=service_env)
     assert result.returncode == 2
     assert "unknown lane(s): urgent" in result.stderr
+
+
+def test_order_shows_the_journey_through_every_stage(workers, service_env) -> None:
+    from tasks import submit_batch
+
+    batch_id = f"journey-{uuid.uuid4().hex[:8]}"
+    orders = make_orders(2, batch_id)
+    submit_batch(orders, "cli", "high", {"batch_id": batch_id})
+    wait_for_final([batch_id])
+
+    shown = batchline("order", orders[0]["order_id"], "--json", env=service_env)
+    assert shown.returncode == 0, shown.stderr
+    (journey,) = json.loads(shown.stdout)
+    assert journey["state"] == "DELIVERED"
+    assert [step["stage"] for step in journey["stages"]] == [
+        "preflight",
+        "writing",
+        "qc",
+        "delivery",
+    ]
+    assert "prompt" in journey["stages"][0]["output"]
+    assert journey["receipt"]["published_url"] == journey["stages"][3]["output"]["published_url"]
+
+    table = batchline("order", orders[0]["order_id"], env=service_env)
+    assert table.returncode == 0 and "DELIVERED" in table.stdout
+    missing = batchline("order", "no-such-order", env=service_env)
+    assert missing.returncode == 1 and "no order with id" in missing.stderr
