@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cli.catalog_cmd import catalog_app
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 

@@ -1,4 +1,10 @@
-"""Realistic sample orders for the demo, built from the catalog shipped in ``sample_data/``."""
+"""Realistic sample orders for the demo, built from the data shipped in ``sample_data/``.
+
+``catalog.json`` is a catalog file as ``batchline catalog import`` reads it (the
+customers and publishers); ``matches.json`` says, per customer, which pages of its
+site it links to and which publishers, topics and anchors fit it. Only customers
+with matches order, so the suspended customer in the catalog never does.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +14,64 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-CATALOG = Path(__file__).parent / "sample_data" / "catalog.json"
+from pipeline.catalog import Catalog
+
+SAMPLE_DATA = Path(__file__).parent / "sample_data"
+CATALOG = SAMPLE_DATA / "catalog.json"
+MATCHES = SAMPLE_DATA / "matches.json"
 
 
 @lru_cache(maxsize=1)
-def load_catalog() -> dict[str, Any]:
-    """Return the sample catalog (customers, publishers and who fits where)."""
-    catalog: dict[str, Any] = json.loads(CATALOG.read_text(encoding="utf-8"))
-    return catalog
+def load_catalog() -> Catalog:
+    """Return the sample catalog (customers and publishers), validated."""
+    return Catalog.model_validate_json(CATALOG.read_text(encoding="utf-8"))
 
 
-def _language_of(domain: str) -> str:
-    publishers = load_catalog()["publishers"]
-    return str(next(p["language"] for p in publishers if p["domain"] == domain))
+@lru_cache(maxsize=1)
+def load_matches() -> dict[str, Any]:
+    """Return customer id -> its site, pages and fitting publishers, topics and anchors."""
+    matches: dict[str, Any] = json.loads(MATCHES.read_text(encoding="utf-8"))
+    return matches
+
+
+def _language_of(match: dict[str, Any]) -> str:
+    if "language" in match:
+        return str(match["language"])
+    publisher = next(p for p in load_catalog().publishers if p.domain == match["publisher"])
+    return publisher.languages[0]
+
+
+def _tier_of(customer_id: str) -> str:
+    return next(str(c.tier) for c in load_catalog().customers if c.customer_id == customer_id)
+
+
+def _target_url(site: str, page: str, publisher: str, order_id: str) -> str:
+    # Tracking parameters per order, as agencies tag their links: they also keep
+    # every sample order distinct, so none is refused as a repeat of another.
+    query = {"utm_source": publisher, "utm_medium": "referral", "utm_campaign": order_id}
+    return f"{site}{page}?{urlencode(query)}"
 
 
 def _order(rng: random.Random, number: int, tag: str) -> dict[str, Any]:
-    catalog = load_catalog()
-    customer = rng.choice(catalog["customers"])
-    match = rng.choice(catalog["matches"][customer["customer_id"]])
+    matches = load_matches()
+    customer_id = rng.choice(sorted(matches))
+    customer = matches[customer_id]
+    match = rng.choice(customer["matches"])
+    page = rng.choice(customer["pages"])
     deadline = datetime.now(UTC) + timedelta(hours=rng.choice([12, 48, 120, 240]))
+    order_id = f"{tag}-{number:06d}"
     return {
-        "order_id": f"{tag}-{number:06d}",
-        "customer_id": customer["customer_id"],
-        "target_url": customer["site"] + rng.choice(customer["pages"]),
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "target_url": _target_url(customer["site"], page, match["publisher"], order_id),
         "anchor_text": rng.choice(match["anchors"]),
         "publisher_domain": match["publisher"],
-        "language": _language_of(match["publisher"]),
+        "language": _language_of(match),
         "topic": match["topic"],
         "deadline": deadline.isoformat(),
-        "metadata": {"campaign": f"demo-{customer['tier']}"},
+        "metadata": {"campaign": f"demo-{_tier_of(customer_id)}"},
     }
 
 

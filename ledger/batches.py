@@ -181,3 +181,13 @@ def failed_by_stage(session: Session, batch_id: str) -> dict[str, int]:
     """Count the batch's failed items by the stage they failed in."""
     rows = session.execute(_FAILED_BY_STAGE, {"b": batch_id})
     return {str(stage): int(count) for stage, count in rows}
+
+
+def pending_orders(session: Session, batch_id: str) -> list[tuple[int, dict[str, Any], Any]]:
+    """``(item_id, document, created_at)`` of the batch's PENDING items, in manifest order."""
+    query = (
+        select(Item.id, Item.document, Item.created_at)
+        .where(Item.batch_id == batch_id, Item.state == "PENDING")
+        .order_by(Item.position)
+    )
+    return [(int(i), dict(doc), created) for i, doc, created in session.execute(query)]

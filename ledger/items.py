@@ -99,16 +99,58 @@ def claim_items(
 _LATEST_OUTPUTS = text(
     """
     SELECT DISTINCT ON (item_id) item_id, output FROM stage_outputs
-    WHERE item_id = ANY(:ids) AND stage = :stage AND ok
-    ORDER BY item_id, attempt DESC, id DESC
+    WHERE item_id = ANY(:ids) AND stage = :stage AND ok = :ok
+    ORDER BY item_id, id DESC
     """
 )
 
 
-def latest_outputs(session: Session, item_ids: Sequence[int], stage: str) -> dict[int, Any]:
-    """Return each item's newest successful output of ``stage``."""
-    rows = session.execute(_LATEST_OUTPUTS, {"ids": list(item_ids), "stage": stage})
+def latest_outputs(
+    session: Session, item_ids: Sequence[int], stage: str, *, ok: bool = True
+) -> dict[int, Any]:
+    """Return each item's newest successful (or, with ``ok=False``, failed) output of ``stage``."""
+    rows = session.execute(_LATEST_OUTPUTS, {"ids": list(item_ids), "stage": stage, "ok": ok})
     return {int(item_id): output for item_id, output in rows}
+
+
+_OUTPUT_COUNTS = text(
+    """
+    SELECT item_id, count(*) FROM stage_outputs
+    WHERE item_id = ANY(:ids) AND stage = :stage AND ok = :ok GROUP BY item_id
+    """
+)
+
+
+def output_counts(
+    session: Session, item_ids: Sequence[int], stage: str, *, ok: bool
+) -> dict[int, int]:
+    """How many outputs of ``stage`` (successful or failed) each item has."""
+    rows = session.execute(_OUTPUT_COUNTS, {"ids": list(item_ids), "stage": stage, "ok": ok})
+    return {int(item_id): int(count) for item_id, count in rows}
+
+
+_SIGNATURES = text(
+    """
+    SELECT domain, signature FROM (
+        SELECT i.publisher_domain AS domain, o.output->'signature' AS signature,
+               row_number() OVER (PARTITION BY i.publisher_domain ORDER BY o.id DESC) AS n
+        FROM stage_outputs o JOIN items i ON i.id = o.item_id
+        WHERE o.stage = 'qc' AND o.ok AND i.publisher_domain = ANY(:domains)
+          AND NOT (o.item_id = ANY(:ids)) AND o.output ? 'signature'
+    ) recent WHERE n <= :per_domain
+    """
+)
+
+
+def article_signatures(
+    session: Session, domains: Sequence[str], *, exclude: Sequence[int], per_domain: int
+) -> dict[str, list[list[int]]]:
+    """MinHash signatures of each publisher's most recent approved articles."""
+    params = {"domains": list(domains), "ids": list(exclude), "per_domain": per_domain}
+    found: dict[str, list[list[int]]] = {}
+    for domain, signature in session.execute(_SIGNATURES, params):
+        found.setdefault(str(domain), []).append([int(v) for v in signature])
+    return found
 
 
 _RECORD = text(

@@ -175,3 +175,29 @@ class Control(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     set_at: Mapped[datetime] = _now()
+
+
+class Customer(Base):
+    """A catalog customer (``pipeline.catalog.CustomerProfile``), upserted by catalog imports."""
+
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    tier: Mapped[str] = mapped_column(String(16), nullable=False)
+    suspended: Mapped[bool] = mapped_column(nullable=False, default=False)
+    updated_at: Mapped[datetime] = _now()
+
+
+class Publisher(Base):
+    """A catalog publisher; ``profile`` holds its whole ``PublisherProfile`` as JSON.
+
+    One JSON document rather than a column per rule: the profile is read whole and
+    validated by the model on the way out, so a new rule needs no migration.
+    """
+
+    __tablename__ = "publishers"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    updated_at: Mapped[datetime] = _now()

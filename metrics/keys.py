@@ -30,3 +30,8 @@ def queue_key(queue: str) -> str:
 def sweeper_lock_key() -> str:
     """Lock that keeps two sweeps from running at once: ``batch:sweeper:lock``."""
     return f"{get_settings().redis_prefix_batch}sweeper:lock"
+
+
+def publisher_cache_key(domain: str) -> str:
+    """Cached publisher profile (JSON): ``batch:cache:publisher:<domain>``."""
+    return f"{get_settings().redis_prefix_batch}cache:publisher:{domain}"

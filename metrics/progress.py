@@ -31,6 +31,8 @@ class ChunkProgress:
     delivered: int = 0
     #: failed items by error class, added to this hour's ``metrics:errors:<hour>`` bucket
     errors: Mapping[str, int] = field(default_factory=dict)
+    #: items QC sent back to writing
+    rewrites: int = 0
 
 
 def _ttl_seconds() -> int:
@@ -58,6 +60,8 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> N
     pipe.hincrby(key, f"{change.stage}_failed", change.failed)
     pipe.hincrby(key, "failed", change.failed)
     pipe.hincrby(key, "completed", change.delivered)
+    if change.rewrites:
+        pipe.hincrby(key, "rewrites", change.rewrites)
     pipe.hset(key, "updated_at", time.time())
     pipe.expire(key, _ttl_seconds())
     if change.errors:

@@ -98,6 +98,14 @@ class QualityRejected(PermanentError):
     """QC found a problem a rewrite could not fix."""
 
 
+class RewriteNeeded(BatchlineError):
+    """QC found problems a rewrite can fix: the order goes back to WRITING with feedback.
+
+    Not a failure: ``details`` holds the QC report whose ``feedback`` lines the
+    writer receives.
+    """
+
+
 class CriticalError(BatchlineError):
     """Data corruption or a security breach: all processing must halt."""
 

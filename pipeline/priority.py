@@ -9,6 +9,7 @@ boost, is made up in 75 hours).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -55,3 +56,25 @@ def _deadline_bonus(deadline: datetime | None, now: datetime) -> int:
     if left < timedelta(hours=24):
         return URGENT_BONUS  # overdue orders are the most urgent of all
     return SOON_BONUS if left < timedelta(hours=72) else 0
+
+
+def rank_by_priority(
+    orders: Sequence[tuple[int, OrderDocument, datetime]],
+    tiers: Mapping[str, CustomerTier],
+    now: datetime,
+) -> list[int]:
+    """Item ids, highest priority first; ties keep submission order (stable sort).
+
+    ``orders`` holds ``(item_id, order, submitted_at)`` tuples.
+    """
+    scored = [
+        (
+            -calculate_priority(
+                order, tier=tiers.get(order.customer_id), waiting_since=since, now=now
+            ),
+            position,
+            item_id,
+        )
+        for position, (item_id, order, since) in enumerate(orders)
+    ]
+    return [item_id for _, _, item_id in sorted(scored)]

@@ -29,13 +29,14 @@ from ledger.items import (
     store_receipts,
 )
 from pipeline.classify import error_class_name
-from pipeline.errors import BatchlineError, DataCorruption
+from pipeline.errors import BatchlineError, DataCorruption, RewriteNeeded
 from pipeline.manifest import OrderDocument
 from pipeline.retry_policy import Decision, decide
 from pipeline.settings import get_settings
 from pipeline.states import STAGE_STATE, STAGE_SUCCESS, ItemState
 from tasks.handlers import HANDLERS, INPUT_STAGE, StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.preparers import PREPARERS
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,7 @@ class ChunkReport:
     claimed: int = 0
     succeeded: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    rewrites: list[int] = field(default_factory=list)
     retry_ids: list[int] = field(default_factory=list)
     retry_delay: float = 0.0
     halted: bool = False
@@ -70,6 +72,7 @@ class _ItemResult:
     outcome: Outcome | None = None
     decision: Decision | None = None  # set when the item is retried or halts the system
     error: str = ""
+    rewrite: bool = False
 
 
 def entry_states(stage: str) -> list[str]:
@@ -93,16 +96,22 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
-    return _commit(request, owner, claimed, _run_items(request, claimed, inputs))
+    prepared = PREPARERS[request.stage](claimed) if claimed else {}
+    results = _run_items(request, claimed, inputs, prepared)
+    return _commit(request, owner, claimed, results)
 
 
 def _run_items(
-    request: ChunkRequest, claimed: list[ClaimedItem], inputs: dict[int, object]
+    request: ChunkRequest,
+    claimed: list[ClaimedItem],
+    inputs: dict[int, object],
+    prepared: dict[int, object],
 ) -> list[_ItemResult]:
     results: list[_ItemResult] = []
     for index, item in enumerate(claimed):
         try:
-            results.append(_run_item(request, item, inputs.get(item.item_id)))
+            context = StageContext(request.batch_id, item.attempts, prepared.get(item.item_id))
+            results.append(_run_item(request, item, inputs.get(item.item_id), context))
         except SoftTimeLimitExceeded as error:
             # Out of time: keep what finished, hand the rest back to be retried at once
             # rather than failing the item that happened to be running.
@@ -113,9 +122,10 @@ def _run_items(
     return results
 
 
-def _run_item(request: ChunkRequest, item: ClaimedItem, previous: object) -> _ItemResult:
+def _run_item(
+    request: ChunkRequest, item: ClaimedItem, previous: object, context: StageContext
+) -> _ItemResult:
     started = time.perf_counter()
-    context = StageContext(batch_id=request.batch_id, attempt=item.attempts)
     try:
         order = _stored_order(item)
         output = HANDLERS[request.stage](order, previous, context)
@@ -143,7 +153,22 @@ def _stored_order(item: ClaimedItem) -> OrderDocument:
         raise DataCorruption(f"stored order of item {item.item_id} is no longer valid") from error
 
 
+def _rewrite(item: ClaimedItem, error: RewriteNeeded, ms: float) -> _ItemResult:
+    log.info("item.rewrite", item_id=item.item_id, reason=str(error))
+    outcome = Outcome(
+        item_id=item.item_id,
+        new_state=ItemState.WRITING,
+        ok=False,
+        output={**error.details, "rewrite": True},
+        attempt=item.attempts,
+        duration_ms=ms,
+    )
+    return _ItemResult(item.item_id, outcome, rewrite=True)
+
+
 def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: float) -> _ItemResult:
+    if isinstance(error, RewriteNeeded):
+        return _rewrite(item, error, ms)
     decision = decide(error, item.attempts, request.max_retries)
     fields = {"item_id": item.item_id, "stage": request.stage, "error": str(error)}
     if decision.action == "halt":
@@ -191,9 +216,14 @@ def _commit(
         _defer(session, owner, retries, report)
         _halt(session, request, owner, halts)
     report.succeeded = [o.item_id for o in outcomes if o.ok and o.item_id in moved]
-    report.failed = [o.item_id for o in outcomes if not o.ok and o.item_id in moved]
+    rewrites = {r.item_id for r in results if r.rewrite}
+    report.rewrites = [i for i in rewrites if i in moved]
+    report.failed = [
+        o.item_id for o in outcomes if not o.ok and o.item_id in moved and o.item_id not in rewrites
+    ]
+    failed = set(report.failed)
     report.failure_classes = dict(
-        Counter(str(o.error_class) for o in outcomes if not o.ok and o.item_id in moved)
+        Counter(str(o.error_class) for o in outcomes if o.item_id in failed)
     )
     return report
 

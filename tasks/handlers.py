@@ -1,5 +1,10 @@
 """Which pure handler each stage runs, and what stored input it needs.
 
+Every handler gets the order, the stored output of the stage it builds on, and a
+:class:`StageContext` carrying what the stage's preparer loaded for the item
+(``tasks.preparers``). QC turns a rejection a rewrite can fix into
+:class:`RewriteNeeded` until ``QC_MAX_REWRITES`` is spent.
+
 The delivery handler is the one with an external effect: it renders the page
 (pure) and hands it to the publisher with an idempotency key derived from
 (batch, order, stage). The key and the receipt are remembered in the ledger for
@@ -16,14 +21,16 @@ from typing import Any, Final
 
 from ledger.db import transaction
 from ledger.idempotency import remember, remembered
-from pipeline.errors import DataCorruption
+from pipeline.catalog import PublisherProfile
+from pipeline.errors import DataCorruption, QualityRejected, RewriteNeeded
 from pipeline.manifest import OrderDocument
 from pipeline.publishing import FilesystemPublisher, Publisher
 from pipeline.settings import get_settings
 from pipeline.stages.delivery import render_delivery
 from pipeline.stages.preflight import run_preflight
 from pipeline.stages.qc import run_qc
-from pipeline.stages.writing import run_writing
+from pipeline.webhook import WebhookPublisher
+from pipeline.writers import Writer, make_writer
 
 #: Whose stored output each stage reads (delivery publishes the article, not the QC report).
 INPUT_STAGE: Final[dict[str, str | None]] = {
@@ -40,15 +47,32 @@ class StageContext:
 
     batch_id: str
     attempt: int
+    prepared: Any = None
 
 
 Handler = Callable[[OrderDocument, Any, StageContext], dict[str, Any]]
 
 
 @lru_cache(maxsize=1)
+def writer() -> Writer:
+    """This process's writer (``WRITER_BACKEND``)."""
+    return make_writer(get_settings())
+
+
+@lru_cache(maxsize=1)
 def publisher() -> Publisher:
-    """This process's publisher (the filesystem outbox from ``BATCH_OUTPUT_DIR``)."""
-    return FilesystemPublisher(get_settings().batch_output_dir.resolve())
+    """This process's publisher (``DELIVERY_BACKEND``)."""
+    settings = get_settings()
+    if settings.delivery_backend == "webhook":
+        return WebhookPublisher(_endpoint_for, timeout=settings.delivery_timeout_seconds)
+    return FilesystemPublisher(settings.batch_output_dir.resolve())
+
+
+def _endpoint_for(domain: str) -> str | None:
+    from cache_warming.publishers import publisher_profiles
+
+    profile = publisher_profiles([domain]).get(domain)
+    return str(profile.webhook_url) if profile and profile.webhook_url else None
 
 
 def _need(previous: Any, stage: str) -> dict[str, Any]:
@@ -58,16 +82,31 @@ def _need(previous: Any, stage: str) -> dict[str, Any]:
 
 
 def _preflight(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
-    return run_preflight(order)
+    return run_preflight(order, context.prepared)
 
 
 def _writing(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
     prompt = _need(previous, "preflight")["prompt"]
-    return run_writing(order, prompt, seed=0)
+    prepared = context.prepared or {}
+    return writer().write(
+        order, prompt, feedback=prepared.get("feedback", ()), attempt=prepared.get("attempt", 1)
+    )
 
 
 def _qc(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
-    return run_qc(order, _need(previous, "writing"))
+    prepared = context.prepared or {}
+    try:
+        return run_qc(
+            order,
+            _need(previous, "writing"),
+            publisher=prepared.get("publisher"),
+            earlier_signatures=prepared.get("signatures", ()),
+        )
+    except QualityRejected as rejected:
+        rewritable = bool(rejected.details.get("rewritable"))
+        if rewritable and prepared.get("rewrites", 0) < get_settings().qc_max_rewrites:
+            raise RewriteNeeded(str(rejected), details=rejected.details) from rejected
+        raise
 
 
 def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
@@ -81,7 +120,7 @@ def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dic
             batch_id=context.batch_id,
             order_id=order.order_id,
             html_document=rendered["html_document"],
-            metadata={"customer_id": order.customer_id, "target_url": str(order.target_url)},
+            metadata=_delivery_metadata(order, context.prepared),
         )
         # Committed at once, before the chunk's outcome: if this worker dies now, the
         # redelivered chunk finds the receipt here and does not publish again.
@@ -94,6 +133,15 @@ def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dic
                 ttl_hours=get_settings().batch_idempotency_ttl_hours,
             )
     return {"receipt": receipt, "published_url": receipt["published_url"]}
+
+
+def _delivery_metadata(order: OrderDocument, profile: PublisherProfile | None) -> dict[str, Any]:
+    return {
+        "customer_id": order.customer_id,
+        "target_url": str(order.target_url),
+        "publisher_domain": order.publisher_domain,
+        "dofollow": profile.dofollow if profile else True,
+    }
 
 
 HANDLERS: Final[dict[str, Handler]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -12,12 +13,15 @@ import structlog
 from celery import Task
 
 from celery_app import app
-from ledger.batches import find_batch, item_ids_in_state
+from ledger.batches import find_batch, pending_orders
+from ledger.catalog import customer_tiers
 from ledger.db import transaction
 from metrics.progress import ChunkProgress, record_chunk
 from metrics.redis_client import redis_client
+from pipeline.manifest import OrderDocument
+from pipeline.priority import rank_by_priority
 from pipeline.stages_catalog import STAGES
-from pipeline.states import NEXT_STAGE, ItemState
+from pipeline.states import NEXT_STAGE
 from tasks.chunk_runner import ChunkReport, ChunkRequest, run_chunk
 from tasks.dispatch import send_chunks
 from tasks.finalize import finalize_if_complete
@@ -45,6 +49,7 @@ def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
         len(report.failed),
         delivered,
         errors=report.failure_classes,
+        rewrites=len(report.rewrites),
     )
     try:
         record_chunk(redis_client(), request.batch_id, change)
@@ -54,14 +59,17 @@ def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
 
 def _hand_on(request: ChunkRequest, report: ChunkReport) -> None:
     next_stage = NEXT_STAGE[request.stage]
-    if next_stage and report.succeeded:
-        send_chunks(
-            next_stage,
-            request.batch_id,
-            report.succeeded,
-            priority=request.priority,
-            max_retries=request.max_retries,
-        )
+    # Successes go on to the next stage; QC's rewrites go back to writing.
+    onward = [(next_stage, report.succeeded), ("writing", report.rewrites)]
+    for stage, item_ids in onward:
+        if stage and item_ids:
+            send_chunks(
+                stage,
+                request.batch_id,
+                item_ids,
+                priority=request.priority,
+                max_retries=request.max_retries,
+            )
     terminal = report.failed or (request.stage == "delivery" and report.succeeded)
     if terminal:
         finalize_if_complete(request.batch_id)
@@ -112,10 +120,13 @@ STAGE_TASKS = {stage: _register(stage) for stage in STAGES}
     max_retries=20,
 )
 def start_batch(batch_id: str, priority: str = "normal") -> dict[str, Any]:
-    """Publish the preflight chunks of every PENDING item of the batch."""
+    """Publish the preflight chunks of every PENDING item, highest priority first."""
     with transaction() as session:
         batch = find_batch(session, batch_id)
-        pending = item_ids_in_state(session, batch_id, [ItemState.PENDING])
+        rows = pending_orders(session, batch_id)
+        tiers = customer_tiers(session, sorted({str(doc["customer_id"]) for _, doc, _ in rows}))
+    orders = [(i, OrderDocument.model_validate(doc), at) for i, doc, at in rows]
+    pending = rank_by_priority(orders, tiers, datetime.now(UTC))
     if batch is None:
         log.warning("batch.unknown", batch_id=batch_id)
         return {"chunks": 0}

@@ -22,7 +22,7 @@ from psycopg import sql
 from cli.embedded import services_for
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
 from pipeline.settings import get_settings
-from tests.support import apply_environment
+from tests.support import apply_environment, seed_sample_catalog
 
 TEST_REDIS_DB = 15
 
@@ -75,6 +75,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         from ledger.migrate import upgrade
 
         upgrade(get_settings().require_database_url())
+        seed_sample_catalog()
         yield env
         from ledger.db import dispose_engine
 

@@ -26,3 +26,13 @@ def restore_environment(saved: Mapping[str, str]) -> None:
     os.environ.clear()
     os.environ.update(saved)
     apply_environment({})
+
+
+def seed_sample_catalog() -> None:
+    """Load the catalog the sample orders use (customers and publishers) into the ledger."""
+    from cli.sample_orders import load_catalog
+    from ledger.catalog import upsert_catalog
+    from ledger.db import transaction
+
+    with transaction() as session:
+        upsert_catalog(session, load_catalog())

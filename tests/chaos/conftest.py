@@ -21,7 +21,7 @@ import pytest
 
 from cli.embedded import EmbeddedPostgres, EmbeddedValkey
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
-from tests.support import apply_environment, restore_environment
+from tests.support import apply_environment, restore_environment, seed_sample_catalog
 
 # Short timeouts so that recovery is seen in seconds; the relations the settings
 # class enforces (lease and visibility above the hard limit) still hold.
@@ -150,6 +150,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
         from pipeline.settings import get_settings
 
         upgrade(get_settings().require_database_url())
+        seed_sample_catalog()
         stack = ChaosStack(valkey, postgres, env, tmp_path_factory.mktemp("chaos-logs"))
         stack.start_worker()
         stack.start_worker()

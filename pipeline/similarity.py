@@ -1,0 +1,111 @@
+"""Near-duplicate detection: word shingles summarised by a MinHash signature.
+
+Two texts are compared by the Jaccard similarity of their sets of ``k``-word
+shingles. A MinHash signature estimates it from a fixed number of integers, so a
+signature can be stored (as a JSON list) with each article and later articles
+compared against it without keeping, or re-reading, the earlier text.
+
+Everything is deterministic across processes and Python versions: shingles are
+hashed with BLAKE2b (never the salted built-in ``hash``) and the permutations'
+parameters are derived from BLAKE2b of their index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Final
+
+DEFAULT_SHINGLE_WORDS: Final = 5
+DEFAULT_NUM_PERM: Final = 64
+#: The Mersenne prime 2**61 - 1: every signature value is below it, so below 2**63.
+_PRIME: Final = (1 << 61) - 1
+#: The value of every position of an empty text's signature; it never counts as a match.
+EMPTY_SLOT: Final = _PRIME
+# Whatever is neither letter nor digit at a word's ends: quotes, brackets, punctuation.
+_EDGES: Final = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def _blake(data: bytes, size: int) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=size).digest(), "big")
+
+
+def normalised_words(text: str) -> list[str]:
+    """Lower-case words of ``text`` without the punctuation around them."""
+    words = (_EDGES.sub("", token) for token in text.casefold().split())
+    return [word for word in words if word]
+
+
+def shingles(text: str, k: int = DEFAULT_SHINGLE_WORDS) -> set[int]:
+    """Return the stable 64-bit hashes of every run of ``k`` consecutive words.
+
+    A text of fewer than ``k`` (but at least one) words is a single shingle; a text
+    without words has none.
+
+    Raises:
+        ValueError: ``k`` is less than 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    words = normalised_words(text)
+    runs = [words[i : i + k] for i in range(max(1, len(words) - k + 1))] if words else []
+    return {_blake("\x1f".join(run).encode(), 8) for run in runs}
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int) -> tuple[tuple[int, int], ...]:
+    """``(a, b)`` of each hash ``x -> (a*x + b) mod p``, the same in every process."""
+    parameters = []
+    for index in range(num_perm):
+        seed = _blake(f"batchline-minhash-{index}".encode(), 16)
+        high, low = divmod(seed, 1 << 64)
+        parameters.append((high % (_PRIME - 1) + 1, low % _PRIME))
+    return tuple(parameters)
+
+
+def minhash_signature(text: str, num_perm: int = DEFAULT_NUM_PERM) -> list[int]:
+    """Return the MinHash signature of ``text``'s 5-word shingles.
+
+    Args:
+        text: Plain text (an article's visible text).
+        num_perm: How many hash functions; more means a finer estimate.
+
+    Raises:
+        ValueError: ``num_perm`` is less than 1.
+
+    Returns:
+        ``num_perm`` integers below 2**61, ready to be stored as JSON; a text
+        without words gives ``EMPTY_SLOT`` everywhere.
+    """
+    if num_perm < 1:
+        raise ValueError(f"num_perm must be at least 1, got {num_perm}")
+    hashes = [value % _PRIME for value in shingles(text)]
+    if not hashes:
+        return [EMPTY_SLOT] * num_perm
+    return [min((a * x + b) % _PRIME for x in hashes) for a, b in _permutations(num_perm)]
+
+
+def estimated_jaccard(sig_a: Sequence[int], sig_b: Sequence[int]) -> float:
+    """Estimate the Jaccard similarity of two texts from their signatures.
+
+    The share of positions where both signatures hold the same value; positions
+    of an empty text never match, so an empty text resembles nothing.
+
+    Raises:
+        ValueError: the signatures are empty or of different lengths.
+    """
+    if not sig_a or len(sig_a) != len(sig_b):
+        raise ValueError(f"signatures must be non-empty and alike: {len(sig_a)} vs {len(sig_b)}")
+    matches = sum(a == b != EMPTY_SLOT for a, b in zip(sig_a, sig_b, strict=True))
+    return matches / len(sig_a)
+
+
+def max_similarity(signature: Sequence[int], earlier: Sequence[Sequence[int]]) -> float:
+    """The highest estimated Jaccard of ``signature`` against ``earlier`` (0.0 if none).
+
+    Earlier signatures of another length (made with another ``num_perm``) are skipped.
+    """
+    comparable = [other for other in earlier if len(other) == len(signature)]
+    return max((estimated_jaccard(signature, other) for other in comparable), default=0.0)
