@@ -110,9 +110,12 @@ app.conf.update(celery_config(get_settings()))
 
 
 @worker_init.connect
-def _worker_logging(**_: Any) -> None:
+def _worker_start(**_: Any) -> None:
     # Only worker processes log at LOG_LEVEL; importing the app (CLI, tests) changes nothing.
     configure_logging(get_settings().log_level, get_settings().log_format)
+    from tasks.handlers import warm_up
+
+    warm_up()
 
 
 @worker_process_init.connect

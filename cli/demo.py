@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.sample_orders import sample_orders
+from cli.sample_orders import load_catalog, orders_built_to_fail, sample_orders
 from cli.workers import ALL_LANES, running_workers
 from pipeline.settings import get_settings
 
@@ -41,11 +41,14 @@ def submit_demo_batches(total: int, run_tag: str) -> list[DemoBatch]:
     from tasks import submit_batch
 
     orders = sample_orders(total, tag=run_tag)
+    # The normal batch also carries orders built to fail, one per kind of refusal.
+    extra = {"normal": orders_built_to_fail(run_tag)}
     batches: list[DemoBatch] = []
     start = 0
     plan = split_counts(total)
     for priority, count in reversed(plan):  # low first: high must overtake it
         chunk, start = orders[start : start + count], start + count
+        chunk = chunk + extra.get(priority, [])
         if not chunk:
             continue
         batch_id = f"{run_tag}-{priority}"
@@ -78,13 +81,31 @@ def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[st
     return statuses
 
 
-def ledger_report(batch_ids: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
-    """Per-stage timings and failures by class for ``batch_ids``, from the ledger."""
+def ledger_report(batch_ids: list[str]) -> dict[str, Any]:
+    """Per-stage timings, failures (by class and one by one) and rewrites, from the ledger."""
     from ledger.db import transaction
-    from ledger.reports import failures_by_class, stage_timings
+    from ledger.reports import failed_orders, failures_by_class, rewrite_count, stage_timings
 
     with transaction() as session:
-        return stage_timings(session, batch_ids), failures_by_class(session, batch_ids)
+        return {
+            "stage_timings": stage_timings(session, batch_ids),
+            "failure_reasons": failures_by_class(session, batch_ids),
+            "failures": failed_orders(session, batch_ids),
+            "rewrites": rewrite_count(session, batch_ids),
+        }
+
+
+def seed_catalog() -> int:
+    """Load the sample catalog (customers and publishers) the demo's orders use."""
+    from cache_warming.publishers import forget_publishers
+    from ledger.catalog import upsert_catalog
+    from ledger.db import transaction
+
+    catalog = load_catalog()
+    with transaction() as session:
+        upsert_catalog(session, catalog)
+    forget_publishers(p.domain for p in catalog.publishers)
+    return len(catalog.customers) + len(catalog.publishers)
 
 
 def summarize(batches: list[DemoBatch], statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -93,7 +114,7 @@ def summarize(batches: list[DemoBatch], statuses: dict[str, dict[str, Any]]) -> 
     for batch in batches:
         status = statuses[batch.batch_id]
         rows.append({**status, "orders": batch.orders, "wall_seconds": _wall(status, batch)})
-    timings, failures = ledger_report([b.batch_id for b in batches])
+    report = ledger_report([b.batch_id for b in batches])
     total = sum(batch.orders for batch in batches)
     walls = [row["wall_seconds"] for row in rows if row["wall_seconds"] is not None]
     elapsed = max(walls) if walls else None
@@ -104,8 +125,7 @@ def summarize(batches: list[DemoBatch], statuses: dict[str, dict[str, Any]]) -> 
         "elapsed_seconds": elapsed,
         "orders_per_second": round(total / elapsed, 1) if elapsed else None,
         "batches": rows,
-        "stage_timings": timings,
-        "failure_reasons": failures,
+        **report,
         "articles_dir": str(get_settings().batch_output_dir.resolve()),
     }
 
@@ -128,8 +148,10 @@ def run_demo(total: int, console: Console, timeout: float = 240.0) -> dict[str, 
         ("high", ("high",), 1),
     ]
     run_tag = f"demo{int(time.time())}"
+    seed_catalog()
     with running_workers(specs, env={}, log_dir=log_dir, with_beat=True):
         batches = submit_demo_batches(total, run_tag)
-        console.print(f"submitted {total} orders in {len(batches)} batches ({run_tag})")
+        submitted = sum(batch.orders for batch in batches)
+        console.print(f"submitted {submitted} orders in {len(batches)} batches ({run_tag})")
         statuses = watch(batches, console, timeout)
     return summarize(batches, statuses)

@@ -54,7 +54,7 @@ def demo(
     """Start servers if needed, run workers, process sample batches at all priorities."""
     from cli.demo import run_demo
     from cli.environment import prepared_environment
-    from cli.render import summary_table, timings_table
+    from cli.render import failures_table, summary_table, timings_table
 
     quiet = Console(stderr=True) if as_json else console
     with prepared_environment() as urls:
@@ -68,8 +68,9 @@ def demo(
         console.print(summary_table(summary))
         console.print(timings_table(summary["stage_timings"]))
         console.print(f"articles and receipts: {summary['articles_dir']}")
-        if summary["failure_reasons"]:
-            console.print(f"failures by class: {summary['failure_reasons']}")
+        console.print(f"QC sent {summary['rewrites']} articles back for a rewrite")
+        if summary["failures"]:
+            console.print(failures_table(summary["failures"]))
     if summary["delivered"] == 0 or any(
         b["status"] not in ("completed", "partial") for b in summary["batches"]
     ):

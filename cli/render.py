@@ -102,3 +102,13 @@ def journey_table(journey: dict[str, Any]) -> Table:
             _summary(step["stage"], step["ok"], step["output"]),
         )
     return table
+
+
+def failures_table(failures: list[dict[str, str]]) -> Table:
+    """Failed orders with their error class and reason."""
+    table = Table(title="failed orders")
+    for column in ("order", "error class", "reason"):
+        table.add_column(column)
+    for failure in failures:
+        table.add_row(failure["order_id"], failure["error_class"], failure["reason"][:90])
+    return table

@@ -79,3 +79,106 @@ def sample_orders(count: int, *, seed: int = 7, tag: str = "demo") -> list[dict[
     """Return ``count`` orders, the same ones for the same ``seed`` (deadlines move with now)."""
     rng = random.Random(seed)
     return [_order(rng, number, tag) for number in range(1, count + 1)]
+
+
+def _fixed(tag: str, suffix: str, **fields: str) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "order_id": f"{tag}-fail-{suffix}",
+        "metadata": {"built_to_fail": suffix},
+    }
+    order.update(fields)
+    return order
+
+
+def orders_built_to_fail(tag: str) -> list[dict[str, Any]]:
+    """Orders the demo adds so that every refusal shows once, with its error class.
+
+    The run ``tag`` is part of each target URL, so a later demo run against the same
+    ledger does not see these as repeats of this one.
+    """
+    python = f"https://codeforge.academy/courses/python?campaign={tag}"
+    tents = f"https://www.acme-outdoor.com/tents?campaign={tag}"
+    en = {"language": "en"}
+    return [
+        # CustomerSuspended: the catalog suspends this customer.
+        _fixed(
+            tag,
+            "suspended",
+            customer_id="quickcash-credit",
+            target_url=f"https://quickcash.example/loans?c={tag}",
+            anchor_text="QuickCash",
+            publisher_domain="petlovers.blog",
+            topic="pets",
+            **en,
+        ),
+        # DuplicateOrder: the same customer, target and publisher twice; the later one fails.
+        _fixed(
+            tag,
+            "dup-first",
+            customer_id="acme-outdoor",
+            target_url=tents,
+            anchor_text="Acme Outdoor",
+            publisher_domain="outdoorjournal.com",
+            topic="camping",
+            **en,
+        ),
+        _fixed(
+            tag,
+            "dup-again",
+            customer_id="acme-outdoor",
+            target_url=tents,
+            anchor_text="Acme Outdoor",
+            publisher_domain="outdoorjournal.com",
+            topic="camping",
+            **en,
+        ),
+        # PolicyViolation: a third exact-match anchor for one target breaks the anchor profile.
+        *(
+            _fixed(
+                tag,
+                f"exact-{n}",
+                customer_id="codeforge",
+                target_url=python,
+                anchor_text="python courses",
+                publisher_domain=domain,
+                topic="python courses",
+                **en,
+            )
+            for n, domain in enumerate(
+                ("techweekly.net", "scandinavian-living.com", "healthyliving.co.uk"), 1
+            )
+        ),
+        # InvalidInput: the publisher does not take German.
+        _fixed(
+            tag,
+            "language",
+            customer_id="petpal",
+            target_url=f"https://petpal.shop/?c={tag}",
+            anchor_text="PetPal",
+            publisher_domain="petlovers.blog",
+            topic="hunde",
+            language="de",
+        ),
+        # PolicyViolation: the publisher refuses the topic.
+        _fixed(
+            tag,
+            "topic",
+            customer_id="acme-outdoor",
+            target_url=f"https://www.acme-outdoor.com/?c={tag}",
+            anchor_text="Acme Outdoor",
+            publisher_domain="outdoorjournal.com",
+            topic="gambling",
+            **en,
+        ),
+        # QualityRejected after rewrites: no article fits the microblog's 50-60 words.
+        _fixed(
+            tag,
+            "length",
+            customer_id="codeforge",
+            target_url=f"https://codeforge.academy/bootcamp?c={tag}",
+            anchor_text="CodeForge",
+            publisher_domain="microposts.io",
+            topic="programming",
+            **en,
+        ),
+    ]

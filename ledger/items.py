@@ -209,16 +209,29 @@ def _check_transitions(stage_state: str, outcomes: Sequence[Outcome]) -> None:
             )
 
 
+_LAST_ATTEMPT = text(
+    """
+    SELECT item_id, max(attempt) FROM stage_outputs
+    WHERE item_id = ANY(:ids) AND stage = :stage GROUP BY item_id
+    """
+)
+
+
 def _store_outputs(session: Session, stage: str, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
+    # ``attempt`` numbers an item's outputs of one stage across its whole life (a
+    # rewrite runs writing and QC again), so every run's output is kept.
+    ids = [o.item_id for o in outcomes]
+    rows = session.execute(_LAST_ATTEMPT, {"ids": ids, "stage": stage})
+    last = {int(item_id): int(attempt) for item_id, attempt in rows}
     session.execute(
-        pg_insert(StageOutput).on_conflict_do_nothing(),
+        pg_insert(StageOutput),
         [
             {
                 "item_id": o.item_id,
                 "stage": stage,
-                "attempt": o.attempt,
+                "attempt": last.get(o.item_id, 0) + 1,
                 "ok": o.ok,
                 "output": o.output,
                 "duration_ms": o.duration_ms,

@@ -103,3 +103,31 @@ _OUTPUTS = text(
     """
 )
 _RECEIPT = text("SELECT receipt FROM delivery_receipts WHERE item_id = :item_id")
+
+
+_FAILED_ORDERS = text(
+    """
+    SELECT order_id, error_class, error_message FROM items
+    WHERE batch_id = ANY(:batch_ids) AND state = 'FAILED' ORDER BY order_id
+    """
+)
+_REWRITES = text(
+    """
+    SELECT count(*) FROM stage_outputs o JOIN items i ON i.id = o.item_id
+    WHERE i.batch_id = ANY(:batch_ids) AND o.stage = 'qc' AND (o.output->>'rewrite')::boolean
+    """
+)
+
+
+def failed_orders(session: Session, batch_ids: Sequence[str]) -> list[dict[str, str]]:
+    """Every failed order with its error class and reason."""
+    rows = session.execute(_FAILED_ORDERS, {"batch_ids": list(batch_ids)})
+    return [
+        {"order_id": str(order), "error_class": str(cls), "reason": str(message)}
+        for order, cls, message in rows
+    ]
+
+
+def rewrite_count(session: Session, batch_ids: Sequence[str]) -> int:
+    """How many times QC sent an article back to the writer."""
+    return int(session.scalar(_REWRITES, {"batch_ids": list(batch_ids)}) or 0)

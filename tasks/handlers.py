@@ -150,3 +150,17 @@ HANDLERS: Final[dict[str, Handler]] = {
     "qc": _qc,
     "delivery": _delivery,
 }
+
+
+def warm_up() -> None:
+    """Load what the handlers load lazily (the language model, numpy) in this process.
+
+    Called in the worker's parent before it forks its pool, so every pool process,
+    including each one that replaces a recycled child, starts with them in memory
+    instead of paying the load on its first QC.
+    """
+    from pipeline.similarity import minhash_signature
+    from pipeline.stages.qc import detect_language
+
+    detect_language("warm up the language model before the pool forks")
+    minhash_signature("warm up numpy before the pool forks")

@@ -112,7 +112,24 @@ def test_demo_uses_configured_servers_and_starts_nothing(service_env, tmp_path: 
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["started_services"] == []
-    assert summary["orders"] == 30 and summary["delivered"] >= 28
+    # 30 sample orders plus the nine built to fail, each with its own error class
+    assert summary["orders"] == 39 and summary["delivered"] >= 29
+    failed = {
+        f["order_id"].split("-fail-")[-1]: f["error_class"]
+        for f in summary["failures"]
+        if "-fail-" in f["order_id"]
+    }
+    assert failed == {
+        "suspended": "CustomerSuspended",
+        "dup-again": "DuplicateOrder",
+        "exact-3": "PolicyViolation",
+        "language": "InvalidInput",
+        "topic": "PolicyViolation",
+        "length": "QualityRejected",
+    }
+    # The microblog article is rewritten twice before it fails; a sample article may also
+    # be sent back once (e.g. too close to an earlier one) and pass on its rewrite.
+    assert summary["rewrites"] >= 2
     assert {batch["priority"] for batch in summary["batches"]} == {"high", "normal", "low"}
     assert set(summary["stage_timings"]) == {"preflight", "writing", "qc", "delivery"}
     assert len(list((tmp_path / "outbox").glob("*/*.receipt.json"))) == summary["delivered"]
