@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -108,3 +113,19 @@ def assert_each_delivered_once(batch_id: str) -> None:
     receipts = receipts_per_item(batch_id)
     assert len(receipts) == delivered
     assert set(receipts.values()) <= {1}
+
+
+_SUBMIT = """
+import json, sys
+from tasks import submit_batch
+for batch in json.load(open(sys.argv[1])):
+    submit_batch(batch["orders"], "tests", batch["priority"], {"batch_id": batch["id"]})
+"""
+
+
+def submit_in_child(batches: list[dict[str, Any]], env: dict[str, str], tmp: Path) -> None:
+    """Submit ``batches`` from a child process that uses ``env`` (e.g. its own Redis db)."""
+    manifest = tmp / f"batches-{time.monotonic_ns()}.json"
+    manifest.write_text(json.dumps(batches))
+    command = [sys.executable, "-c", _SUBMIT, str(manifest)]
+    subprocess.run(command, env={**os.environ, **env}, check=True)

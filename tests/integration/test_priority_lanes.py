@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,18 +10,11 @@ from sqlalchemy import text
 
 from cli.workers import spawn_worker, stop_workers
 from ledger.db import transaction
-from tests.integration.helpers import isolated_redis, make_orders, wait_for_final
+from tests.integration.helpers import isolated_redis, make_orders, submit_in_child, wait_for_final
 
 pytestmark = pytest.mark.integration
 
 LANE_TEST_REDIS_DB = 14
-
-SUBMIT = """
-import json, sys
-from tasks import submit_batch
-for batch in json.load(open(sys.argv[1])):
-    submit_batch(batch["orders"], "lanes", batch["priority"], {"batch_id": batch["id"]})
-"""
 
 _SPAN = text(
     """
@@ -35,19 +24,12 @@ _SPAN = text(
 )
 
 
-def _submit_in_child(batches: list[dict[str, object]], env: dict[str, str], tmp: Path) -> None:
-    manifest = tmp / "batches.json"
-    manifest.write_text(json.dumps(batches))
-    child_env = {**os.environ, **env}
-    subprocess.run([sys.executable, "-c", SUBMIT, str(manifest)], env=child_env, check=True)
-
-
 def test_high_batch_overtakes_a_queued_low_backlog(service_env, tmp_path: Path) -> None:
     # Given a low backlog and then a high batch, queued while no worker runs
     env = {**service_env, "REDIS_URL": isolated_redis(service_env["REDIS_URL"], LANE_TEST_REDIS_DB)}
     tag = uuid.uuid4().hex[:8]
     low, normal, high = f"{tag}-low", f"{tag}-normal", f"{tag}-high"
-    _submit_in_child(
+    submit_in_child(
         [
             {"id": low, "priority": "low", "orders": make_orders(60, low)},
             {"id": normal, "priority": "normal", "orders": make_orders(30, normal)},

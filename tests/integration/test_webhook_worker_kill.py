@@ -1,0 +1,113 @@
+"""A worker killed between the webhook POST and the receipt commit publishes once.
+
+Real worker process, real ledger, real HTTP publisher (``tests.support_publisher_server``)
+that honours ``Idempotency-Key``. The publisher holds its first response; while it
+is held the test SIGKILLs the pool process that sent it, so the receipt never
+reaches the ledger. The message comes back (``task_reject_on_worker_lost``), the
+delivery runs again with the same key, and the publisher answers with the first
+publish instead of making a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cli.workers import spawn_worker, stop_workers
+from ledger.catalog import upsert_catalog
+from ledger.db import transaction
+from pipeline.catalog import Catalog, PublisherProfile
+from tests.integration.helpers import (
+    assert_each_delivered_once,
+    isolated_redis,
+    item_states,
+    submit_in_child,
+    wait_for_final,
+)
+from tests.support_publisher_server import PublisherServer
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK_REDIS_DB = 12
+DOMAIN = "webhook-news.example"
+
+
+def _orders(tag: str, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "order_id": f"{tag}-{n}",
+            "customer_id": "acme-outdoor",
+            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
+            "anchor_text": "Acme Outdoor",
+            "publisher_domain": DOMAIN,
+            "language": "en",
+            "topic": "camping",
+        }
+        for n in range(count)
+    ]
+
+
+def _pool_children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_killed_between_post_and_receipt_commit_publishes_once(service_env, tmp_path) -> None:
+    with PublisherServer() as server:
+        # Given a webhook publisher that holds its first response
+        profile = PublisherProfile(
+            domain=DOMAIN,
+            languages=("en",),
+            topics=("camping",),
+            min_words=400,
+            max_words=1000,
+            webhook_url=server.url,
+        )
+        with transaction() as session:
+            upsert_catalog(session, Catalog(publishers=(profile,)))
+        server.hold(30, count=1)
+        env = {
+            **service_env,
+            "REDIS_URL": isolated_redis(service_env["REDIS_URL"], WEBHOOK_REDIS_DB),
+            "DELIVERY_BACKEND": "webhook",
+        }
+        worker = spawn_worker(
+            ("maintenance", "high", "normal", "low"),
+            concurrency=1,
+            name="webhook",
+            env=env,
+            log_path=tmp_path / "worker.log",
+        )
+        tag = f"hook-{uuid.uuid4().hex[:6]}"
+        orders = _orders(tag, 4)
+        try:
+            submit_in_child([{"id": tag, "priority": "high", "orders": orders}], env, tmp_path)
+
+            # When the pool process is killed while its POST waits for the answer
+            held = _wait_for_first_publish(server, [str(o["order_id"]) for o in orders])
+            for child in _pool_children(worker.pid):
+                os.kill(child, signal.SIGKILL)
+
+            # Then the batch still completes, with one effective publish per order
+            assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
+        finally:
+            stop_workers([worker])
+        assert set(item_states(tag).values()) == {"DELIVERED"}
+        assert_each_delivered_once(tag)
+        for order in orders:
+            assert server.effective_publishes(str(order["order_id"])) == 1
+        assert server.requests(held) == 2  # the lost answer was asked for again
+
+
+def _wait_for_first_publish(server: PublisherServer, order_ids: list[str]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for order_id in order_ids:
+            if server.effective_publishes(order_id):
+                return order_id
+        time.sleep(0.02)
+    raise TimeoutError("no order reached the publisher")
