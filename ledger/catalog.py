@@ -130,12 +130,19 @@ def load_catalog(session: Session) -> Catalog:
 
 
 def recent_orders(
-    session: Session, customer_ids: Collection[str], *, since: datetime
+    session: Session,
+    customer_ids: Collection[str],
+    *,
+    since: datetime,
+    target_urls: Collection[str] | None = None,
 ) -> list[PastOrder]:
     """Return the customers' orders created at or after ``since`` that did not fail.
 
     Failed and cancelled items are left out: an order that never went out is no
-    duplicate and adds nothing to an anchor profile. One query, ordered by item id.
+    duplicate and adds nothing to an anchor profile. ``target_urls`` narrows the
+    result to those targets (all preflight needs: duplicates and anchor profiles
+    are per target), so a chunk reads a handful of rows however long the
+    customers' history is. One query, ordered by item id.
     """
     if not customer_ids:
         return []
@@ -159,6 +166,8 @@ def recent_orders(
         )
         .order_by(Item.id)
     )
+    if target_urls is not None:
+        query = query.where(document["target_url"].astext.in_(list(target_urls)))
     return [
         PastOrder(
             item_id=int(item_id),

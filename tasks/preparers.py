@@ -48,7 +48,12 @@ def prepare_preflight(items: Sequence[ClaimedItem]) -> dict[int, Any]:
     customer_ids = _field(items, "customer_id")
     with transaction() as session:
         customers = customers_by_id(session, sorted(customer_ids))
-        history = recent_orders(session, sorted(customer_ids), since=now - timedelta(days=days))
+        history = recent_orders(
+            session,
+            sorted(customer_ids),
+            since=now - timedelta(days=days),
+            target_urls=sorted(_field(items, "target_url")),
+        )
     publishers = publisher_profiles(_field(items, "publisher_domain"))
     contexts: dict[int, Any] = {}
     for item in items:

@@ -331,3 +331,8 @@ def test_recent_orders_returns_the_customers_placed_orders_since_the_cutoff(serv
     assert first.created_at.tzinfo is not None
     with transaction() as session:
         assert recent_orders(session, [], since=datetime.now(UTC)) == []
+        # Narrowed to the targets a chunk is about, only their orders come back.
+        since = datetime.now(UTC) - timedelta(days=30)
+        target = f"https://shop-{tag}.example.com/page-5"
+        narrowed = recent_orders(session, [a, b], since=since, target_urls=[target])
+    assert [past.item_id for past in narrowed] == [ids[4]]
