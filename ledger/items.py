@@ -54,7 +54,7 @@ _CLAIM = text(
            attempts = attempts + 1, updated_at = now()
     WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
       AND (lease_expires_at IS NULL OR lease_expires_at < now()
-           OR split_part(lease_owner, '@', 1) = :task_id)
+           OR (:reclaim AND split_part(lease_owner, '@', 1) = :task_id))
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     RETURNING id, document, attempts
@@ -71,14 +71,17 @@ def claim_items(
     stage_state: str,
     owner: str,
     lease_seconds: int,
+    reclaim: bool = False,
 ) -> list[ClaimedItem]:
     """Lease the chunk's items that are waiting for this stage and not held by anyone.
 
     Items already past the stage, leased to a live worker, in a batch that is not
     RUNNING (paused, cancelled, finished), or anything while the system is halted
-    are skipped. ``owner`` is ``<task id>@<where>``: a lease held under the same
-    task id is taken back at once, because the same message coming back means its
-    earlier run is over (a retry, or a redelivery after its worker died).
+    are skipped. ``owner`` is ``<task id>@<where>``. With ``reclaim`` (the message is
+    a Celery retry or a broker redelivery, so its earlier run is over) leases held
+    under the same task id are taken back at once; a plain duplicate of a message
+    has the same task id but no such flag, and must not take over its original's
+    items while that still runs.
     """
     rows = session.execute(
         _CLAIM,
@@ -90,6 +93,7 @@ def claim_items(
             "ids": list(item_ids),
             "entry_states": list(entry_states),
             "task_id": owner.partition("@")[0],
+            "reclaim": reclaim,
         },
     )
     claimed = [ClaimedItem(int(i), dict(doc), int(att)) for i, doc, att in rows]

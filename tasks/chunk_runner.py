@@ -50,6 +50,8 @@ class ChunkRequest:
     item_ids: list[int]
     priority: str
     max_retries: int
+    #: the message is a retry or a redelivery: its earlier run's leases may be taken back
+    reclaim: bool = False
 
 
 @dataclass
@@ -93,6 +95,7 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
             stage_state=STAGE_STATE[request.stage],
             owner=owner,
             lease_seconds=settings.batch_lease_seconds,
+            reclaim=request.reclaim,
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}

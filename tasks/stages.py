@@ -41,6 +41,16 @@ def lease_owner(task: Task) -> str:
     return f"{task.request.id}@{where}"
 
 
+def _is_second_run(task: Task) -> bool:
+    """Whether this message ran before: a Celery retry, or redelivered by the broker.
+
+    kombu marks a message it puts back (a lost worker's reject, an unacked restore)
+    as ``redelivered``; a plain copy of a message carries no such mark.
+    """
+    delivery = task.request.delivery_info or {}
+    return bool(task.request.retries) or bool(delivery.get("redelivered"))
+
+
 def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
     delivered = len(report.succeeded) if request.stage == "delivery" else 0
     change = ChunkProgress(
@@ -83,6 +93,7 @@ def execute_stage(task: Task, stage: str, **message: Any) -> dict[str, Any]:
         item_ids=[int(i) for i in message["item_ids"]],
         priority=message.get("priority", "normal"),
         max_retries=int(message.get("max_retries", 3)),
+        reclaim=_is_second_run(task),
     )
     report = run_chunk(request, lease_owner(task))
     _emit_progress(request, report)

@@ -59,8 +59,9 @@ def _item(item_id: int) -> Item:
         return item
 
 
-def _run(batch: tuple[str, list[int]], task_id: str, max_retries: int = 3):
-    request = ChunkRequest("preflight", batch[0], batch[1], "normal", max_retries)
+def _run(batch: tuple[str, list[int]], task_id: str, max_retries: int = 3, reclaim: bool = True):
+    # reclaim=True: the message is Celery's retry of this task (same id, retries > 0)
+    request = ChunkRequest("preflight", batch[0], batch[1], "normal", max_retries, reclaim)
     return run_chunk(request, f"{task_id}@test")
 
 
@@ -74,6 +75,7 @@ def test_transient_failure_defers_to_the_retry_which_reclaims_it(batch, monkeypa
     assert (item.state, item.lease_owner) == ("PREFLIGHT", "task-a@retry")
     assert _run(batch, "task-b").claimed == 0  # another message cannot take it
 
+    assert _run(batch, "task-a", reclaim=False).claimed == 0  # a plain copy of the message
     retried = _run(batch, "task-a")  # Celery's retry keeps the task id
     assert retried.succeeded == batch[1]
     assert (_item(batch[1][0]).state, _item(batch[1][0]).lease_owner) == ("WRITING", None)
