@@ -68,7 +68,9 @@ def demo(
         console.print(summary_table(summary))
         console.print(timings_table(summary["stage_timings"]))
         console.print(f"articles and receipts: {summary['articles_dir']}")
-        console.print(f"QC sent {summary['rewrites']} articles back for a rewrite")
+        console.print(
+            f"rewrites: QC sent an article back to the writer {summary['rewrites']} times"
+        )
         if summary["failures"]:
             console.print(failures_table(summary["failures"]))
     if summary["delivered"] == 0 or any(

@@ -70,6 +70,8 @@ def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
 
 
 def _summary(stage: str, ok: bool, output: dict[str, Any]) -> str:
+    if output.get("rewrite"):
+        return "sent back for a rewrite: " + "; ".join(output.get("feedback", []))
     if not ok:
         return f"{output.get('category', '')}: {output.get('error', '')}"
     if stage == "preflight":

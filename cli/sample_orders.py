@@ -170,7 +170,7 @@ def orders_built_to_fail(tag: str) -> list[dict[str, Any]]:
             topic="gambling",
             **en,
         ),
-        # QualityRejected after rewrites: no article fits the microblog's 50-60 words.
+        # QualityRejected after rewrites: no article fits the microblog's 15-30 words.
         _fixed(
             tag,
             "length",

@@ -84,8 +84,8 @@ class PublisherProfile(BaseModel):
     domain: DomainName
     languages: tuple[LanguageCode, ...] = Field(min_length=1)
     topics: tuple[Term, ...] = ()
-    min_words: int = Field(default=300, ge=50, le=10_000)
-    max_words: int = Field(default=2000, ge=50, le=20_000)
+    min_words: int = Field(default=300, ge=10, le=10_000)
+    max_words: int = Field(default=2000, ge=10, le=20_000)
     max_outbound_links: int = Field(default=3, ge=1, le=50)
     dofollow: bool = True
     forbidden_topics: tuple[Term, ...] = ()

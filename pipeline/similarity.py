@@ -82,7 +82,7 @@ def minhash_signature(text: str, num_perm: int = DEFAULT_NUM_PERM) -> list[int]:
         ValueError: ``num_perm`` is less than 1.
 
     Returns:
-        ``num_perm`` integers below 2**61, ready to be stored as JSON; a text
+        ``num_perm`` integers below 2**31, ready to be stored as JSON; a text
         without words gives ``EMPTY_SLOT`` everywhere.
     """
     if num_perm < 1:

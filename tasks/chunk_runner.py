@@ -99,7 +99,15 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
         )
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
-    prepared = PREPARERS[request.stage](claimed) if claimed else {}
+    try:
+        prepared = PREPARERS[request.stage](claimed) if claimed else {}
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as error:  # e.g. a stored catalog entry that no longer validates
+        # Every item ends with the reason (DATA: for an operator) instead of the chunk
+        # failing as a whole and coming back through the sweeper for ever.
+        failed = [_failure(request, item, error, 0.0) for item in claimed]
+        return _commit(request, owner, claimed, failed)
     results = _run_items(request, claimed, inputs, prepared)
     return _commit(request, owner, claimed, results)
 

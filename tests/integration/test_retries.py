@@ -101,3 +101,20 @@ def test_item_fails_once_its_retry_budget_is_spent(batch, monkeypatch) -> None:
     assert reports[-1].failed == batch[1]
     item = _item(batch[1][0])
     assert (item.state, item.error_class) == ("FAILED", "TransientError")
+
+
+def test_a_preparer_error_fails_each_item_for_an_operator(batch, monkeypatch) -> None:
+    from pipeline.errors import DataError
+    from tasks.preparers import PREPARERS
+
+    def broken(items):
+        raise DataError("stored publisher profile no longer validates")
+
+    monkeypatch.setitem(PREPARERS, "preflight", broken)
+
+    report = _run(batch, "task-p")
+
+    assert report.failed == batch[1]
+    item = _item(batch[1][0])
+    assert (item.state, item.error_class) == ("FAILED", "DataError")
+    assert item.lease_owner is None  # nothing left leased for the sweeper to cycle
