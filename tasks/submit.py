@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from cache_warming.publishers import warm_cache_before_batch
 from ledger.batches import BatchRow, find_batch, insert_batch
 from ledger.db import transaction
 from metrics.progress import init_progress
@@ -87,9 +88,28 @@ def _existing(batch_id: str, submission: Submission) -> dict[str, str] | None:
     return {"batch_id": batch_id, "task_id": row.task_id or ""}
 
 
+def should_warm(submission: Submission, threshold: int) -> bool:
+    """``options.warm_cache`` when given, else whether the batch reaches the threshold."""
+    if submission.options.warm_cache is not None:
+        return submission.options.warm_cache
+    return len(submission.documents) >= threshold
+
+
+def _warm(batch_id: str, submission: Submission) -> None:
+    if not should_warm(submission, get_settings().batch_cache_warm_threshold):
+        return
+    try:
+        warmed = warm_cache_before_batch([order.to_json() for order in submission.documents])
+    except Exception as error:
+        log.warning("cache.warm_failed", batch_id=batch_id, error=str(error))
+        return
+    log.info("cache.warmed", batch_id=batch_id, **warmed)
+
+
 def _start(batch_id: str, submission: Submission, task_id: str) -> None:
     from tasks.stages import start_batch
 
+    _warm(batch_id, submission)
     init_progress(redis_client(), batch_id, len(submission.documents))
     start_batch.apply_async(
         kwargs={"batch_id": batch_id, "priority": submission.priority}, task_id=task_id
