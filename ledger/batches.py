@@ -99,16 +99,6 @@ def add_event(
     )
 
 
-def item_ids_in_state(session: Session, batch_id: str, states: Sequence[str]) -> list[int]:
-    """Return the ids of the batch's items in any of ``states``, in manifest order."""
-    query = (
-        select(Item.id)
-        .where(Item.batch_id == batch_id, Item.state.in_(list(states)))
-        .order_by(Item.position)
-    )
-    return list(session.scalars(query))
-
-
 def state_counts(session: Session, batch_id: str) -> dict[str, int]:
     """Count the batch's items per state."""
     query = select(Item.state, func.count()).where(Item.batch_id == batch_id).group_by(Item.state)

@@ -5,6 +5,7 @@ The caller owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -38,3 +39,11 @@ def remember(
         .on_conflict_do_nothing()
     )
     return remembered(session, key) or result
+
+
+def remembered_many(session: Session, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The stored, unexpired results of ``keys`` (unknown keys are left out), in one query."""
+    query = select(IdempotencyKey.key, IdempotencyKey.result).where(
+        IdempotencyKey.key.in_(list(keys)), IdempotencyKey.expires_at > func.now()
+    )
+    return {str(key): dict(result) for key, result in session.execute(query)}

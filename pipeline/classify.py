@@ -13,9 +13,6 @@ from typing import Final
 
 from pipeline.errors import BatchlineError, ErrorCategory, RateLimited
 
-RETRYABLE: Final = frozenset(
-    {ErrorCategory.TRANSIENT, ErrorCategory.RESOURCE, ErrorCategory.RATE_LIMIT}
-)
 _MAX_EXPONENT: Final = 30  # 2**30 s is far past any cap; larger exponents only risk overflow
 _RESOURCE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.ENOMEM, errno.EDQUOT})
 

@@ -103,7 +103,10 @@ def _finalize_stragglers() -> list[str]:
 def _rebuild_lost_progress(client: redis.Redis) -> int:
     with transaction() as session:
         batch_ids = active_batches(session)
-    lost = [b for b in batch_ids if not client.exists(progress_key(b))]
+    pipe = client.pipeline(transaction=False)
+    for batch_id in batch_ids:
+        pipe.exists(progress_key(batch_id))
+    lost = [b for b, found in zip(batch_ids, pipe.execute(), strict=True) if not found]
     for batch_id in lost:
         refresh_progress(batch_id)
     return len(lost)

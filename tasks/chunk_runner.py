@@ -100,7 +100,7 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
         input_stage = INPUT_STAGE[request.stage]
         inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
     try:
-        prepared = PREPARERS[request.stage](claimed) if claimed else {}
+        prepared = PREPARERS[request.stage](request.batch_id, claimed) if claimed else {}
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:  # e.g. a stored catalog entry that no longer validates

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from ledger.db import transaction
-from ledger.idempotency import remember, remembered
+from ledger.idempotency import remember
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import DataCorruption, QualityRejected, RewriteNeeded
 from pipeline.manifest import OrderDocument
@@ -112,15 +112,15 @@ def _qc(order: OrderDocument, previous: Any, context: StageContext) -> dict[str,
 def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
     rendered = render_delivery(order, _need(previous, "writing"), batch_id=context.batch_id)
     key = rendered["idempotency_key"]
-    with transaction() as session:
-        receipt = remembered(session, key)
+    prepared = context.prepared or {}
+    receipt = prepared.get("receipt")  # remembered from an earlier run of this delivery
     if receipt is None:
         receipt = publisher().publish(
             key=key,
             batch_id=context.batch_id,
             order_id=order.order_id,
             html_document=rendered["html_document"],
-            metadata=_delivery_metadata(order, context.prepared),
+            metadata=_delivery_metadata(order, prepared.get("publisher")),
         )
         # Committed at once, before the chunk's outcome: if this worker dies now, the
         # redelivered chunk finds the receipt here and does not publish again.

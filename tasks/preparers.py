@@ -15,14 +15,16 @@ from typing import Any, Final
 from cache_warming.publishers import publisher_profiles
 from ledger.catalog import customers_by_id, recent_orders
 from ledger.db import transaction
+from ledger.idempotency import remembered_many
 from ledger.items import ClaimedItem, article_signatures, latest_outputs, output_counts
 from pipeline.history import PreflightContext, PreflightRules
 from pipeline.settings import get_settings
+from pipeline.stages.delivery import idempotency_key
 
 #: How many of a publisher's recent articles QC compares a new one with.
 SIGNATURES_PER_PUBLISHER: Final = 200
 
-Preparer = Callable[[Sequence[ClaimedItem]], dict[int, Any]]
+Preparer = Callable[[str, Sequence[ClaimedItem]], dict[int, Any]]
 
 
 def _value(item: ClaimedItem, name: str) -> str:
@@ -35,7 +37,7 @@ def _field(items: Sequence[ClaimedItem], name: str) -> set[str]:
     return {_value(item, name) for item in items} - {""}
 
 
-def prepare_preflight(items: Sequence[ClaimedItem]) -> dict[int, Any]:
+def prepare_preflight(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
     """Per item: its customer, its publisher and the customer's recent orders."""
     settings = get_settings()
     rules = PreflightRules(
@@ -69,7 +71,7 @@ def prepare_preflight(items: Sequence[ClaimedItem]) -> dict[int, Any]:
     return contexts
 
 
-def prepare_writing(items: Sequence[ClaimedItem]) -> dict[int, Any]:
+def prepare_writing(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
     """Per item: the feedback of its last QC rejection and which attempt this is."""
     ids = [item.item_id for item in items]
     with transaction() as session:
@@ -84,7 +86,7 @@ def prepare_writing(items: Sequence[ClaimedItem]) -> dict[int, Any]:
     }
 
 
-def prepare_qc(items: Sequence[ClaimedItem]) -> dict[int, Any]:
+def prepare_qc(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
     """Per item: the publisher's rules, its earlier articles' signatures, rewrites so far."""
     ids = [item.item_id for item in items]
     domains = sorted(_field(items, "publisher_domain"))
@@ -105,10 +107,23 @@ def prepare_qc(items: Sequence[ClaimedItem]) -> dict[int, Any]:
     return prepared
 
 
-def prepare_delivery(items: Sequence[ClaimedItem]) -> dict[int, Any]:
-    """Per item: its publisher's profile (the webhook endpoint lives there)."""
+def prepare_delivery(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
+    """Per item: its publisher's profile and the receipt of an earlier publish, if any.
+
+    The receipts come from the ledger's idempotency keys in one query for the chunk,
+    so a redelivered chunk skips its already published orders without a round trip each.
+    """
+    keys = {item.item_id: idempotency_key(batch_id, _value(item, "order_id")) for item in items}
+    with transaction() as session:
+        receipts = remembered_many(session, keys.values())
     publishers = publisher_profiles(_field(items, "publisher_domain"))
-    return {item.item_id: publishers.get(_value(item, "publisher_domain")) for item in items}
+    return {
+        item.item_id: {
+            "publisher": publishers.get(_value(item, "publisher_domain")),
+            "receipt": receipts.get(keys[item.item_id]),
+        }
+        for item in items
+    }
 
 
 PREPARERS: Final[dict[str, Preparer]] = {

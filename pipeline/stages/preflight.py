@@ -32,7 +32,7 @@ from pipeline.history import PastOrder, PreflightContext
 from pipeline.manifest import OrderDocument
 from pipeline.stages.vocabulary import SUPPORTED_LANGUAGES, VOCABULARIES
 
-#: Word bounds and link limit of a prompt without a publisher (QC's defaults).
+#: Word bounds and link limit when no publisher says otherwise (preflight's prompt and QC).
 DEFAULT_TARGET_WORDS: Final = 600
 DEFAULT_MIN_WORDS: Final = 300
 DEFAULT_MAX_WORDS: Final = 2000

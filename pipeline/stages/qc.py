@@ -27,6 +27,11 @@ from pipeline.similarity import max_similarity, minhash_signature, normalised_wo
 from pipeline.stages.html_article import Link as Link
 from pipeline.stages.html_article import normalise_url as normalise_url
 from pipeline.stages.html_article import parse_article as parse_article
+from pipeline.stages.preflight import (
+    DEFAULT_MAX_OUTBOUND_LINKS,
+    DEFAULT_MAX_WORDS,
+    DEFAULT_MIN_WORDS,
+)
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,10 @@ class QcRules:
     above 60 like legal text.
     """
 
-    min_words: int = 300
-    max_words: int = 2000
-    max_outbound_links: int = 3
+    # One set of defaults for preflight's prompt and QC's verdict, so they cannot drift.
+    min_words: int = DEFAULT_MIN_WORDS
+    max_words: int = DEFAULT_MAX_WORDS
+    max_outbound_links: int = DEFAULT_MAX_OUTBOUND_LINKS
     min_lix: float = 20.0
     max_lix: float = 60.0
     near_duplicate_threshold: float = 0.8

@@ -39,12 +39,18 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> CountingPublisher:
 
 
 def _deliver_once(order: OrderDocument, batch_id: str) -> dict[str, Any]:
+    from ledger.items import ClaimedItem
     from pipeline.stages.preflight import run_preflight
     from pipeline.stages.writing import run_writing
     from tasks.handlers import HANDLERS, StageContext
+    from tasks.preparers import prepare_delivery
 
+    # As the chunk runner does it: the preparer first (it finds remembered receipts),
+    # then the handler.
     article = run_writing(order, run_preflight(order)["prompt"])
-    return HANDLERS["delivery"](order, article, StageContext(batch_id=batch_id, attempt=1))
+    prepared = prepare_delivery(batch_id, [ClaimedItem(1, order.to_json(), 1)])[1]
+    context = StageContext(batch_id=batch_id, attempt=1, prepared=prepared)
+    return HANDLERS["delivery"](order, article, context)
 
 
 def test_redelivery_after_a_crash_returns_the_first_receipt(service_env, counting) -> None:

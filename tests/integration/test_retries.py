@@ -107,7 +107,7 @@ def test_a_preparer_error_fails_each_item_for_an_operator(batch, monkeypatch) ->
     from pipeline.errors import DataError
     from tasks.preparers import PREPARERS
 
-    def broken(items):
+    def broken(batch_id, items):
         raise DataError("stored publisher profile no longer validates")
 
     monkeypatch.setitem(PREPARERS, "preflight", broken)

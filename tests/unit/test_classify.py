@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.classify import RETRYABLE, categorize, error_class_name, retry_delay
+from pipeline.classify import categorize, error_class_name, retry_delay
 from pipeline.errors import (
     BatchlineError,
     ConfigurationError,
@@ -83,10 +83,6 @@ def test_an_error_we_did_not_raise_is_categorized_by_type(
     error: BaseException, category: ErrorCategory
 ) -> None:
     assert categorize(error) is category
-
-
-def test_only_transient_resource_and_rate_limit_errors_are_retryable() -> None:
-    assert frozenset({C.TRANSIENT, C.RESOURCE, C.RATE_LIMIT}) == RETRYABLE
 
 
 def test_the_error_class_name_is_the_type_name() -> None:
