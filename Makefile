@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ORDERS ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: demo test chaos lint format install clean
+.PHONY: demo test chaos bench lint format install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP) ## unit, integration and e2e tests against real servers and worke
 
 chaos: $(STAMP) ## the full chaos suite (2,000 orders, 5 kills); figures in var/chaos-report.json
 	$(PY) -m pytest tests/chaos --chaos-scale=full --chaos-report=var/chaos-report.json -v
+
+BENCH_ARGS ?=
+bench: $(STAMP) ## A/B/C/D throughput, priority and fairness benchmarks; writes docs/BENCHMARKS.md
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

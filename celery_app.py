@@ -20,8 +20,9 @@ LANES = {priority: f"batch.{priority}" for priority in PRIORITIES}
 RECOVERY_QUEUE = "batch.recovery"
 MAINTENANCE_QUEUE = "batch.maintenance"
 # Quick questions a caller waits on: answered from the queue every worker polls first.
-ANSWERING_TASKS = {"batchline.get_batch_status"}
-STAGE_TASKS = {f"batchline.stage.{stage}" for stage in STAGES} | {"batchline.start_batch"}
+# start_batch only asks the feeder to top up a lane: it must not take a lane slot itself.
+ANSWERING_TASKS = {"batchline.get_batch_status", "batchline.start_batch"}
+STAGE_TASKS = {f"batchline.stage.{stage}" for stage in STAGES}
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:

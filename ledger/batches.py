@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ledger.catalog import customer_tiers
 from ledger.models import Batch, Event, Item
 from pipeline.manifest import Submission
+from pipeline.priority import calculate_priority, fair_ranks
 from pipeline.states import BatchStatus, final_batch_status
 
 
@@ -68,6 +71,10 @@ def insert_batch(
         )
     )
     session.flush()
+    orders = submission.documents
+    tiers = customer_tiers(session, sorted({order.customer_id for order in orders}))
+    now = datetime.now(UTC)
+    ranks = fair_ranks([order.customer_id for order in orders])
     rows = [
         {
             "batch_id": batch_id,
@@ -76,8 +83,13 @@ def insert_batch(
             "customer_id": order.customer_id,
             "publisher_domain": order.publisher_domain,
             "document": order.to_json(),
+            "lane": submission.priority,
+            "score": calculate_priority(
+                order, tier=tiers.get(order.customer_id), waiting_since=now, now=now
+            ),
+            "fair_rank": ranks[position],
         }
-        for position, order in enumerate(submission.documents)
+        for position, order in enumerate(orders)
     ]
     statement = insert(Item).returning(Item.id, sort_by_parameter_order=True)
     item_ids = list(session.scalars(statement, rows))
@@ -171,13 +183,3 @@ def failed_by_stage(session: Session, batch_id: str) -> dict[str, int]:
     """Count the batch's failed items by the stage they failed in."""
     rows = session.execute(_FAILED_BY_STAGE, {"b": batch_id})
     return {str(stage): int(count) for stage, count in rows}
-
-
-def pending_orders(session: Session, batch_id: str) -> list[tuple[int, dict[str, Any], Any]]:
-    """``(item_id, document, created_at)`` of the batch's PENDING items, in manifest order."""
-    query = (
-        select(Item.id, Item.document, Item.created_at)
-        .where(Item.batch_id == batch_id, Item.state == "PENDING")
-        .order_by(Item.position)
-    )
-    return [(int(i), dict(doc), created) for i, doc, created in session.execute(query)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ledger.models import DeliveryReceipt, StageOutput
+from ledger.models import DeliveryReceipt
 from pipeline.states import IllegalTransition, ItemState, is_legal
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,7 @@ _CLAIM = text(
     """
     UPDATE items SET state = :stage_state, lease_owner = :owner,
            lease_expires_at = now() + make_interval(secs => :lease),
-           attempts = attempts + 1, updated_at = now()
+           attempts = attempts + 1, queued_at = NULL, updated_at = now()
     WHERE batch_id = :batch_id AND id = ANY(:ids) AND state = ANY(:entry_states)
       AND (lease_expires_at IS NULL OR lease_expires_at < now()
            OR (:reclaim AND split_part(lease_owner, '@', 1) = :task_id))
@@ -159,25 +160,50 @@ def article_signatures(
 
 _RECORD = text(
     """
-    UPDATE items AS i SET state = v.new_state, error_class = v.error_class,
-           error_message = v.error_message, lease_owner = NULL, lease_expires_at = NULL,
-           attempts = CASE WHEN v.new_state = i.state THEN i.attempts ELSE 0 END,
-           updated_at = now()
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS v(item_id bigint, new_state text, error_class text, error_message text)
-    WHERE i.id = v.item_id AND i.state = :stage_state AND i.lease_owner = :owner
-    RETURNING i.id
+    WITH v AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS v(item_id bigint, new_state text, error_class text, error_message text,
+             ok boolean, output jsonb, duration_ms float8)
+    ), moved AS (
+        UPDATE items AS i SET state = v.new_state, error_class = v.error_class,
+               error_message = v.error_message, lease_owner = NULL, lease_expires_at = NULL,
+               queued_at = NULL,
+               attempts = CASE WHEN v.new_state = i.state THEN i.attempts ELSE 0 END,
+               updated_at = now()
+        FROM v
+        WHERE i.id = v.item_id AND i.state = :stage_state AND i.lease_owner = :owner
+        RETURNING i.id
+    ), stored AS (
+        -- ``attempt`` numbers an item's outputs of one stage across its whole life (a
+        -- rewrite runs writing and QC again), so every run's output is kept.
+        INSERT INTO stage_outputs
+            (item_id, stage, attempt, ok, output, duration_ms, started_at, finished_at)
+        SELECT v.item_id, CAST(:stage AS varchar),
+               coalesce((SELECT max(o.attempt) FROM stage_outputs o
+                         WHERE o.item_id = v.item_id AND o.stage = CAST(:stage AS varchar)), 0) + 1,
+               v.ok, v.output, v.duration_ms,
+               CAST(:started_at AS timestamptz), CAST(:finished_at AS timestamptz)
+        FROM v JOIN moved ON moved.id = v.item_id
+    )
+    SELECT id FROM moved
     """
 )
 
 
 def record_outcomes(
-    session: Session, *, stage: str, stage_state: str, owner: str, outcomes: Sequence[Outcome]
+    session: Session,
+    *,
+    stage: str,
+    stage_state: str,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    span: tuple[datetime, datetime] | None = None,
 ) -> set[int]:
-    """Apply a chunk's outcomes with their outputs; return the ids that really moved.
+    """Apply a chunk's outcomes with their outputs in one statement; return the ids that moved.
 
     An item whose lease this worker no longer holds (it expired and someone else
-    claimed it) is left alone, and its output is not stored.
+    claimed it) is left alone, and its output is not stored. ``span`` is when the
+    chunk started and finished holding its items (stored with each output).
     """
     if not outcomes:
         return set()
@@ -188,17 +214,21 @@ def record_outcomes(
             "new_state": o.new_state,
             "error_class": o.error_class,
             "error_message": o.error_message,
+            "ok": o.ok,
+            "output": o.output,
+            "duration_ms": o.duration_ms,
         }
         for o in outcomes
     ]
-    moved = {
-        int(item_id)
-        for item_id in session.scalars(
-            _RECORD, {"rows": json.dumps(payload), "stage_state": stage_state, "owner": owner}
-        )
+    params = {
+        "rows": json.dumps(payload),
+        "stage_state": stage_state,
+        "owner": owner,
+        "stage": stage,
+        "started_at": span[0] if span else None,
+        "finished_at": span[1] if span else None,
     }
-    _store_outputs(session, stage, [o for o in outcomes if o.item_id in moved])
-    return moved
+    return {int(item_id) for item_id in session.scalars(_RECORD, params)}
 
 
 def _check_transitions(stage_state: str, outcomes: Sequence[Outcome]) -> None:
@@ -211,38 +241,6 @@ def _check_transitions(stage_state: str, outcomes: Sequence[Outcome]) -> None:
             raise IllegalTransition(
                 f"item {outcome.item_id}: illegal transition {current} -> {target}"
             )
-
-
-_LAST_ATTEMPT = text(
-    """
-    SELECT item_id, max(attempt) FROM stage_outputs
-    WHERE item_id = ANY(:ids) AND stage = :stage GROUP BY item_id
-    """
-)
-
-
-def _store_outputs(session: Session, stage: str, outcomes: Sequence[Outcome]) -> None:
-    if not outcomes:
-        return
-    # ``attempt`` numbers an item's outputs of one stage across its whole life (a
-    # rewrite runs writing and QC again), so every run's output is kept.
-    ids = [o.item_id for o in outcomes]
-    rows = session.execute(_LAST_ATTEMPT, {"ids": ids, "stage": stage})
-    last = {int(item_id): int(attempt) for item_id, attempt in rows}
-    session.execute(
-        pg_insert(StageOutput),
-        [
-            {
-                "item_id": o.item_id,
-                "stage": stage,
-                "attempt": last.get(o.item_id, 0) + 1,
-                "ok": o.ok,
-                "output": o.output,
-                "duration_ms": o.duration_ms,
-            }
-            for o in outcomes
-        ],
-    )
 
 
 def store_receipts(session: Session, batch_id: str, outcomes: Sequence[Outcome]) -> None:
@@ -302,13 +300,22 @@ def defer_items(
 
 _RELEASE = text(
     """
-    UPDATE items SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    UPDATE items SET lease_owner = NULL, lease_expires_at = NULL, queued_at = NULL,
+           attempts = attempts - :refund, updated_at = now()
     WHERE id = ANY(:ids) AND lease_owner = :owner
     """
 )
 
 
-def release_items(session: Session, item_ids: Sequence[int], owner: str) -> None:
-    """Give back leases so a retry (or another worker) can claim the items at once."""
+def release_items(
+    session: Session, item_ids: Sequence[int], owner: str, *, refund_attempt: bool = False
+) -> None:
+    """Give back leases: the items return to the pool, where the feeder picks them up.
+
+    ``refund_attempt`` undoes the claim's attempt (the item never ran, e.g. it got
+    no concurrency slot).
+    """
     if item_ids:
-        session.execute(_RELEASE, {"ids": list(item_ids), "owner": owner})
+        session.execute(
+            _RELEASE, {"ids": list(item_ids), "owner": owner, "refund": int(refund_attempt)}
+        )

@@ -37,6 +37,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 TERMINAL_SQL = "state IN ('DELIVERED', 'FAILED', 'CANCELLED')"
+#: An item waiting for the feeder: open, not held by a worker, no message published for it.
+POOL_SQL = (
+    "queued_at IS NULL AND lease_owner IS NULL"
+    " AND state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')"
+)
 
 
 class Base(DeclarativeBase):
@@ -83,6 +88,18 @@ class Item(Base):
             "lease_expires_at",
             postgresql_where=text("lease_expires_at IS NOT NULL"),
         ),
+        # The feeder's question "what goes next in this lane?" as an index scan:
+        # highest score first, then the fair-share rank, then submission order.
+        Index(
+            "ix_items_pool",
+            "lane",
+            text("score DESC"),
+            "fair_rank",
+            "id",
+            postgresql_where=text(POOL_SQL),
+        ),
+        # The sweeper's question "which messages may have been lost?".
+        Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -98,6 +115,14 @@ class Item(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the batch's priority lane, copied so the feeder's index covers it
+    lane: Mapped[str] = mapped_column(String(8), nullable=False, server_default="normal")
+    #: ``calculate_priority`` at submission, refreshed by the sweeper as orders wait
+    score: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: position among the same customer's orders of the batch: ties go round-robin
+    fair_rank: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: when a message for the item's current stage was published (NULL: in the pool)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -115,6 +140,10 @@ class StageOutput(Base):
     ok: Mapped[bool] = mapped_column(nullable=False)
     output: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     duration_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    #: the chunk held the item from ``started_at`` (slots taken) to ``finished_at``
+    #: (outcome about to commit), by the worker's clock: caps are audited from these
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
 
 

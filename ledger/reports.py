@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -131,3 +132,28 @@ def failed_orders(session: Session, batch_ids: Sequence[str]) -> list[dict[str, 
 def rewrite_count(session: Session, batch_ids: Sequence[str]) -> int:
     """How many times QC sent an article back to the writer."""
     return int(session.scalar(_REWRITES, {"batch_ids": list(batch_ids)}) or 0)
+
+
+_SPANS = text(
+    """
+    SELECT o.stage, i.customer_id, i.publisher_domain, o.started_at, o.finished_at
+    FROM stage_outputs o JOIN items i ON i.id = o.item_id
+    WHERE i.batch_id = ANY(:batch_ids) AND o.stage = ANY(:stages)
+      AND o.started_at IS NOT NULL AND o.finished_at IS NOT NULL
+    """
+)
+
+
+def output_spans(
+    session: Session, batch_ids: Sequence[str], stages: Sequence[str]
+) -> list[tuple[str, str, str, datetime, datetime]]:
+    """``(stage, customer, publisher, started, finished)`` of every stored output of ``stages``.
+
+    The span is when the chunk held the item (its slots taken, its outcome not yet
+    committed): what the concurrency caps limit.
+    """
+    params = {"batch_ids": list(batch_ids), "stages": list(stages)}
+    return [
+        (str(stage), str(customer), str(domain), started, finished)
+        for stage, customer, domain, started, finished in session.execute(_SPANS, params)
+    ]

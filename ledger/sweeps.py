@@ -5,79 +5,10 @@ The caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 OPEN_SQL = "i.state NOT IN ('DELIVERED', 'FAILED', 'CANCELLED')"
-
-
-@dataclass(frozen=True)
-class WaitingWork:
-    """Items of one batch waiting in one state, with what a dispatch needs."""
-
-    batch_id: str
-    state: str
-    priority: str
-    max_retries: int
-    item_ids: list[int]
-
-
-_WAITING = text(
-    f"""
-    WITH picked AS (
-        SELECT i.id, i.batch_id, i.state, i.position FROM items i
-        JOIN batches b ON b.id = i.batch_id
-        WHERE b.status = 'RUNNING' AND {OPEN_SQL}
-          AND (:batch_id = '' OR i.batch_id = :batch_id)
-          AND (
-                (i.lease_expires_at IS NOT NULL AND i.lease_expires_at < now())
-             OR (i.lease_expires_at IS NULL AND b.priority = ANY(:idle_lanes)
-                 AND i.updated_at < now() - make_interval(secs => :grace))
-          )
-        ORDER BY i.batch_id, i.position
-        LIMIT :limit
-    )
-    SELECT p.batch_id, p.state, b.priority,
-           coalesce((b.options->>'max_retries')::int, 3),
-           array_agg(p.id ORDER BY p.position)
-    FROM picked p JOIN batches b ON b.id = p.batch_id
-    GROUP BY p.batch_id, p.state, b.priority, b.options
-    """
-)
-
-
-def waiting_work(
-    session: Session,
-    *,
-    idle_lanes: Sequence[str],
-    grace_seconds: float,
-    limit: int,
-    batch_id: str = "",
-) -> list[WaitingWork]:
-    """Open items of RUNNING batches that no message or worker will pick up by itself.
-
-    That is every item whose lease ran out (its worker died or its retry message
-    was lost), and, for lanes whose queue is empty, every unleased item that has
-    waited longer than ``grace_seconds`` (its message was lost, e.g. Redis
-    restarted empty). Pass ``idle_lanes=PRIORITIES`` with ``grace_seconds=0`` to
-    take every waiting item (resume).
-    """
-    rows = session.execute(
-        _WAITING,
-        {
-            "batch_id": batch_id,
-            "idle_lanes": list(idle_lanes),
-            "grace": grace_seconds,
-            "limit": limit,
-        },
-    )
-    return [
-        WaitingWork(str(b), str(state), str(priority), int(retries), [int(i) for i in ids])
-        for b, state, priority, retries, ids in rows
-    ]
 
 
 _CANCEL = text(

@@ -35,3 +35,33 @@ def sweeper_lock_key() -> str:
 def publisher_cache_key(domain: str) -> str:
     """Cached publisher profile (JSON): ``batch:cache:publisher:<domain>``."""
     return f"{get_settings().redis_prefix_batch}cache:publisher:{domain}"
+
+
+def slot_key(scope: str, name: str = "") -> str:
+    """A concurrency semaphore (sorted set of holders scored by lease expiry).
+
+    ``batch:slots:global``, ``batch:slots:customer:<id>``, ``batch:slots:publisher:<domain>``.
+    """
+    suffix = f"{scope}:{name}" if name else scope
+    return f"{get_settings().redis_prefix_batch}slots:{suffix}"
+
+
+def slot_key_pattern() -> str:
+    """SCAN pattern matching every semaphore key (for the sweeper's reconciliation)."""
+    return f"{get_settings().redis_prefix_batch}slots:*"
+
+
+def rate_bucket_key(service: str, key: str = "") -> str:
+    """Token bucket of an external service, optionally per key: ``batch:rate:<service>[:<key>]``."""
+    suffix = f"{service}:{key}" if key else service
+    return f"{get_settings().redis_prefix_batch}rate:{suffix}"
+
+
+def feeder_lock_key(lane: str) -> str:
+    """Short lock so one process at a time tops up a lane: ``batch:feeder:<lane>``."""
+    return f"{get_settings().redis_prefix_batch}feeder:{lane}"
+
+
+def bench_key(name: str) -> str:
+    """Counters of the benchmark harness (bench/): ``batch:bench:<name>``."""
+    return f"{get_settings().redis_prefix_batch}bench:{name}"

@@ -9,7 +9,7 @@ boost, is made up in 75 hours).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -58,23 +58,16 @@ def _deadline_bonus(deadline: datetime | None, now: datetime) -> int:
     return SOON_BONUS if left < timedelta(hours=72) else 0
 
 
-def rank_by_priority(
-    orders: Sequence[tuple[int, OrderDocument, datetime]],
-    tiers: Mapping[str, CustomerTier],
-    now: datetime,
-) -> list[int]:
-    """Item ids, highest priority first; ties keep submission order (stable sort).
+def fair_ranks(customer_ids: Sequence[str]) -> list[int]:
+    """Each order's position (from 1) among the same customer's orders, in manifest order.
 
-    ``orders`` holds ``(item_id, order, submitted_at)`` tuples.
+    The feeder breaks ties in score by this rank, so equal-priority work goes
+    round-robin across customers: a customer with 10,000 orders gets its first
+    order in beside the first order of a customer with 100, not all 10,000 first.
     """
-    scored = [
-        (
-            -calculate_priority(
-                order, tier=tiers.get(order.customer_id), waiting_since=since, now=now
-            ),
-            position,
-            item_id,
-        )
-        for position, (item_id, order, since) in enumerate(orders)
-    ]
-    return [item_id for _, _, item_id in sorted(scored)]
+    seen: dict[str, int] = {}
+    ranks = []
+    for customer in customer_ids:
+        seen[customer] = seen.get(customer, 0) + 1
+        ranks.append(seen[customer])
+    return ranks

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.limits import RateSpec, parse_rate_limits
 from pipeline.stages_catalog import STAGES
 
 Priority = Literal["high", "normal", "low"]
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     batch_duplicate_window_days: int = Field(default=30, ge=0, le=365)
     qc_max_rewrites: int = Field(default=2, ge=0, le=10)
     writer_backend: Literal["offline", "openai"] = "offline"
+    #: the offline writer waits this long per article (an LLM's answer time, for load tests)
+    writer_offline_latency_ms: int = Field(default=0, ge=0, le=600_000)
     writer_url: str | None = None
     writer_api_key: str | None = None
     writer_model: str = "gpt-4o-mini"
@@ -62,6 +65,21 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+
+    #: messages the feeder keeps queued per lane; the rest waits in the ledger's pool
+    batch_lane_window: int = Field(default=16, ge=1, le=10_000)
+    #: a queued item unclaimed for this long has lost its message: back to the pool
+    batch_queued_stale_seconds: float = Field(default=900.0, gt=0)
+    batch_cap_global: int = Field(default=50, ge=0)
+    batch_cap_per_customer: int = Field(default=10, ge=0)
+    batch_cap_per_publisher: int = Field(default=5, ge=0)
+    #: stages whose items hold a global and a per-customer slot while they run
+    batch_capped_stages: str = "writing,delivery"
+    #: stages whose items also hold a slot of their publisher domain (its site's load)
+    batch_publisher_capped_stages: str = "delivery"
+    batch_rate_limits: str = "writer=60/min:20"
+    batch_rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+    batch_stage_handlers: Literal["real", "noop"] = "real"
 
     batch_chunk_preflight_optimal: int = Field(default=10, ge=1)
     batch_chunk_preflight_max: int = Field(default=25, ge=1)
@@ -86,7 +104,30 @@ class Settings(BaseSettings):
             raise ValueError("BATCH_VISIBILITY_TIMEOUT must exceed BATCH_TASK_TIME_LIMIT")
         if self.batch_lease_seconds <= self.batch_task_time_limit:
             raise ValueError("BATCH_LEASE_SECONDS must exceed BATCH_TASK_TIME_LIMIT")
+        for name, stages in (
+            ("BATCH_CAPPED_STAGES", self.capped_stages()),
+            ("BATCH_PUBLISHER_CAPPED_STAGES", self.publisher_capped_stages()),
+        ):
+            unknown = stages - set(STAGES)
+            if unknown:
+                raise ValueError(
+                    f"{name} names unknown stage(s) {', '.join(sorted(unknown))};"
+                    f" choose from {', '.join(STAGES)}"
+                )
+        parse_rate_limits(self.batch_rate_limits)  # raises naming the bad entry
         return self
+
+    def capped_stages(self) -> frozenset[str]:
+        """Stages whose running items hold a global and a per-customer slot."""
+        return _stage_set(self.batch_capped_stages)
+
+    def publisher_capped_stages(self) -> frozenset[str]:
+        """Stages whose running items hold a slot of their publisher domain."""
+        return _stage_set(self.batch_publisher_capped_stages)
+
+    def rate_limits(self) -> dict[str, RateSpec]:
+        """``BATCH_RATE_LIMITS`` parsed: service -> token bucket."""
+        return parse_rate_limits(self.batch_rate_limits)
 
     def chunk_optimal(self, stage: str) -> int:
         """Return the optimal chunk size for ``stage``."""
@@ -107,6 +148,10 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@host/db)")
         return sqlalchemy_url(self.database_url)
+
+
+def _stage_set(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -37,6 +37,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import ConfigurationError, PermanentError, RateLimited, TransientError
+from pipeline.limits import NoRateGate, RateGate
+from pipeline.pacing import pace
 
 _SUCCESS: Final = frozenset({200, 201})
 _CONFLICT: Final = 409
@@ -120,6 +122,10 @@ class WebhookPublisher:
         client: An ``httpx.Client`` to send through (tests pass a mock transport);
             by default the publisher owns one and closes it in :meth:`close`.
         clock: When a publish happened, if the publisher's answer does not say.
+        gate: The shared rate limit (service ``delivery``, per publisher domain when
+            so configured) each publish takes a token from; none by default.
+        gate_max_wait: The longest a publish waits for a token before it raises
+            :class:`RateLimited` so the item is deferred.
     """
 
     def __init__(
@@ -129,8 +135,12 @@ class WebhookPublisher:
         client: httpx.Client | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        gate: RateGate | None = None,
+        gate_max_wait: float = 2.0,
     ) -> None:
         self._endpoint_for = endpoint_for
+        self._gate = gate or NoRateGate()
+        self._gate_max_wait = gate_max_wait
         self._timeout = timeout
         self._owns_client = client is None
         self._client = client or httpx.Client(timeout=timeout)
@@ -192,6 +202,8 @@ class WebhookPublisher:
             "html": html_document,
             "metadata": metadata,
         }
+        domain = str(metadata["publisher_domain"])
+        pace(self._gate, "delivery", domain, max_wait=self._gate_max_wait)
         response = self._post(endpoint, key, payload)
         body = _published_or_raise(response, endpoint)
         return {

@@ -17,17 +17,18 @@ import structlog
 from celery_app import LANES
 from ledger.controls import halt_reason
 from ledger.db import transaction
+from ledger.pool import refresh_scores, return_to_pool
 from ledger.sweeps import (
     active_batches,
     batches_ready_to_finalize,
     cancel_idle_items,
     delete_expired_idempotency_keys,
-    waiting_work,
 )
 from metrics.keys import progress_key, queue_key, sweeper_lock_key
 from metrics.redis_client import redis_client
 from pipeline.settings import get_settings
-from recovery.redispatch import redispatch
+from recovery.slots import reconcile_slots
+from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.status import refresh_progress
 
@@ -41,7 +42,14 @@ class SweepReport:
     skipped: bool = False
     halted: bool = False
     idle_lanes: list[str] = field(default_factory=list)
+    #: items put back in the pool: lease ran out, or their message was lost
     redispatched: int = 0
+    #: messages the feeder published during the sweep
+    fed: int = 0
+    #: open items whose priority score changed as they waited
+    rescored: int = 0
+    #: concurrency slots whose holder is no longer queued or running
+    released_slots: int = 0
     cancelled: int = 0
     finalized: list[str] = field(default_factory=list)
     rebuilt_progress: int = 0
@@ -76,17 +84,20 @@ def _sweep(client: redis.Redis) -> SweepReport:
         report.halted = halt_reason(session) is not None
         cancelled = cancel_idle_items(session)
         report.expired_idempotency_keys = delete_expired_idempotency_keys(session)
-        works = waiting_work(
+        returned = return_to_pool(
             session,
             idle_lanes=report.idle_lanes,
             grace_seconds=settings.batch_sweep_grace_seconds,
-            limit=settings.batch_sweep_max_items,
+            stale_seconds=settings.batch_queued_stale_seconds,
         )
+        report.rescored = refresh_scores(session)
+    report.redispatched = sum(returned.values())
     report.cancelled = sum(cancelled.values())
     for batch_id in cancelled:
         refresh_progress(batch_id)
+    report.released_slots = reconcile_slots(client)
     if not report.halted:  # after a halt, only resume-all sends work again
-        report.redispatched = redispatch(works)
+        report.fed = feed_lanes()
     report.finalized = _finalize_stragglers()
     report.rebuilt_progress = _rebuild_lost_progress(client)
     if report.redispatched or report.cancelled or report.finalized or report.rebuilt_progress:

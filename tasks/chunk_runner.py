@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
@@ -28,15 +29,18 @@ from ledger.items import (
     release_items,
     store_receipts,
 )
+from ledger.pool import unqueue
+from metrics.redis_client import redis_client
 from pipeline.classify import error_class_name
 from pipeline.errors import BatchlineError, DataCorruption, RewriteNeeded
 from pipeline.manifest import OrderDocument
 from pipeline.retry_policy import Decision, decide
 from pipeline.settings import get_settings
 from pipeline.states import STAGE_STATE, STAGE_SUCCESS, ItemState
-from tasks.handlers import HANDLERS, INPUT_STAGE, StageContext
+from tasks.handlers import INPUT_STAGE, StageContext, handler_for
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
-from tasks.preparers import PREPARERS
+from tasks.preparers import preparer_for
+from tasks.slots import SlotUser, give_back, is_capped, take_slots
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +70,10 @@ class ChunkReport:
     retry_delay: float = 0.0
     halted: bool = False
     failure_classes: dict[str, int] = field(default_factory=dict)
+    #: claimed but handed back for want of a concurrency slot
+    unslotted: int = 0
+    #: this chunk held (and has now given back) concurrency slots
+    released_slots: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,33 @@ def entry_states(stage: str) -> list[str]:
 
 
 def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
-    """Claim the chunk's items, run the stage on each, and commit all outcomes at once."""
-    settings = get_settings()
+    """Claim the chunk's items and their slots, run the stage on each, commit all at once."""
+    claimed, inputs = _claim(request, owner)
+    users = [_slot_user(request.stage, item) for item in claimed]
+    granted = take_slots(redis_client(), users)
+    try:
+        slotted = _drop_unslotted(claimed, granted, owner)
+        report = _run_claimed(request, owner, slotted, inputs, datetime.now(UTC))
+    except INFRASTRUCTURE_ERRORS:
+        _refund(claimed, owner)
+        raise
+    finally:
+        give_back(redis_client(), [u for u, ok in zip(users, granted, strict=True) if ok])
+    report.unslotted = len(claimed) - len(slotted)
+    report.released_slots = any(granted) and is_capped(request.stage)
+    return report
+
+
+def _refund(claimed: list[ClaimedItem], owner: str) -> None:
+    """An outage is never the order's fault: give its attempt back before Celery retries."""
+    try:
+        with transaction() as session:
+            release_items(session, [i.item_id for i in claimed], owner, refund_attempt=True)
+    except INFRASTRUCTURE_ERRORS:
+        log.warning("chunk.refund_failed", items=len(claimed))  # the lease runs out instead
+
+
+def _claim(request: ChunkRequest, owner: str) -> tuple[list[ClaimedItem], dict[int, object]]:
     with transaction() as session:
         claimed = claim_items(
             session,
@@ -94,22 +127,57 @@ def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
             entry_states=entry_states(request.stage),
             stage_state=STAGE_STATE[request.stage],
             owner=owner,
-            lease_seconds=settings.batch_lease_seconds,
+            lease_seconds=get_settings().batch_lease_seconds,
             reclaim=request.reclaim,
         )
+        # Items this message may no longer run (paused batch, halt) go back to the
+        # pool, where the feeder finds them again once they may run.
+        missed = set(request.item_ids) - {item.item_id for item in claimed}
+        returned = unqueue(session, sorted(missed), entry_states(request.stage))
         input_stage = INPUT_STAGE[request.stage]
-        inputs = latest_outputs(session, request.item_ids, input_stage) if input_stage else {}
+        ids = [item.item_id for item in claimed]
+        inputs = latest_outputs(session, ids, input_stage) if input_stage and ids else {}
+    give_back(redis_client(), [SlotUser(i, request.stage, c, d) for i, c, d in returned])
+    return claimed, inputs
+
+
+def _slot_user(stage: str, item: ClaimedItem) -> SlotUser:
+    document = item.document
+    return SlotUser(
+        item.item_id, stage, str(document["customer_id"]), str(document["publisher_domain"])
+    )
+
+
+def _drop_unslotted(
+    claimed: list[ClaimedItem], granted: list[bool], owner: str
+) -> list[ClaimedItem]:
+    """Hand items that got no concurrency slot back to the pool, without spending an attempt."""
+    denied = [item.item_id for item, ok in zip(claimed, granted, strict=True) if not ok]
+    if denied:
+        with transaction() as session:
+            release_items(session, denied, owner, refund_attempt=True)
+        log.info("chunk.deferred_for_slots", items=len(denied))
+    return [item for item, ok in zip(claimed, granted, strict=True) if ok]
+
+
+def _run_claimed(
+    request: ChunkRequest,
+    owner: str,
+    claimed: list[ClaimedItem],
+    inputs: dict[int, object],
+    started: datetime,
+) -> ChunkReport:
     try:
-        prepared = PREPARERS[request.stage](request.batch_id, claimed) if claimed else {}
+        prepared = preparer_for(request.stage)(request.batch_id, claimed) if claimed else {}
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:  # e.g. a stored catalog entry that no longer validates
         # Every item ends with the reason (DATA: for an operator) instead of the chunk
         # failing as a whole and coming back through the sweeper for ever.
         failed = [_failure(request, item, error, 0.0) for item in claimed]
-        return _commit(request, owner, claimed, failed)
+        return _commit(request, owner, claimed, failed, started)
     results = _run_items(request, claimed, inputs, prepared)
-    return _commit(request, owner, claimed, results)
+    return _commit(request, owner, claimed, results, started)
 
 
 def _run_items(
@@ -139,7 +207,7 @@ def _run_item(
     started = time.perf_counter()
     try:
         order = _stored_order(item)
-        output = HANDLERS[request.stage](order, previous, context)
+        output = handler_for(request.stage)(order, previous, context)
     except (SoftTimeLimitExceeded, *INFRASTRUCTURE_ERRORS):
         raise  # the chunk's problem, not the order's: the whole chunk is retried
     except Exception as error:  # poison isolation: one item never sinks its chunk
@@ -209,7 +277,11 @@ def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: flo
 
 
 def _commit(
-    request: ChunkRequest, owner: str, claimed: list[ClaimedItem], results: list[_ItemResult]
+    request: ChunkRequest,
+    owner: str,
+    claimed: list[ClaimedItem],
+    results: list[_ItemResult],
+    started: datetime,
 ) -> ChunkReport:
     outcomes = [result.outcome for result in results if result.outcome is not None]
     retries = [r for r in results if r.decision is not None and r.decision.action == "retry"]
@@ -222,6 +294,7 @@ def _commit(
             stage_state=STAGE_STATE[request.stage],
             owner=owner,
             outcomes=outcomes,
+            span=(started, datetime.now(UTC)),
         )
         store_receipts(session, request.batch_id, [o for o in outcomes if o.item_id in moved])
         _defer(session, owner, retries, report)

@@ -14,11 +14,12 @@ import structlog
 from ledger.batches import set_batch_status
 from ledger.controls import halt, resume
 from ledger.db import transaction
-from ledger.sweeps import cancel_idle_items, waiting_work
+from ledger.pool import pooled_count, return_to_pool
+from ledger.sweeps import cancel_idle_items
 from pipeline.settings import get_settings
 from pipeline.stages_catalog import PRIORITIES
 from pipeline.states import BatchStatus
-from recovery.redispatch import redispatch
+from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.status import refresh_progress
 
@@ -42,15 +43,18 @@ def _move(batch_id: str, allowed_from: tuple[str, ...], to: str) -> None:
 
 
 def _send_waiting(batch_id: str = "") -> int:
+    """Pool every waiting item (of one batch, or all), feed every lane; return how many wait."""
     with transaction() as session:
-        works = waiting_work(
+        return_to_pool(
             session,
             idle_lanes=PRIORITIES,
             grace_seconds=0,
-            limit=get_settings().batch_max_items,
+            stale_seconds=get_settings().batch_queued_stale_seconds,
             batch_id=batch_id,
         )
-    return redispatch(works)
+        waiting = pooled_count(session, batch_id)
+    feed_lanes()
+    return waiting
 
 
 def pause_batch(batch_id: str) -> dict[str, Any]:

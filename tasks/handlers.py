@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from ledger.db import transaction
 from ledger.idempotency import remember
+from metrics.redis_client import redis_client
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import DataCorruption, QualityRejected, RewriteNeeded
 from pipeline.manifest import OrderDocument
@@ -31,6 +32,7 @@ from pipeline.stages.preflight import run_preflight
 from pipeline.stages.qc import run_qc
 from pipeline.webhook import WebhookPublisher
 from pipeline.writers import Writer, make_writer
+from tasks.limits.rate import RedisRateGate
 
 #: Whose stored output each stage reads (delivery publishes the article, not the QC report).
 INPUT_STAGE: Final[dict[str, str | None]] = {
@@ -54,9 +56,15 @@ Handler = Callable[[OrderDocument, Any, StageContext], dict[str, Any]]
 
 
 @lru_cache(maxsize=1)
+def rate_gate() -> RedisRateGate:
+    """The shared token buckets of ``BATCH_RATE_LIMITS`` (one Redis call per request)."""
+    return RedisRateGate(redis_client, get_settings().rate_limits())
+
+
+@lru_cache(maxsize=1)
 def writer() -> Writer:
     """This process's writer (``WRITER_BACKEND``)."""
-    return make_writer(get_settings())
+    return make_writer(get_settings(), rate_gate())
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +72,12 @@ def publisher() -> Publisher:
     """This process's publisher (``DELIVERY_BACKEND``)."""
     settings = get_settings()
     if settings.delivery_backend == "webhook":
-        return WebhookPublisher(_endpoint_for, timeout=settings.delivery_timeout_seconds)
+        return WebhookPublisher(
+            _endpoint_for,
+            timeout=settings.delivery_timeout_seconds,
+            gate=rate_gate(),
+            gate_max_wait=settings.batch_rate_limit_max_wait_seconds,
+        )
     return FilesystemPublisher(settings.batch_output_dir.resolve())
 
 
@@ -150,6 +163,22 @@ HANDLERS: Final[dict[str, Handler]] = {
     "qc": _qc,
     "delivery": _delivery,
 }
+
+
+def _noop(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+    return {"noop": True}
+
+
+#: ``BATCH_STAGE_HANDLERS=noop``: every stage does nothing but its bookkeeping (claim,
+#: lease, stored output, state change, progress, hand-on). What the benchmark's
+#: scenario C measures: batchline's own cost per order, apart from the work.
+NOOP_HANDLERS: Final[dict[str, Handler]] = dict.fromkeys(HANDLERS, _noop)
+
+
+def handler_for(stage: str) -> Handler:
+    """The handler ``stage`` runs under ``BATCH_STAGE_HANDLERS``."""
+    chosen = NOOP_HANDLERS if get_settings().batch_stage_handlers == "noop" else HANDLERS
+    return chosen[stage]
 
 
 def warm_up() -> None:

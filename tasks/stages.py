@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -13,21 +12,17 @@ import structlog
 from celery import Task
 
 from celery_app import app
-from ledger.batches import find_batch, pending_orders
-from ledger.catalog import customer_tiers
-from ledger.db import transaction
 from metrics.progress import ChunkProgress, record_chunk
 from metrics.redis_client import redis_client
-from pipeline.manifest import OrderDocument
-from pipeline.priority import rank_by_priority
-from pipeline.stages_catalog import STAGES
-from pipeline.states import NEXT_STAGE
+from pipeline.stages_catalog import PRIORITIES, STAGES
 from tasks.chunk_runner import ChunkReport, ChunkRequest, run_chunk
-from tasks.dispatch import send_chunks
+from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 
 log = structlog.get_logger(__name__)
+#: What a feed after a committed chunk may meet; the sweeper feeds in its place.
+FEED_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, *INFRASTRUCTURE_ERRORS)
 
 
 def lease_owner(task: Task) -> str:
@@ -68,18 +63,14 @@ def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
 
 
 def _hand_on(request: ChunkRequest, report: ChunkReport) -> None:
-    next_stage = NEXT_STAGE[request.stage]
-    # Successes go on to the next stage; QC's rewrites go back to writing.
-    onward = [(next_stage, report.succeeded), ("writing", report.rewrites)]
-    for stage, item_ids in onward:
-        if stage and item_ids:
-            send_chunks(
-                stage,
-                request.batch_id,
-                item_ids,
-                priority=request.priority,
-                max_retries=request.max_retries,
-            )
+    # What moved on (and QC's rewrites) waits in the pool now: feed the lane. Freed
+    # slots may let work of any lane go, so then every lane is fed, high first.
+    lanes = PRIORITIES if report.released_slots else (request.priority,)
+    try:
+        feed_lanes(lanes)
+    except FEED_ERRORS as error:
+        # The outcomes are committed; the sweeper feeds the pool within one interval.
+        log.warning("feeder.unavailable", lane=request.priority, error=str(error))
     terminal = report.failed or (request.stage == "delivery" and report.succeeded)
     if terminal:
         finalize_if_complete(request.batch_id)
@@ -131,22 +122,11 @@ STAGE_TASKS = {stage: _register(stage) for stage in STAGES}
     max_retries=20,
 )
 def start_batch(batch_id: str, priority: str = "normal") -> dict[str, Any]:
-    """Publish the preflight chunks of every PENDING item, highest priority first."""
-    with transaction() as session:
-        batch = find_batch(session, batch_id)
-        rows = pending_orders(session, batch_id)
-        tiers = customer_tiers(session, sorted({str(doc["customer_id"]) for _, doc, _ in rows}))
-    orders = [(i, OrderDocument.model_validate(doc), at) for i, doc, at in rows]
-    pending = rank_by_priority(orders, tiers, datetime.now(UTC))
-    if batch is None:
-        log.warning("batch.unknown", batch_id=batch_id)
-        return {"chunks": 0}
-    chunks = send_chunks(
-        "preflight",
-        batch_id,
-        pending,
-        priority=batch.priority,
-        max_retries=int(batch.options.get("max_retries", 3)),
-    )
-    log.info("batch.started", batch_id=batch_id, items=len(pending), chunks=chunks)
-    return {"chunks": chunks}
+    """Feed the batch's lane: its orders wait in the pool, ranked by ``calculate_priority``.
+
+    ``submit_batch`` feeds the lane itself too; this task is the batch's handle
+    (its id is the ``task_id`` the caller gets) and a backstop if that feed failed.
+    """
+    sent = feed_lanes((priority,))
+    log.info("batch.started", batch_id=batch_id, lane=priority, messages=sent)
+    return {"messages": sent}

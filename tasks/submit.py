@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import redis
 import structlog
 from sqlalchemy.exc import IntegrityError
 
@@ -107,10 +108,15 @@ def _warm(batch_id: str, submission: Submission) -> None:
 
 
 def _start(batch_id: str, submission: Submission, task_id: str) -> None:
+    from tasks.feeder import feed_lanes
     from tasks.stages import start_batch
 
     _warm(batch_id, submission)
     init_progress(redis_client(), batch_id, len(submission.documents))
+    try:
+        feed_lanes((submission.priority,))  # first chunks out now, not after a task hop
+    except redis.RedisError as error:
+        log.warning("feeder.unavailable", batch_id=batch_id, error=str(error))
     start_batch.apply_async(
         kwargs={"batch_id": batch_id, "priority": submission.priority}, task_id=task_id
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from pipeline.errors import ConfigurationError
+from pipeline.limits import RateGate
 from pipeline.manifest import OrderDocument
 from pipeline.stages.html_article import normalise_url, parse_article
 from pipeline.stages.preflight import DEFAULT_TARGET_WORDS
@@ -220,8 +221,10 @@ def ensure_link(fragment: str, target_url: str, anchor_text: str) -> tuple[str, 
     return (fragment, False) if repaired is None else (repaired, True)
 
 
-def make_writer(settings: Settings) -> Writer:
+def make_writer(settings: Settings, gate: RateGate | None = None) -> Writer:
     """Return the writer ``settings.writer_backend`` names.
+
+    ``gate`` is the shared rate limit the HTTP writer takes a token from per request.
 
     Raises:
         ConfigurationError: ``openai`` is chosen without a usable ``WRITER_URL`` or
@@ -230,7 +233,7 @@ def make_writer(settings: Settings) -> Writer:
     if settings.writer_backend == "offline":
         from pipeline.writers.offline import OfflineWriter
 
-        return OfflineWriter()
+        return OfflineWriter(latency_seconds=settings.writer_offline_latency_ms / 1000)
     url, model = (settings.writer_url or "").strip(), settings.writer_model.strip()
     missing = [name for name, value in (("WRITER_URL", url), ("WRITER_MODEL", model)) if not value]
     if missing:
@@ -248,4 +251,6 @@ def make_writer(settings: Settings) -> Writer:
         model=model,
         timeout=settings.writer_timeout_seconds,
         max_retries=settings.writer_max_retries,
+        gate=gate,
+        gate_max_wait=settings.batch_rate_limit_max_wait_seconds,
     )

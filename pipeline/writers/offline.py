@@ -9,7 +9,8 @@ feedback and the prompt's ``min_words``/``max_words`` move its target.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pipeline.manifest import OrderDocument
@@ -51,6 +52,18 @@ class OfflineWriter:
 
     name: Final = "offline"
 
+    def __init__(
+        self, latency_seconds: float = 0.0, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        """``latency_seconds``: wait this long per article, as an LLM API's answer takes.
+
+        Zero by default. Benchmarks and load tests set ``WRITER_OFFLINE_LATENCY_MS``
+        to put the pipeline in the regime real writers create (seconds per
+        article, so concurrency caps and not CPU decide the pace).
+        """
+        self._latency = latency_seconds
+        self._sleep = sleep
+
     def write(
         self,
         order: OrderDocument,
@@ -64,6 +77,8 @@ class OfflineWriter:
         Raises:
             InvalidInput: the language has no vocabulary.
         """
+        if self._latency > 0:
+            self._sleep(self._latency)
         brief = dict(prompt)
         language = requested_language(feedback)
         if language is not None:

@@ -27,7 +27,9 @@ from pipeline.errors import (
     RateLimited,
     TransientError,
 )
+from pipeline.limits import NoRateGate, RateGate
 from pipeline.manifest import OrderDocument
+from pipeline.pacing import pace
 from pipeline.stages.html_article import parse_article
 from pipeline.stages.vocabulary import VOCABULARIES
 from pipeline.writers.base import ensure_link, fill_prompt, length_bounds
@@ -157,6 +159,8 @@ class OpenAICompatibleWriter:
         sleep: Callable[[float], None] = time.sleep,
         temperature: float = 0.7,
         max_wait: float = 30.0,
+        gate: RateGate | None = None,
+        gate_max_wait: float = 2.0,
     ) -> None:
         """Configure the writer.
 
@@ -171,6 +175,10 @@ class OpenAICompatibleWriter:
             temperature: Sampling temperature sent with each request.
             max_wait: The longest wait between tries; a longer ``Retry-After`` ends
                 the retries at once, so the pipeline can defer the item instead.
+            gate: The shared rate limit every request takes a token from (service
+                ``writer``); none by default.
+            gate_max_wait: The longest the writer waits for a token before it
+                raises :class:`RateLimited` so the item is deferred.
         """
         self.endpoint = url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -183,6 +191,8 @@ class OpenAICompatibleWriter:
         self._client = client or httpx.Client(timeout=timeout)
         self._sleep = sleep
         self._backoff = wait_exponential(multiplier=0.5, max=max_wait)
+        self._gate = gate or NoRateGate()
+        self._gate_max_wait = gate_max_wait
 
     def close(self) -> None:
         """Close the HTTP client if this writer created it."""
@@ -258,6 +268,7 @@ class OpenAICompatibleWriter:
 
     def _post(self, payload: dict[str, Any]) -> httpx.Response:
         """One request; raise :class:`_Retryable` or the final error for a failure."""
+        pace(self._gate, "writer", max_wait=self._gate_max_wait, sleep=self._sleep)
         try:
             response = self._client.post(
                 self.endpoint, json=payload, headers=self._headers, timeout=self.timeout

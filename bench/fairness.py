@@ -1,0 +1,162 @@
+"""Fairness: one customer with 10,000 orders beside nine with 100 each.
+
+The regime the caps are for: writing takes ``LATENCY_MS`` per article (the
+offline writer waits like an LLM API answers), so concurrency, not CPU, sets
+the pace. Each small customer's batch is timed alone first, then beside the big
+customer's; the caps (global 50, per customer 10, per publisher 5) are audited
+afterwards from the ledger's spans of every batch involved.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from bench.batchline import wait_final, with_env
+from bench.results import RunResult
+from bench.services import BenchEnv, flush_broker
+from bench.timings import batch_seconds
+from bench.workers import WorkerGroup
+from celery_app import app
+from cli.sample_orders import load_catalog, sample_orders
+from cli.workers import ALL_LANES, worker_command
+from ledger.catalog import upsert_catalog
+from ledger.db import transaction
+from ledger.reports import output_spans
+from pipeline.audit import max_overlap, max_overlap_by
+from pipeline.catalog import Catalog, CustomerProfile, CustomerTier
+from pipeline.settings import get_settings
+from tasks.control import cancel_batch
+from tasks.submit import submit_batch
+
+BIG_ORDERS = 10_000
+SMALL_ORDERS = 100
+SMALL_CUSTOMERS = 9
+LATENCY_MS = 1000
+#: enough processes to hold every slot the global cap allows, plus the uncapped stages
+WORKER_CONCURRENCY = 60
+ENV = {
+    "LOG_LEVEL": "WARNING",
+    "WRITER_OFFLINE_LATENCY_MS": str(LATENCY_MS),
+    # One article per task: a slot is held only while its own article is written.
+    "BATCH_CHUNK_WRITING_OPTIMAL": "1",
+    "BATCH_CHUNK_DELIVERY_OPTIMAL": "5",
+}
+
+
+def _bases() -> list[CustomerProfile]:
+    return [c for c in load_catalog().customers if not c.suspended]
+
+
+def _aliases() -> dict[str, CustomerProfile]:
+    """fair-big and fair-1..9, each a standard-tier copy of a sample customer."""
+    bases = _bases()
+    names = ["fair-big", *(f"fair-{n}" for n in range(1, SMALL_CUSTOMERS + 1))]
+    return {name: bases[i % len(bases)] for i, name in enumerate(names)}
+
+
+def _register(aliases: dict[str, CustomerProfile]) -> None:
+    customers = tuple(
+        CustomerProfile(
+            customer_id=alias, name=f"{base.name} ({alias})", tier=CustomerTier.STANDARD
+        )
+        for alias, base in aliases.items()
+    )
+    with transaction() as session:
+        upsert_catalog(session, Catalog(customers=customers))
+
+
+def _orders(alias: str, base: CustomerProfile, count: int, tag: str) -> list[dict[str, Any]]:
+    pool = sample_orders(count * 12, seed=hash(tag) % 10_000, tag=tag)
+    mine = [o for o in pool if o["customer_id"] == base.customer_id][:count]
+    if len(mine) < count:
+        raise RuntimeError(f"only {len(mine)} sample orders for {base.customer_id}")
+    return [{**o, "customer_id": alias, "deadline": None} for o in mine]
+
+
+def _submit(alias: str, base: CustomerProfile, count: int, run: str) -> str:
+    batch_id = f"fair-{run}-{alias}-{uuid.uuid4().hex[:6]}"
+    submit_batch(
+        _orders(alias, base, count, batch_id), "bench-fairness", "normal", {"batch_id": batch_id}
+    )
+    return batch_id
+
+
+def _alone(aliases: dict[str, CustomerProfile]) -> dict[str, tuple[str, float]]:
+    timed = {}
+    for alias, base in list(aliases.items())[1:]:
+        batch_id = _submit(alias, base, SMALL_ORDERS, "alone")
+        wait_final(batch_id, timeout=600)
+        timed[alias] = (batch_id, batch_seconds(batch_id))
+    return timed
+
+
+def _shared(aliases: dict[str, CustomerProfile]) -> tuple[str, dict[str, tuple[str, float]]]:
+    (big_alias, big_base), *small = aliases.items()
+    big = _submit(big_alias, big_base, BIG_ORDERS, "shared")
+    time.sleep(5)  # the big customer is running when the small ones arrive
+    batches = {alias: _submit(alias, base, SMALL_ORDERS, "shared") for alias, base in small}
+    for batch_id in batches.values():
+        wait_final(batch_id, timeout=900)
+    cancel_batch(big)
+    return big, {alias: (b, batch_seconds(b)) for alias, b in batches.items()}
+
+
+def _caps(batch_ids: list[str]) -> dict[str, int]:
+    settings = get_settings()
+    with transaction() as session:
+        spans = output_spans(session, batch_ids, sorted(settings.capped_stages()))
+    publisher = [s for s in spans if s[0] in settings.publisher_capped_stages()]
+    return {
+        "spans checked": len(spans),
+        "global max (cap 50)": max_overlap((s[3], s[4]) for s in spans),
+        "per customer max (cap 10)": max(
+            max_overlap_by((s[1], s[3], s[4]) for s in spans).values()
+        ),
+        "per publisher max (cap 5)": max(
+            max_overlap_by((s[2], s[3], s[4]) for s in publisher).values(), default=0
+        ),
+    }
+
+
+def measure_fairness(bench: BenchEnv) -> RunResult:
+    """Alone times, then shared times, and the cap audit; see the module docstring."""
+    flush_broker()
+    aliases = _aliases()
+    _register(aliases)
+    env = with_env(bench, ENV)
+    command = worker_command(ALL_LANES, WORKER_CONCURRENCY, "fairness")
+    started = time.perf_counter()
+    with WorkerGroup([command], env, name="fairness") as group:
+        group.wait_ready(app, 1, timeout=180)
+        alone = _alone(aliases)
+        big, shared = _shared(aliases)
+        time.sleep(3)  # let the big customer's running chunks end
+    customers = [
+        {
+            "customer": alias,
+            "orders": SMALL_ORDERS,
+            "alone_s": round(alone[alias][1], 2),
+            "shared_s": round(shared[alias][1], 2),
+            "ratio": round(shared[alias][1] / alone[alias][1], 2),
+        }
+        for alias in shared
+    ]
+    batch_ids = [big, *(b for b, _ in alone.values()), *(b for b, _ in shared.values())]
+    return RunResult(
+        scenario="fairness",
+        orders=BIG_ORDERS + SMALL_CUSTOMERS * SMALL_ORDERS,
+        seconds=time.perf_counter() - started,
+        items_per_s=0.0,
+        submit_seconds=0.0,
+        submitter_rss_mb=0.0,
+        worker_rss_mb=group.peak_rss_mb(),
+        redis_bytes_per_order=0.0,
+        extra={
+            "customers": customers,
+            "caps": _caps(batch_ids),
+            "worst ratio": max(float(str(c["ratio"])) for c in customers),
+            "settings": {**ENV, "worker concurrency": str(WORKER_CONCURRENCY)},
+        },
+    )

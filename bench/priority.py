@@ -1,0 +1,92 @@
+"""Priority: 20 high orders on an idle system, then behind a 20,000-order low backlog.
+
+Two deployments: shared workers only (one worker, concurrency 2, all lanes), and
+the same plus a dedicated ``--lanes high`` worker (concurrency 1), the guide's
+answer for a hard latency bound (a running low chunk is never interrupted).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from bench.batchline import CONCURRENCY, wait_final
+from bench.results import RunResult
+from bench.services import BenchEnv, flush_broker
+from bench.timings import order_waits
+from bench.workers import WorkerGroup
+from celery_app import app
+from cli.sample_orders import sample_orders
+from cli.workers import ALL_LANES, worker_command
+from tasks.control import cancel_batch
+from tasks.submit import submit_batch
+
+HIGH_ORDERS = 20
+#: batches of 20 high orders per measurement, pooled: 20 orders alone make a noisy p95
+ROUNDS = 3
+BACKLOG = 20_000
+#: how long the backlog runs before the high orders arrive (workers busy, lanes full)
+WARM_SECONDS = 5.0
+
+DEPLOYMENTS: dict[str, list[list[str]]] = {
+    "shared": [worker_command(ALL_LANES, CONCURRENCY, "prio-all")],
+    "dedicated": [
+        worker_command(ALL_LANES, CONCURRENCY, "prio-all"),
+        worker_command(("high",), 1, "prio-high"),
+    ],
+}
+
+
+def _submit(count: int, priority: str, tag: str) -> str:
+    batch_id = f"prio-{tag}-{uuid.uuid4().hex[:6]}"
+    orders = sample_orders(count, seed=hash(batch_id) % 10_000, tag=batch_id)
+    submit_batch(orders, "bench-priority", priority, {"batch_id": batch_id})
+    return batch_id
+
+
+def _high_orders(tag: str) -> dict[str, Any]:
+    batch_ids = []
+    for round_ in range(ROUNDS):
+        batch_ids.append(_submit(HIGH_ORDERS, "high", f"{tag}{round_}"))
+        wait_final(batch_ids[-1], timeout=120)
+        time.sleep(1)
+    return order_waits(batch_ids)
+
+
+def _deployment(bench: BenchEnv, name: str) -> dict[str, dict[str, Any]]:
+    flush_broker()
+    commands = DEPLOYMENTS[name]
+    with WorkerGroup(commands, bench, name=f"priority-{name}", env={"LOG_LEVEL": "WARNING"}) as g:
+        g.wait_ready(app, len(commands))
+        wait_final(_submit(HIGH_ORDERS, "high", f"{name}-warm-up"), timeout=120)
+        idle = _high_orders(f"{name}-idle")
+        backlog = _submit(BACKLOG, "low", f"{name}-backlog")
+        time.sleep(WARM_SECONDS)
+        loaded = _high_orders(f"{name}-loaded")
+        cancel_batch(backlog)
+        time.sleep(2)  # let running low chunks end before the workers stop
+    ratio = loaded["delivered_p95_ms"] / idle["delivered_p95_ms"]
+    return {
+        f"{name}, idle": idle,
+        f"{name}, low backlog": {**loaded, "delivered_p95_vs_idle": round(ratio, 2)},
+    }
+
+
+def measure_priority(bench: BenchEnv) -> RunResult:
+    """Both deployments; ``extra`` has one row of waits per deployment and load."""
+    extra: dict[str, Any] = {}
+    started = time.perf_counter()
+    for name in DEPLOYMENTS:
+        extra.update(_deployment(bench, name))
+    return RunResult(
+        scenario="priority",
+        orders=HIGH_ORDERS,
+        seconds=time.perf_counter() - started,
+        items_per_s=0.0,
+        submit_seconds=0.0,
+        submitter_rss_mb=0.0,
+        worker_rss_mb=0.0,
+        redis_bytes_per_order=0.0,
+        extra=extra,
+    )

@@ -1,0 +1,183 @@
+"""``make bench``: run the scenarios, record every run, render docs/BENCHMARKS.md.
+
+``python -m bench.run --sizes 1000,10000 --scenarios A,B`` runs a subset;
+``--render-only`` redraws the document from an existing results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.registry import resolve
+from bench.results import Results, RunResult
+
+#: Scenarios run once per size: ``fn(bench: BenchEnv, orders: int) -> RunResult``.
+SIZE_SCENARIOS: dict[str, str] = {
+    "A": "bench.baseline:run_chain",
+    "B": "bench.baseline:run_single",
+    "C": "bench.batchline:run_noop",
+    "D": "bench.batchline:run_real",
+}
+#: Scenarios run once: ``fn(bench: BenchEnv) -> RunResult``.
+ONE_OFF_SCENARIOS: dict[str, str] = {
+    "priority": "bench.batchline:run_priority",
+    "fairness": "bench.batchline:run_fairness",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--sizes", default="1000,10000,100000", help="orders per run, comma-separated"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join([*SIZE_SCENARIOS, *ONE_OFF_SCENARIOS]),
+        help="comma-separated, among " + ", ".join([*SIZE_SCENARIOS, *ONE_OFF_SCENARIOS]),
+    )
+    parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/BENCHMARKS.md"))
+    parser.add_argument("--chart", type=Path, default=Path("docs/bench-throughput.png"))
+    parser.add_argument("--work-dir", type=Path, default=Path("var/bench/work"))
+    parser.add_argument(
+        "--render-only", action="store_true", help="only redraw --doc and --chart from --out"
+    )
+    return parser
+
+
+def _parse_list(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        parser.error(f"empty list: {value!r}")
+    return items
+
+
+def _sizes(parser: argparse.ArgumentParser, value: str) -> list[int]:
+    try:
+        sizes = [int(item.replace("_", "")) for item in _parse_list(parser, value)]
+    except ValueError:
+        parser.error(f"--sizes takes whole numbers: {value!r}")
+    if any(size < 1 for size in sizes):
+        parser.error("--sizes must be positive")
+    return sizes
+
+
+def _scenarios(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    scenarios = _parse_list(parser, value)
+    unknown = [s for s in scenarios if s not in SIZE_SCENARIOS and s not in ONE_OFF_SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    return scenarios
+
+
+def _check_modules(parser: argparse.ArgumentParser, scenarios: list[str]) -> None:
+    """Fail now, not after an hour of other scenarios, if a selected module is missing.
+
+    Only located, not imported: bench.naive must not read REDIS_URL before
+    bench_services sets it.
+    """
+    registry = {**SIZE_SCENARIOS, **ONE_OFF_SCENARIOS}
+    for name in scenarios:
+        module = registry[name].partition(":")[0]
+        if importlib.util.find_spec(module) is None:
+            parser.error(f"scenario {name} needs module {module}, which does not exist yet")
+
+
+def _describe(run: RunResult) -> str:
+    return (
+        f"{run.scenario:>8} {run.orders:>8,} orders: {run.items_per_s:>9,.0f} items/s "
+        f"({run.seconds:.2f} s), submit {run.submit_seconds:.2f} s, "
+        f"submitter {run.submitter_rss_mb:.0f} MB, workers {run.worker_rss_mb:.0f} MB, "
+        f"Redis {run.redis_bytes_per_order:,.0f} B/order"
+    )
+
+
+def _record(
+    results: Results,
+    out: Path,
+    scenario: str,
+    orders: int | None,
+    call: Callable[..., RunResult],
+    *args: Any,
+) -> None:
+    """Run ``call(*args)``; save its result, or note its failure and carry on with the rest."""
+    started = time.monotonic()
+    try:
+        run = call(*args)
+    except Exception as error:  # one broken scenario must not lose the others' figures
+        traceback.print_exc()
+        failure = {
+            "scenario": scenario,
+            "orders": orders,
+            "error": f"{type(error).__name__}: {error}",
+        }
+        results.meta.setdefault("failures", []).append(failure)
+        print(
+            f"{scenario:>8} {orders or '':>8} FAILED after {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+    else:
+        results.runs.append(run)
+        print(_describe(run), flush=True)
+    results.save(out)
+
+
+def _run_all(
+    results: Results, out: Path, work_dir: Path, sizes: list[int], scenarios: list[str]
+) -> None:
+    from bench.measure import machine_info
+    from bench.services import bench_services
+
+    with bench_services(work_dir.resolve()) as bench:
+        results.meta["machine"] = machine_info()
+        results.save(out)
+        for size in sizes:
+            for name in [s for s in SIZE_SCENARIOS if s in scenarios]:
+                _record(results, out, name, size, resolve(SIZE_SCENARIOS[name]), bench, size)
+        for name in [s for s in ONE_OFF_SCENARIOS if s in scenarios]:
+            _record(results, out, name, None, resolve(ONE_OFF_SCENARIOS[name]), bench)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected scenarios (or only re-render); return the exit status.
+
+    Exit status 1 when any scenario failed: the others are still recorded and rendered.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.render_only:
+        from bench.report import render
+
+        render(args.out, args.doc, args.chart)
+        print(f"rendered {args.doc} and {args.chart} from {args.out}")
+        return 0
+    sizes, scenarios = _sizes(parser, args.sizes), _scenarios(parser, args.scenarios)
+    _check_modules(parser, scenarios)
+    results = Results(
+        meta={
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": shlex.join(["python", "-m", "bench.run", *args_list]),
+            "sizes": sizes,
+            "scenarios": scenarios,
+        }
+    )
+    _run_all(results, args.out, args.work_dir, sizes, scenarios)
+    from bench.report import render
+
+    render(args.out, args.doc, args.chart)
+    print(f"results in {args.out}; wrote {args.doc} and {args.chart}", flush=True)
+    return 1 if results.meta.get("failures") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The work pool: items waiting for the feeder, in the order they should run.
+
+An item is in the pool while it is open, unleased and has no message published
+for it (``queued_at IS NULL``). The feeder takes the best candidates of a lane
+with one index scan (``ix_items_pool``), marks them queued and publishes their
+chunks; a claim or a recorded outcome clears the mark, so whatever an item
+waits for next puts it back in the pool. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ledger.models import POOL_SQL, TERMINAL_SQL
+from ledger.sweeps import OPEN_SQL
+from pipeline import priority
+from pipeline.catalog import CustomerTier
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pooled item and what the feeder needs to chunk it and take its slots."""
+
+    item_id: int
+    batch_id: str
+    state: str
+    customer_id: str
+    publisher_domain: str
+    max_retries: int
+
+
+_CANDIDATES = text(
+    """
+    SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+           coalesce((b.options->>'max_retries')::int, 3)
+    FROM items i JOIN batches b ON b.id = i.batch_id
+    WHERE i.lane = :lane AND i.queued_at IS NULL AND i.lease_owner IS NULL
+      AND i.state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')
+      AND b.status = 'RUNNING'
+      AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
+    ORDER BY i.score DESC, i.fair_rank, i.id
+    LIMIT :limit
+    """
+)
+
+
+def candidates(session: Session, lane: str, limit: int) -> list[Candidate]:
+    """The lane's pooled items of running batches, best first (none while halted)."""
+    rows = session.execute(_CANDIDATES, {"lane": lane, "limit": limit})
+    return [
+        Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
+        for i, b, state, customer, domain, retries in rows
+    ]
+
+
+_MARK_QUEUED = text(
+    f"""
+    UPDATE items SET queued_at = now()
+    WHERE id = ANY(:ids) AND {POOL_SQL}
+    RETURNING id
+    """
+)
+
+
+def mark_queued(session: Session, item_ids: Sequence[int]) -> set[int]:
+    """Take items out of the pool before their message is published; return those taken."""
+    if not item_ids:
+        return set()
+    return {int(i) for i in session.scalars(_MARK_QUEUED, {"ids": list(item_ids)})}
+
+
+_UNQUEUE = text(
+    """
+    UPDATE items SET queued_at = NULL
+    WHERE id = ANY(:ids) AND queued_at IS NOT NULL AND lease_owner IS NULL
+      AND state = ANY(:states)
+    RETURNING id, customer_id, publisher_domain
+    """
+)
+
+
+def unqueue(
+    session: Session, item_ids: Sequence[int], states: Sequence[str]
+) -> list[tuple[int, str, str]]:
+    """Put items whose message was spent without a claim back in the pool.
+
+    Only items still waiting in ``states`` (those the message's stage picks up):
+    an item that already moved on may have a newer message on its way. Returns
+    ``(item_id, customer_id, publisher_domain)`` of each, to give back its slots.
+    """
+    if not item_ids:
+        return []
+    params = {"ids": list(item_ids), "states": list(states)}
+    return [(int(i), str(c), str(d)) for i, c, d in session.execute(_UNQUEUE, params)]
+
+
+_RETURN_TO_POOL = text(
+    f"""
+    UPDATE items AS i SET lease_owner = NULL, lease_expires_at = NULL, queued_at = NULL
+    FROM batches b
+    WHERE b.id = i.batch_id AND b.status = 'RUNNING' AND {OPEN_SQL}
+      AND (:batch_id = '' OR i.batch_id = :batch_id)
+      AND (
+            (i.lease_expires_at IS NOT NULL AND i.lease_expires_at < now())
+         OR (i.lease_owner IS NULL AND i.queued_at IS NOT NULL
+             AND ((i.lane = ANY(:idle_lanes)
+                   AND i.queued_at < now() - make_interval(secs => :grace))
+                  OR i.queued_at < now() - make_interval(secs => :stale)))
+      )
+    RETURNING i.lane
+    """
+)
+
+
+def return_to_pool(
+    session: Session,
+    *,
+    idle_lanes: Sequence[str],
+    grace_seconds: float,
+    stale_seconds: float,
+    batch_id: str = "",
+) -> dict[str, int]:
+    """Pool every item of a running batch that no message or worker will pick up.
+
+    That is every item whose lease ran out (its worker died or its retry message
+    was lost), every queued item of a lane whose queue is empty for longer than
+    ``grace_seconds`` (its message is gone, e.g. Redis restarted empty), and any
+    queued item older than ``stale_seconds``. Returns how many per lane.
+    """
+    params = {
+        "batch_id": batch_id,
+        "idle_lanes": list(idle_lanes),
+        "grace": grace_seconds,
+        "stale": stale_seconds,
+    }
+    counts: dict[str, int] = {}
+    for (lane,) in session.execute(_RETURN_TO_POOL, params):
+        counts[str(lane)] = counts.get(str(lane), 0) + 1
+    return counts
+
+
+_REFRESH_SCORES = text(
+    f"""
+    UPDATE items AS i SET score = s.score
+    FROM (
+        SELECT i2.id, GREATEST(1, :base
+            + CASE c.tier WHEN 'premium' THEN :premium WHEN 'standard' THEN :standard ELSE 0 END
+            + CASE
+                WHEN i2.document->>'deadline' IS NULL THEN 0
+                WHEN (i2.document->>'deadline')::timestamptz - now() < interval '24 hours'
+                    THEN :urgent
+                WHEN (i2.document->>'deadline')::timestamptz - now() < interval '72 hours'
+                    THEN :soon
+                ELSE 0 END
+            + floor(GREATEST(extract(epoch FROM now() - i2.created_at), 0) / 3600.0
+                    * :per_hour)::int) AS score
+        FROM items i2 LEFT JOIN customers c ON c.customer_id = i2.customer_id
+        WHERE NOT (i2.{TERMINAL_SQL})
+    ) s
+    WHERE i.id = s.id AND i.score <> s.score
+    """
+)
+
+
+def refresh_scores(session: Session) -> int:
+    """Recompute every open item's score as time passes; return how many changed.
+
+    The same formula as :func:`pipeline.priority.calculate_priority`, in SQL, so
+    the feeder's index stays in priority order without loading every item
+    (``tests/integration/test_work_pool.py`` checks both agree).
+    """
+    params = {
+        "base": priority.BASE,
+        "premium": priority.TIER_BONUS[CustomerTier.PREMIUM],
+        "standard": priority.TIER_BONUS[CustomerTier.STANDARD],
+        "urgent": priority.URGENT_BONUS,
+        "soon": priority.SOON_BONUS,
+        "per_hour": priority.POINTS_PER_HOUR_WAITING,
+    }
+    return int(session.execute(_REFRESH_SCORES, params).rowcount or 0)  # type: ignore[attr-defined]
+
+
+_POOLED = text(
+    f"""
+    SELECT count(*) FROM items i JOIN batches b ON b.id = i.batch_id
+    WHERE b.status = 'RUNNING' AND (:batch_id = '' OR i.batch_id = :batch_id)
+      AND i.{POOL_SQL.replace(" AND ", " AND i.")}
+    """
+)
+
+
+def pooled_count(session: Session, batch_id: str = "") -> int:
+    """How many items of running batches (or of one batch) wait in the pool."""
+    return int(session.scalar(_POOLED, {"batch_id": batch_id}) or 0)
+
+
+_ACTIVE_STATES = text(
+    """
+    SELECT id, state FROM items
+    WHERE id = ANY(:ids)
+      AND ((lease_owner IS NOT NULL AND lease_expires_at > now()) OR queued_at IS NOT NULL)
+    """
+)
+
+
+def active_states(session: Session, item_ids: Sequence[int]) -> dict[int, str]:
+    """State of each of ``item_ids`` that is queued or held by a live lease right now.
+
+    The sweeper drops every concurrency slot whose holder is not among them.
+    """
+    if not item_ids:
+        return {}
+    rows = session.execute(_ACTIVE_STATES, {"ids": list(item_ids)})
+    return {int(item_id): str(state) for item_id, state in rows}

@@ -1,0 +1,114 @@
+"""The feeder: keeps each lane's queue topped up from the ledger's pool, best work first.
+
+Why not publish a whole batch at once: a 100,000-order batch would put tens of
+thousands of messages in Redis, in submission order, where nothing can overtake
+them. Instead each lane holds at most ``BATCH_LANE_WINDOW`` messages. Whenever a
+chunk finishes (and on submit, resume and every sweep) the feeder publishes the
+next chunks of the lane in ``calculate_priority`` order (ties round-robin across
+customers), taking their concurrency slots first: work that cannot get a slot
+stays in the pool and is fed when a slot comes free, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import redis
+import structlog
+
+from celery_app import LANES
+from ledger.db import transaction
+from ledger.pool import Candidate, candidates, mark_queued
+from metrics.keys import feeder_lock_key, queue_key
+from metrics.redis_client import redis_client
+from pipeline.chunking import plan_chunks
+from pipeline.settings import get_settings
+from pipeline.stages_catalog import PRIORITIES, STAGES
+from pipeline.states import STAGE_FOR_STATE, ItemState
+from tasks.dispatch import ChunkMessage, publish_chunks
+from tasks.slots import SlotUser, give_back, take_slots
+
+log = structlog.get_logger(__name__)
+
+#: How long one feed may hold a lane's lock (it takes milliseconds).
+LOCK_MS = 10_000
+
+
+def feed(lane: str) -> int:
+    """Top up ``lane``'s queue to ``BATCH_LANE_WINDOW`` messages; return how many were sent.
+
+    Cheap when there is nothing to do (one ``LLEN``); when another process is
+    feeding the lane right now this returns 0 at once.
+    """
+    client = redis_client()
+    window = get_settings().batch_lane_window
+    room = window - int(client.llen(queue_key(LANES[lane])))
+    # Wait until a quarter of the window is free: one feed then fills several
+    # chunks, so they come out full instead of one thin chunk per finished task.
+    if room < max(1, window // 4):
+        return 0
+    token = uuid.uuid4().hex
+    if not client.set(feeder_lock_key(lane), token, nx=True, px=LOCK_MS):
+        return 0
+    try:
+        return _feed(client, lane, room)
+    finally:
+        if client.get(feeder_lock_key(lane)) in (token, token.encode()):
+            client.delete(feeder_lock_key(lane))
+
+
+def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
+    """Feed several lanes, high before normal before low (they share the global cap)."""
+    return sum(feed(lane) for lane in PRIORITIES if lane in lanes)
+
+
+def _feed(client: redis.Redis, lane: str, room: int) -> int:
+    settings = get_settings()
+    limit = room * max(settings.chunk_optimal(stage) for stage in STAGES)
+    with transaction() as session:
+        ranked = candidates(session, lane, limit)
+    if not ranked:
+        return 0
+    users = [_user(c) for c in ranked]
+    granted = take_slots(client, users)
+    slotted = [c for c, ok in zip(ranked, granted, strict=True) if ok]
+    chunks = plan_chunks(slotted, _group, lambda g: settings.chunk_optimal(g[1]), room)
+    chosen = {c.item_id for chunk in chunks for c in chunk}
+    try:
+        with transaction() as session:
+            queued = mark_queued(session, sorted(chosen))
+    finally:
+        # Slots of work that is not going out now go back at once.
+        give_back(client, [_user(c) for c in slotted if c.item_id not in chosen])
+    lost = [c for c in slotted if c.item_id in chosen - queued]
+    give_back(client, [_user(c) for c in lost])  # someone else took them meanwhile
+    kept = [[c for c in chunk if c.item_id in queued] for chunk in chunks]
+    sent = publish_chunks([_message(lane, chunk) for chunk in kept if chunk])
+    log.debug("feeder.fed", lane=lane, room=room, candidates=len(ranked), messages=sent)
+    return sent
+
+
+def _stage(candidate: Candidate) -> str:
+    return STAGE_FOR_STATE[ItemState(candidate.state)]
+
+
+def _group(candidate: Candidate) -> tuple[str, str]:
+    return candidate.batch_id, _stage(candidate)
+
+
+def _user(candidate: Candidate) -> SlotUser:
+    return SlotUser(
+        candidate.item_id, _stage(candidate), candidate.customer_id, candidate.publisher_domain
+    )
+
+
+def _message(lane: str, chunk: list[Candidate]) -> ChunkMessage:
+    first = chunk[0]
+    return ChunkMessage(
+        stage=_stage(first),
+        batch_id=first.batch_id,
+        item_ids=[c.item_id for c in chunk],
+        priority=lane,
+        max_retries=first.max_retries,
+    )

@@ -1,0 +1,239 @@
+"""Leased concurrency semaphores: how many items may run at once, per scope, across all workers.
+
+Each semaphore is a sorted set (``metrics.keys.slot_key``): member = holder
+(``"<item_id>:<stage>"``), score = the lease's expiry in epoch milliseconds of
+the Redis server's clock. A holder that dies without releasing loses its slot
+when the lease runs out; the sweeper's :func:`reconcile` frees slots of holders
+the ledger says are no longer running sooner. To look at one by hand:
+``redis-cli ZRANGE batch:slots:global 0 -1 WITHSCORES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+
+from metrics.keys import slot_key_pattern
+
+# KEYS: every capped key of the call. ARGV: lease_ms, then per claim in priority
+# order: holder, n, and n pairs (1-based index into KEYS, limit).
+_ACQUIRE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local live = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+  live[i] = redis.call('ZCARD', key)
+end
+local granted = {}
+local pos = 2
+while pos <= #ARGV do
+  local holder = ARGV[pos]
+  local first = pos + 2
+  pos = first + 2 * tonumber(ARGV[pos + 1])
+  local fits = true
+  local is_new = {}
+  for j = first, pos - 1, 2 do
+    local index = tonumber(ARGV[j])
+    if redis.call('ZSCORE', KEYS[index], holder) then
+      is_new[index] = false
+    elseif live[index] < tonumber(ARGV[j + 1]) then
+      is_new[index] = true
+    else
+      fits = false
+      break
+    end
+  end
+  if fits then
+    for index, new in pairs(is_new) do
+      local key = KEYS[index]
+      redis.call('ZADD', key, now + lease, holder)
+      if new then live[index] = live[index] + 1 end
+      -- Only ever lengthen the key's TTL: a shorter lease must not drop longer ones.
+      if redis.call('PTTL', key) < 2 * lease then redis.call('PEXPIRE', key, 2 * lease) end
+    end
+  end
+  granted[#granted + 1] = fits and 1 or 0
+end
+return granted
+"""
+
+_OCCUPANCY: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local counts = {}
+for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, now, '+inf') end
+return counts
+"""
+
+_SCAN_COUNT: Final = 500
+
+
+@dataclass(frozen=True)
+class SlotClaim:
+    """One holder's request for a slot in several semaphores at once (all or nothing)."""
+
+    #: who holds the slots, e.g. ``"1234:writing"`` (item id : stage)
+    holder: str
+    #: semaphore keys (``metrics.keys.slot_key``)
+    keys: tuple[str, ...]
+    #: capacity per key, same length; a limit <= 0 means "no cap" and skips that key
+    limits: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.keys) != len(self.limits):
+            raise ValueError(
+                f"claim {self.holder!r}: {len(self.keys)} keys but {len(self.limits)} limits"
+            )
+
+    def capped(self) -> dict[str, int]:
+        """Key -> limit for the keys that have a cap (a key listed twice keeps its lower limit)."""
+        caps: dict[str, int] = {}
+        for key, limit in zip(self.keys, self.limits, strict=True):
+            if limit > 0:
+                caps[key] = min(limit, caps.get(key, limit))
+        return caps
+
+
+def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: float) -> list[bool]:
+    """Try each claim in order (callers pass them in priority order), in one script call.
+
+    A claim is granted when, on every capped key, its holder already holds a slot
+    or a slot is free (counting grants made earlier in this call); then every key
+    gets the holder with expiry now + lease (a holder already present just has its
+    lease refreshed). A denied claim changes nothing.
+
+    Args:
+        client: Redis client.
+        claims: the claims, highest priority first.
+        lease_seconds: how long the slots stay held without a new acquire or a release.
+
+    Returns:
+        One flag per claim: True when granted.
+
+    Raises:
+        ValueError: lease_seconds is not positive.
+    """
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    if not claims:
+        return []
+    indexes: dict[str, int] = {}
+    args: list[str | int] = [max(1, round(lease_seconds * 1000))]
+    for claim in claims:
+        caps = claim.capped()
+        args += [claim.holder, len(caps)]
+        for key, limit in caps.items():
+            args += [indexes.setdefault(key, len(indexes) + 1), limit]
+    granted = client.register_script(_ACQUIRE)(keys=list(indexes), args=args)
+    return [bool(flag) for flag in granted]
+
+
+def release(client: redis.Redis, claims: Sequence[SlotClaim]) -> None:
+    """Give the claims' slots back, in one round trip (no call for an empty list).
+
+    Every listed key is cleared, capped or not: a cap may have changed since the acquire.
+    """
+    holders_by_key: dict[str, list[str]] = {}
+    for claim in claims:
+        for key in dict.fromkeys(claim.keys):
+            holders_by_key.setdefault(key, []).append(claim.holder)
+    if not holders_by_key:
+        return
+    pipe = client.pipeline(transaction=False)
+    for key, names in holders_by_key.items():
+        pipe.zrem(key, *names)
+    pipe.execute()
+
+
+def occupancy(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
+    """Live (unexpired) holders per key, in one round trip; a missing key counts 0."""
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return {}
+    counts = client.register_script(_OCCUPANCY)(keys=unique, args=[])
+    return {key: int(count) for key, count in zip(unique, counts, strict=True)}
+
+
+def holders(client: redis.Redis, key: str) -> dict[str, float]:
+    """Live holders of one semaphore -> their lease expiry in epoch seconds (server clock)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.zrange(key, 0, -1, withscores=True)
+    server_time, entries = pipe.execute()
+    now_ms = _epoch_ms(server_time)
+    return {_text(member): score / 1000 for member, score in entries if score >= now_ms}
+
+
+def slot_keys(client: redis.Redis, pattern: str | None = None) -> list[str]:
+    """Every semaphore key (or those matching `pattern`, a SCAN glob), sorted."""
+    return sorted(key for page in _scan_pages(client, pattern) for key in page)
+
+
+def reconcile(
+    client: redis.Redis, is_live: Callable[[str], bool], pattern: str | None = None
+) -> int:
+    """Free the slots of expired holders and of holders `is_live` says are gone.
+
+    The sweeper calls this with the ledger as the truth. One SCAN loop; per page
+    of keys, one round trip reads the members and one removes the dead ones.
+    Expired members are removed by score on the server, so a holder that renews
+    its lease in between keeps it.
+
+    Args:
+        client: Redis client.
+        is_live: holder -> whether it still runs; asked once per holder and call.
+        pattern: SCAN glob of the keys to look at (default: every semaphore).
+
+    Returns:
+        How many members were removed (a holder counts once per key).
+    """
+    verdicts: dict[str, bool] = {}
+
+    def live(holder: str) -> bool:
+        if holder not in verdicts:
+            verdicts[holder] = is_live(holder)
+        return verdicts[holder]
+
+    return sum(_reconcile_page(client, page, live) for page in _scan_pages(client, pattern))
+
+
+def _reconcile_page(client: redis.Redis, keys: list[str], is_live: Callable[[str], bool]) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for key in keys:
+        pipe.zrange(key, 0, -1, withscores=True)
+    server_time, *members = pipe.execute()
+    now_ms = _epoch_ms(server_time)
+    pipe = client.pipeline(transaction=False)
+    for key, entries in zip(keys, members, strict=True):
+        if any(score < now_ms for _, score in entries):
+            pipe.zremrangebyscore(key, "-inf", f"({now_ms}")
+        dead = [_text(m) for m, score in entries if score >= now_ms and not is_live(_text(m))]
+        if dead:
+            pipe.zrem(key, *dead)
+    return sum(int(removed) for removed in pipe.execute())
+
+
+def _scan_pages(client: redis.Redis, pattern: str | None) -> Iterator[list[str]]:
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor, match=pattern or slot_key_pattern(), count=_SCAN_COUNT)
+        if keys:
+            yield [_text(key) for key in keys]
+        if cursor == 0:
+            return
+
+
+def _epoch_ms(server_time: tuple[int, int]) -> int:
+    seconds, microseconds = server_time
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+def _text(value: Any) -> str:
+    # Clients built without decode_responses return bytes.
+    return value.decode() if isinstance(value, bytes) else str(value)

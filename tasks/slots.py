@@ -1,0 +1,91 @@
+"""Concurrency caps of batchline's stages, on top of the leased Redis semaphores.
+
+An item running a capped stage (``BATCH_CAPPED_STAGES``: by default writing and
+delivery, the stages that call other people's services) holds a ``global`` slot
+(``BATCH_CAP_GLOBAL``) and one of its customer's (``BATCH_CAP_PER_CUSTOMER``); in
+``BATCH_PUBLISHER_CAPPED_STAGES`` (delivery: the publisher's site takes the load)
+also one of its publisher domain's (``BATCH_CAP_PER_PUBLISHER``). The feeder takes them
+when it publishes the item's chunk, the chunk's claim renews them, and they are
+given back when the chunk's outcomes are committed. A holder that dies loses its
+slots with its lease; the sweeper reconciles them with the ledger sooner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from metrics.keys import slot_key
+from pipeline.settings import get_settings
+from tasks.limits.semaphore import SlotClaim, acquire, release
+
+
+@dataclass(frozen=True)
+class SlotUser:
+    """Who needs slots: an item in a stage, with the scopes its caps apply to."""
+
+    item_id: int
+    stage: str
+    customer_id: str
+    publisher_domain: str
+
+
+def holder_name(item_id: int, stage: str) -> str:
+    """The semaphore member of an item in a stage: ``<item_id>:<stage>``."""
+    return f"{item_id}:{stage}"
+
+
+def parse_holder(holder: str) -> tuple[int, str]:
+    """``(item_id, stage)`` of a semaphore member."""
+    item_id, _, stage = holder.partition(":")
+    return int(item_id), stage
+
+
+def _limits(stage: str) -> tuple[int, int, int]:
+    settings = get_settings()
+    general = stage in settings.capped_stages()
+    return (
+        settings.batch_cap_global if general else 0,
+        settings.batch_cap_per_customer if general else 0,
+        settings.batch_cap_per_publisher if stage in settings.publisher_capped_stages() else 0,
+    )
+
+
+def is_capped(stage: str) -> bool:
+    """Whether items of ``stage`` need any slot."""
+    return any(limit > 0 for limit in _limits(stage))
+
+
+def slot_claim(user: SlotUser) -> SlotClaim:
+    """The semaphores ``user`` needs, with their capacities (0 = no cap in that scope)."""
+    return SlotClaim(
+        holder=holder_name(user.item_id, user.stage),
+        keys=(
+            slot_key("global"),
+            slot_key("customer", user.customer_id),
+            slot_key("publisher", user.publisher_domain),
+        ),
+        limits=_limits(user.stage),
+    )
+
+
+def take_slots(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
+    """Try to take slots for ``users`` in order; one bool each (uncapped stages: True)."""
+    capped = [(index, user) for index, user in enumerate(users) if is_capped(user.stage)]
+    granted = [True] * len(users)
+    if not capped:
+        return granted
+    lease = get_settings().batch_lease_seconds
+    answers = acquire(client, [slot_claim(user) for _, user in capped], lease)
+    for (index, _), answer in zip(capped, answers, strict=True):
+        granted[index] = answer
+    return granted
+
+
+def give_back(client: redis.Redis, users: Sequence[SlotUser]) -> None:
+    """Release the slots of ``users`` (those of uncapped stages hold none)."""
+    claims = [slot_claim(user) for user in users if is_capped(user.stage)]
+    if claims:
+        release(client, claims)

@@ -1,0 +1,191 @@
+"""Concurrency slots held by a worker that is killed come back, and the batch still completes.
+
+A delivery chunk takes its slots (global, customer, publisher), then POSTs to a
+real HTTP publisher that holds its answer. The whole worker - main process and
+pool processes - is SIGKILLed meanwhile, so nobody gives the slots back and no
+worker of its own puts the message back. Leases are short here: the slots and
+the item's lease run out within seconds, the sweeper (beat) puts the item back
+in the pool, and a fresh worker delivers it with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
+from ledger.catalog import upsert_catalog
+from ledger.db import transaction
+from ledger.models import Item
+from metrics.keys import slot_key
+from pipeline.catalog import Catalog, PublisherProfile
+from tasks.limits.semaphore import holders
+from tests.integration.helpers import (
+    assert_each_delivered_once,
+    isolated_redis,
+    item_states,
+    max_overlap,
+    output_spans,
+    submit_in_child,
+    wait_for_final,
+    wait_until,
+)
+from tests.support_publisher_server import PublisherServer
+
+pytestmark = pytest.mark.integration
+
+SLOTS_REDIS_DB = 8
+DOMAIN = "slots-after-kill.example"
+CUSTOMER = "acme-outdoor"
+CAP_GLOBAL = 2
+ORDERS = 6
+
+
+def _orders(tag: str, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "order_id": f"{tag}-{n}",
+            "customer_id": CUSTOMER,
+            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
+            "anchor_text": "Acme Outdoor",
+            "publisher_domain": DOMAIN,
+            "language": "en",
+            "topic": "camping",
+        }
+        for n in range(count)
+    ]
+
+
+def _short_lease_env(service_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **service_env,
+        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], SLOTS_REDIS_DB),
+        "DELIVERY_BACKEND": "webhook",
+        "BATCH_CAP_GLOBAL": str(CAP_GLOBAL),
+        # Leases that run out within seconds, so recovery fits in a test.
+        "BATCH_TASK_SOFT_TIME_LIMIT": "3",
+        "BATCH_TASK_TIME_LIMIT": "4",
+        "BATCH_LEASE_SECONDS": "5",
+        "BATCH_VISIBILITY_TIMEOUT": "10",  # the lowest the settings accept
+        "BATCH_SWEEP_INTERVAL_SECONDS": "1",
+        "BATCH_SWEEP_GRACE_SECONDS": "1",
+    }
+
+
+def _register_publisher(server: PublisherServer) -> None:
+    profile = PublisherProfile(
+        domain=DOMAIN,
+        languages=("en",),
+        topics=("camping",),
+        min_words=400,
+        max_words=1000,
+        webhook_url=server.url,
+    )
+    with transaction() as session:
+        upsert_catalog(session, Catalog(publishers=(profile,)))
+
+
+def _slot_keys() -> tuple[str, ...]:
+    return (slot_key("global"), slot_key("customer", CUSTOMER), slot_key("publisher", DOMAIN))
+
+
+def _first_published(server: PublisherServer, order_ids: list[str]) -> str | None:
+    return next((o for o in order_ids if server.effective_publishes(o)), None)
+
+
+def _item_id(batch_id: str, order_id: str) -> int:
+    with transaction() as session:
+        query = select(Item.id).where(Item.batch_id == batch_id, Item.order_id == order_id)
+        return int(session.scalars(query).one())
+
+
+def _kill_whole_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the main process first (it cannot requeue anything), then its pool processes."""
+    children = [
+        int(pid)
+        for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    ]
+    worker.send_signal(signal.SIGKILL)
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    worker.wait()
+    wait_until(lambda: not any(_alive(child) for child in children), timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_slots_are_released_after_a_worker_is_killed(service_env, tmp_path: Path) -> None:
+    env = _short_lease_env(service_env)
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    batch_id = f"slots-{uuid.uuid4().hex[:8]}"
+    batch = {"id": batch_id, "priority": "high", "orders": _orders(batch_id, ORDERS)}
+    orders = [str(o["order_id"]) for o in _orders(batch_id, ORDERS)]
+    with PublisherServer() as server:
+        # Given a webhook publisher that publishes the first delivery but holds its answer
+        # (only the first: later requests, the repeat of this one included, answer at once)
+        _register_publisher(server)
+        server.hold(30, count=1)
+        worker = spawn_worker(
+            ALL_LANES, concurrency=2, name="slots-doomed", env=env, log_path=tmp_path / "doomed.log"
+        )
+        recovery: list[subprocess.Popen[bytes]] = []
+        try:
+            submit_in_child([batch], env, tmp_path)
+            wait_until(
+                lambda: _first_published(server, orders) is not None, timeout=30, interval=0.01
+            )
+            held_order = str(_first_published(server, orders))
+            holder = f"{_item_id(batch_id, held_order)}:delivery"
+
+            # When the whole worker is killed while that POST waits for its answer
+            _kill_whole_worker(worker)
+
+            # Then its slots are still held right after the kill: nobody gave them back
+            for key in _slot_keys():
+                assert holder in holders(client, key), key
+            # ... and a fresh worker with the sweeper finishes the batch
+            recovering_since = time.monotonic()
+            recovery = [
+                spawn_worker(
+                    ALL_LANES,
+                    concurrency=2,
+                    name="slots-fresh",
+                    env=env,
+                    log_path=tmp_path / "fresh.log",
+                ),
+                spawn_beat(
+                    env=env, log_path=tmp_path / "beat.log", schedule_path=tmp_path / "schedule"
+                ),
+            ]
+            assert wait_for_final([batch_id], timeout=90) == {batch_id: "COMPLETED"}
+            assert time.monotonic() - recovering_since < 90
+        finally:
+            stop_workers([worker, *recovery])
+        # ... with one effective publish per order (the lost answer was asked for again)
+        assert set(item_states(batch_id).values()) == {"DELIVERED"}
+        assert_each_delivered_once(batch_id)
+        for order_id in orders:
+            assert server.effective_publishes(order_id) == 1, order_id
+        assert server.requests(held_order) >= 2
+    # ... the global cap held while the batch recovered
+    spans = output_spans(batch_id, stages=("writing", "delivery"))
+    assert max_overlap((started, finished) for _, _, started, finished in spans) <= CAP_GLOBAL
+    # ... and every slot came back
+    try:
+        wait_until(lambda: not list(client.scan_iter("batch:slots:*")), timeout=10)
+    finally:
+        client.close()

@@ -1,0 +1,141 @@
+"""The work pool and the feeder against real PostgreSQL and Redis.
+
+Scores in SQL agree with ``calculate_priority``; the pool hands out the best
+score first and equal scores round-robin across customers; a lane never holds
+more than ``BATCH_LANE_WINDOW`` messages, whatever the size of the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ledger.batches import insert_batch
+from ledger.catalog import customer_tiers
+from ledger.db import engine, transaction
+from ledger.pool import candidates, refresh_scores
+from pipeline.manifest import OrderDocument, validate_submission
+from pipeline.priority import calculate_priority
+from tests.integration.helpers import isolated_redis, make_orders
+from tests.support import apply_environment, restore_environment
+
+pytestmark = pytest.mark.integration
+
+POOL_REDIS_DB = 6
+
+
+@pytest.fixture()
+def rolled_back(service_env: dict[str, str]) -> Iterator[Session]:
+    """A session whose writes no other test (or worker) ever sees."""
+    with Session(engine()) as session:
+        session.begin()
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def _insert(session: Session, orders: list[dict[str, Any]], priority: str = "low") -> str:
+    batch_id = f"pool-{uuid.uuid4().hex[:8]}"
+    submission = validate_submission(orders, "p", priority, {}, max_items=100_000)
+    insert_batch(session, batch_id=batch_id, submission=submission, manifest_sha256="x", task_id="t")
+    return batch_id
+
+
+def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
+    # Given orders of every tier (and none), every deadline class and various ages
+    now = datetime.now(UTC)
+    deadlines = [None, now + timedelta(hours=10), now + timedelta(hours=50),
+                 now + timedelta(hours=200), now - timedelta(hours=5)]  # fmt: skip
+    orders = make_orders(40, "scores")
+    for n, order in enumerate(orders):
+        order["deadline"] = deadlines[n % len(deadlines)]
+        if n % 7 == 0:
+            order["customer_id"] = "not-in-the-catalog"
+    batch_id = _insert(rolled_back, orders)
+    ages = [0.2, 1.7, 10.2, 80.3, 400.6]
+    rolled_back.execute(
+        text(
+            "UPDATE items SET created_at = now() - make_interval(secs => :a * 3600)"
+            " WHERE batch_id = :b AND position % 5 = :p"
+        ),
+        [{"a": age, "b": batch_id, "p": p} for p, age in enumerate(ages)],
+    )
+
+    # When the sweeper's refresh recomputes them in SQL
+    refresh_scores(rolled_back)
+
+    # Then every score is what the Python formula says at the database's now
+    rows = rolled_back.execute(
+        text("SELECT document, created_at, score, now() FROM items WHERE batch_id = :b"),
+        {"b": batch_id},
+    ).all()
+    tiers = customer_tiers(rolled_back, {row[0]["customer_id"] for row in rows})
+    for document, created_at, score, db_now in rows:
+        order = OrderDocument.model_validate(document)
+        expected = calculate_priority(
+            order, tier=tiers.get(order.customer_id), waiting_since=created_at, now=db_now
+        )
+        assert score == expected, (document, created_at)
+
+
+def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
+    rolled_back: Session,
+) -> None:
+    # Given one batch: customer A with 6 orders, customer B with 2, and one urgent order
+    base = make_orders(9, "fair")
+    for n, order in enumerate(base):
+        order["customer_id"] = "pool-a" if n < 6 else "pool-b"
+        order["deadline"] = None
+    base[8]["customer_id"], base[8]["deadline"] = "pool-c", datetime.now(UTC) + timedelta(hours=2)
+    batch_id = _insert(rolled_back, base, priority="normal")
+    rolled_back.execute(text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id})
+
+    # When the feeder asks the pool of the lane for its best candidates
+    picked = [c for c in candidates(rolled_back, "normal", 100) if c.batch_id == batch_id]
+
+    # Then the urgent order comes first, then A and B alternate while both have orders
+    assert [c.customer_id for c in picked] == [
+        "pool-c", "pool-a", "pool-b", "pool-a", "pool-b", "pool-a", "pool-a", "pool-a", "pool-a",
+    ]  # fmt: skip
+
+
+def test_a_lane_holds_at_most_its_window_of_messages(
+    service_env: dict[str, str], tmp_path: Any
+) -> None:
+    # Given a lane window of 4 messages and a Redis database no worker consumes
+    saved = dict(os.environ)
+    url = isolated_redis(service_env["REDIS_URL"], POOL_REDIS_DB)
+    apply_environment({"REDIS_URL": url, "BATCH_LANE_WINDOW": "4"})
+    try:
+        from tasks.control import cancel_batch
+        from tasks.submit import submit_batch
+
+        # When a 400-order batch is submitted
+        batch_id = f"window-{uuid.uuid4().hex[:6]}"
+        submit_batch(make_orders(400, batch_id), "p", "low", {"batch_id": batch_id})
+
+        # Then the low lane holds exactly 4 messages (40 orders); the rest waits in the pool
+        client = redis.Redis.from_url(url)
+        assert client.llen("batch.low") == 4
+        with transaction() as session:
+            queued = session.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE queued_at IS NOT NULL), count(*)"
+                    " FROM items WHERE batch_id = :b"
+                ),
+                {"b": batch_id},
+            ).one()
+        assert tuple(queued) == (40, 400)
+        cancel_batch(batch_id)  # nothing else may feed it later
+        client.close()
+    finally:
+        restore_environment(saved)
