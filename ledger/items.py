@@ -31,6 +31,8 @@ class ClaimedItem:
     item_id: int
     document: dict[str, Any]
     attempts: int
+    customer_id: str = ""
+    publisher_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ _CLAIM = text(
            OR (:reclaim AND split_part(lease_owner, '@', 1) = :task_id))
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
-    RETURNING id, document, attempts
+    RETURNING id, document, attempts, customer_id, publisher_domain
     """
 )
 
@@ -97,7 +99,10 @@ def claim_items(
             "reclaim": reclaim,
         },
     )
-    claimed = [ClaimedItem(int(i), dict(doc), int(att)) for i, doc, att in rows]
+    claimed = [
+        ClaimedItem(int(i), dict(doc), int(att), str(customer), str(domain))
+        for i, doc, att, customer, domain in rows
+    ]
     return sorted(claimed, key=lambda item: item.item_id)
 
 

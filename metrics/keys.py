@@ -62,6 +62,11 @@ def feeder_lock_key(lane: str) -> str:
     return f"{get_settings().redis_prefix_batch}feeder:{lane}"
 
 
+def feeder_again_key(lane: str) -> str:
+    """Asks a lane's running feeder for one more round: ``batch:feeder:<lane>:again``."""
+    return f"{get_settings().redis_prefix_batch}feeder:{lane}:again"
+
+
 def bench_key(name: str) -> str:
     """Counters of the benchmark harness (bench/): ``batch:bench:<name>``."""
     return f"{get_settings().redis_prefix_batch}bench:{name}"

@@ -45,7 +45,6 @@ class Settings(BaseSettings):
     batch_worker_concurrency: int = Field(default=2, ge=1, le=256)
     batch_sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     batch_sweep_grace_seconds: float = Field(default=10.0, ge=0)
-    batch_sweep_max_items: int = Field(default=20_000, ge=1)
     batch_idempotency_ttl_hours: int = Field(default=24, ge=1)
     celery_worker_max_tasks_per_child: int = Field(default=50, ge=1)
     celery_worker_max_memory_per_child: int = Field(default=200_000, ge=10_000)

@@ -100,7 +100,8 @@ def _sweep(client: redis.Redis) -> SweepReport:
         report.fed = feed_lanes()
     report.finalized = _finalize_stragglers()
     report.rebuilt_progress = _rebuild_lost_progress(client)
-    if report.redispatched or report.cancelled or report.finalized or report.rebuilt_progress:
+    changed = (report.redispatched, report.cancelled, report.finalized, report.rebuilt_progress)
+    if any(changed) or report.fed or report.rescored or report.released_slots:
         log.info("sweep", **report.as_dict())
     return report
 

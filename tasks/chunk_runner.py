@@ -142,10 +142,9 @@ def _claim(request: ChunkRequest, owner: str) -> tuple[list[ClaimedItem], dict[i
 
 
 def _slot_user(stage: str, item: ClaimedItem) -> SlotUser:
-    document = item.document
-    return SlotUser(
-        item.item_id, stage, str(document["customer_id"]), str(document["publisher_domain"])
-    )
+    # From the item's columns, not its document: a damaged document must still reach
+    # its handler, which reports it (DataCorruption) instead of the chunk failing here.
+    return SlotUser(item.item_id, stage, item.customer_id, item.publisher_domain)
 
 
 def _drop_unslotted(

@@ -20,7 +20,7 @@ import structlog
 from celery_app import LANES
 from ledger.db import transaction
 from ledger.pool import Candidate, candidates, mark_queued
-from metrics.keys import feeder_lock_key, queue_key
+from metrics.keys import feeder_again_key, feeder_lock_key, queue_key
 from metrics.redis_client import redis_client
 from pipeline.chunking import plan_chunks
 from pipeline.settings import get_settings
@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 #: How long one feed may hold a lane's lock (it takes milliseconds).
 LOCK_MS = 10_000
+#: Rounds a feeder adds when others asked while it held the lock.
+EXTRA_ROUNDS = 3
 
 
 def feed(lane: str) -> int:
@@ -43,19 +45,32 @@ def feed(lane: str) -> int:
     """
     client = redis_client()
     window = get_settings().batch_lane_window
-    room = window - int(client.llen(queue_key(LANES[lane])))
+    room = _room(client, lane)
     # Wait until a quarter of the window is free: one feed then fills several
     # chunks, so they come out full instead of one thin chunk per finished task.
     if room < max(1, window // 4):
         return 0
     token = uuid.uuid4().hex
     if not client.set(feeder_lock_key(lane), token, nx=True, px=LOCK_MS):
+        # Someone is feeding this lane and may have read the pool before our change:
+        # ask them to look once more when they are done, instead of polling.
+        client.set(feeder_again_key(lane), "1", px=LOCK_MS)
         return 0
+    sent = 0
     try:
-        return _feed(client, lane, room)
+        sent = _feed(client, lane, room)
+        for _ in range(EXTRA_ROUNDS):  # bounded: this process has its own work to do
+            if not client.getdel(feeder_again_key(lane)):
+                break
+            sent += _feed(client, lane, _room(client, lane))
     finally:
         if client.get(feeder_lock_key(lane)) in (token, token.encode()):
             client.delete(feeder_lock_key(lane))
+    return sent
+
+
+def _room(client: redis.Redis, lane: str) -> int:
+    return get_settings().batch_lane_window - int(client.llen(queue_key(LANES[lane])))
 
 
 def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
@@ -64,6 +79,8 @@ def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
 
 
 def _feed(client: redis.Redis, lane: str, room: int) -> int:
+    if room <= 0:
+        return 0
     settings = get_settings()
     limit = room * max(settings.chunk_optimal(stage) for stage in STAGES)
     with transaction() as session:
