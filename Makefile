@@ -26,7 +26,7 @@ test: $(STAMP) ## unit, integration and e2e tests against real servers and worke
 chaos: $(STAMP) ## the full chaos suite (2,000 orders, 5 kills); figures in var/chaos-report.json
 	$(PY) -m pytest tests/chaos --chaos-scale=full --chaos-report=var/chaos-report.json -v
 
-BENCH_ARGS ?=
+BENCH_ARGS ?= --max-orders D=10000
 bench: $(STAMP) ## A/B/C/D throughput, priority and fairness benchmarks; writes docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)
 

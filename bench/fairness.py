@@ -33,7 +33,7 @@ from tasks.submit import submit_batch
 BIG_ORDERS = 10_000
 SMALL_ORDERS = 100
 SMALL_CUSTOMERS = 9
-LATENCY_MS = 2000
+LATENCY_MS = 3000
 #: enough processes to hold every slot the global cap allows, plus the uncapped stages
 WORKER_CONCURRENCY = 60
 ENV = {

@@ -179,6 +179,13 @@ def _one_offs(runs: Sequence[RunResult]) -> list[str]:
     return lines
 
 
+def _skipped(meta: dict[str, Any]) -> list[str]:
+    skipped = meta.get("skipped", [])
+    if not skipped:
+        return []
+    return ["## Runs left out (`--max-orders`)", "", *(f"- {s}" for s in skipped), ""]
+
+
 def _failures(meta: dict[str, Any]) -> list[str]:
     failures = meta.get("failures", [])
     if not failures:
@@ -242,7 +249,7 @@ def render(results_path: Path, doc_path: Path, chart_path: Path) -> None:
     lines += _reproduce(results.meta)
     if runs:
         lines += _throughput(runs) + _resources(runs)
-    lines += _one_offs(results.runs) + _failures(results.meta) + _notes()
+    lines += _one_offs(results.runs) + _failures(results.meta) + _skipped(results.meta) + _notes()
     doc_path.parent.mkdir(parents=True, exist_ok=True)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))  # sections end with a blank line
     doc_path.write_text(text.rstrip() + "\n")
