@@ -141,13 +141,18 @@ def output_counts(
 
 _SIGNATURES = text(
     """
-    SELECT domain, signature FROM (
-        SELECT i.publisher_domain AS domain, o.output->'signature' AS signature,
-               row_number() OVER (PARTITION BY i.publisher_domain ORDER BY o.id DESC) AS n
+    SELECT d.domain, recent.signature
+    FROM unnest(CAST(:domains AS text[])) AS d(domain)
+    CROSS JOIN LATERAL (
+        -- Newest first along the primary key: the scan stops after :per_domain hits,
+        -- so its cost does not grow with the publisher's history.
+        SELECT o.output->'signature' AS signature
         FROM stage_outputs o JOIN items i ON i.id = o.item_id
-        WHERE o.stage = 'qc' AND o.ok AND i.publisher_domain = ANY(:domains)
+        WHERE i.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
           AND NOT (o.item_id = ANY(:ids)) AND o.output ? 'signature'
-    ) recent WHERE n <= :per_domain
+        ORDER BY o.id DESC
+        LIMIT :per_domain
+    ) recent
     """
 )
 

@@ -46,7 +46,9 @@ def rolled_back(service_env: dict[str, str]) -> Iterator[Session]:
 def _insert(session: Session, orders: list[dict[str, Any]], priority: str = "low") -> str:
     batch_id = f"pool-{uuid.uuid4().hex[:8]}"
     submission = validate_submission(orders, "p", priority, {}, max_items=100_000)
-    insert_batch(session, batch_id=batch_id, submission=submission, manifest_sha256="x", task_id="t")
+    insert_batch(
+        session, batch_id=batch_id, submission=submission, manifest_sha256="x", task_id="t"
+    )
     return batch_id
 
 
@@ -97,7 +99,9 @@ def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
         order["deadline"] = None
     base[8]["customer_id"], base[8]["deadline"] = "pool-c", datetime.now(UTC) + timedelta(hours=2)
     batch_id = _insert(rolled_back, base, priority="normal")
-    rolled_back.execute(text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id})
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
+    )
 
     # When the feeder asks the pool of the lane for its best candidates
     picked = [c for c in candidates(rolled_back, "normal", 100) if c.batch_id == batch_id]
@@ -139,3 +143,35 @@ def test_a_lane_holds_at_most_its_window_of_messages(
         client.close()
     finally:
         restore_environment(saved)
+
+
+def test_article_signatures_are_each_publishers_newest(rolled_back: Session) -> None:
+    # Given approved QC outputs of two publishers, one of them with a long history
+    from ledger.items import article_signatures
+
+    orders = make_orders(12, "signatures")
+    for n, order in enumerate(orders):
+        order["publisher_domain"] = "sig-a.example" if n < 9 else "sig-b.example"
+    batch_id = _insert(rolled_back, orders)
+    ids = [
+        int(i)
+        for (i,) in rolled_back.execute(
+            text("SELECT id FROM items WHERE batch_id = :b ORDER BY position"), {"b": batch_id}
+        )
+    ]
+    rolled_back.execute(
+        text(
+            "INSERT INTO stage_outputs (item_id, stage, attempt, ok, output, duration_ms)"
+            " VALUES (:i, 'qc', 1, true, CAST(:o AS jsonb), 0)"
+        ),
+        [{"i": i, "o": f'{{"signature": [{n}]}}'} for n, i in enumerate(ids)],
+    )
+
+    # When QC asks for the newest 3 per publisher, leaving out its own chunk (the newest)
+    found = article_signatures(
+        rolled_back, ["sig-a.example", "sig-b.example"], exclude=[ids[8]], per_domain=3
+    )
+
+    # Then each publisher's newest three others come back, and nothing else
+    assert sorted(found["sig-a.example"]) == [[5], [6], [7]]
+    assert sorted(found["sig-b.example"]) == [[9], [10], [11]]
