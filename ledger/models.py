@@ -80,8 +80,14 @@ class Item(Base):
         Index("ix_items_batch_state", "batch_id", "state"),
         # Tiny and exact: answers "is anything of this batch still open?" at once.
         Index("ix_items_open", "batch_id", postgresql_where=text(f"NOT ({TERMINAL_SQL})")),
-        # Preflight's history look-up (a customer's recent orders) without a table scan.
-        Index("ix_items_customer_created", "customer_id", "created_at"),
+        # Preflight's history look-up (a customer's recent orders of a few target
+        # pages) without scanning the customer's whole history.
+        Index(
+            "ix_items_customer_target",
+            "customer_id",
+            text("(document ->> 'target_url')"),
+            "created_at",
+        ),
         # The sweeper's question "whose lease ran out?" without scanning every item.
         Index(
             "ix_items_leased",
