@@ -144,12 +144,11 @@ _SIGNATURES = text(
     SELECT d.domain, recent.signature
     FROM unnest(CAST(:domains AS text[])) AS d(domain)
     CROSS JOIN LATERAL (
-        -- Newest first along the primary key: the scan stops after :per_domain hits,
-        -- so its cost does not grow with the publisher's history.
-        SELECT o.output->'signature' AS signature
-        FROM stage_outputs o JOIN items i ON i.id = o.item_id
-        WHERE i.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
-          AND NOT (o.item_id = ANY(:ids)) AND o.output ? 'signature'
+        -- An index walk (ix_stage_outputs_signatures) that stops after :per_domain
+        -- entries, so its cost does not grow with the publisher's history.
+        SELECT o.output->'signature' AS signature FROM stage_outputs o
+        WHERE o.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
+          AND o.output ? 'signature' AND NOT (o.item_id = ANY(:ids))
         ORDER BY o.id DESC
         LIMIT :per_domain
     ) recent
@@ -182,17 +181,18 @@ _RECORD = text(
                updated_at = now()
         FROM v
         WHERE i.id = v.item_id AND i.state = :stage_state AND i.lease_owner = :owner
-        RETURNING i.id
+        RETURNING i.id, i.publisher_domain
     ), stored AS (
         -- ``attempt`` numbers an item's outputs of one stage across its whole life (a
         -- rewrite runs writing and QC again), so every run's output is kept.
-        INSERT INTO stage_outputs
-            (item_id, stage, attempt, ok, output, duration_ms, started_at, finished_at)
+        INSERT INTO stage_outputs (item_id, stage, attempt, ok, output, duration_ms,
+                                   started_at, finished_at, publisher_domain)
         SELECT v.item_id, CAST(:stage AS varchar),
                coalesce((SELECT max(o.attempt) FROM stage_outputs o
                          WHERE o.item_id = v.item_id AND o.stage = CAST(:stage AS varchar)), 0) + 1,
                v.ok, v.output, v.duration_ms,
-               CAST(:started_at AS timestamptz), CAST(:finished_at AS timestamptz)
+               CAST(:started_at AS timestamptz), CAST(:finished_at AS timestamptz),
+               moved.publisher_domain
         FROM v JOIN moved ON moved.id = v.item_id
     )
     SELECT id FROM moved

@@ -137,7 +137,16 @@ class StageOutput(Base):
     """What a stage produced for an item: the checkpoint a redelivered chunk skips on."""
 
     __tablename__ = "stage_outputs"
-    __table_args__ = (UniqueConstraint("item_id", "stage", "attempt", name="uq_stage_outputs"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "stage", "attempt", name="uq_stage_outputs"),
+        # QC's near-duplicate look-up: a publisher's newest approved articles.
+        Index(
+            "ix_stage_outputs_signatures",
+            "publisher_domain",
+            text("id DESC"),
+            postgresql_where=text("stage = 'qc' AND ok AND output ? 'signature'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), nullable=False)
@@ -150,6 +159,8 @@ class StageOutput(Base):
     #: (outcome about to commit), by the worker's clock: caps are audited from these
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the item's publisher, copied so QC finds a publisher's articles by index
+    publisher_domain: Mapped[str | None] = mapped_column(String(253))
     created_at: Mapped[datetime] = _now()
 
 

@@ -82,9 +82,9 @@ def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
     ).all()
     tiers = customer_tiers(rolled_back, {row[0]["customer_id"] for row in rows})
     for document, created_at, score, db_now in rows:
-        order = OrderDocument.model_validate(document)
+        stored = OrderDocument.model_validate(document)
         expected = calculate_priority(
-            order, tier=tiers.get(order.customer_id), waiting_since=created_at, now=db_now
+            stored, tier=tiers.get(stored.customer_id), waiting_since=created_at, now=db_now
         )
         assert score == expected, (document, created_at)
 
@@ -161,8 +161,10 @@ def test_article_signatures_are_each_publishers_newest(rolled_back: Session) -> 
     ]
     rolled_back.execute(
         text(
-            "INSERT INTO stage_outputs (item_id, stage, attempt, ok, output, duration_ms)"
-            " VALUES (:i, 'qc', 1, true, CAST(:o AS jsonb), 0)"
+            "INSERT INTO stage_outputs"
+            " (item_id, stage, attempt, ok, output, duration_ms, publisher_domain)"
+            " SELECT :i, 'qc', 1, true, CAST(:o AS jsonb), 0, publisher_domain"
+            " FROM items WHERE id = :i"
         ),
         [{"i": i, "o": f'{{"signature": [{n}]}}'} for n, i in enumerate(ids)],
     )
