@@ -13,12 +13,20 @@ OPEN_SQL = "i.state NOT IN ('DELIVERED', 'FAILED', 'CANCELLED')"
 
 _CANCEL = text(
     f"""
+    WITH idle AS (
+        -- Rows in id order, skipping any a worker has locked right now: cancelling
+        -- never waits on (or deadlocks with) a chunk's claim or record; what it
+        -- skips, a later call (the sweeper's) cancels.
+        SELECT i.id FROM items i JOIN batches b ON b.id = i.batch_id
+        WHERE b.status = 'CANCELLED' AND b.finalized_at IS NULL
+          AND (:batch_id = '' OR i.batch_id = :batch_id) AND {OPEN_SQL}
+          AND (i.lease_expires_at IS NULL OR i.lease_expires_at < now())
+        ORDER BY i.id
+        FOR UPDATE OF i SKIP LOCKED
+    )
     UPDATE items AS i SET state = 'CANCELLED', lease_owner = NULL, lease_expires_at = NULL,
            error_class = 'Cancelled', error_message = 'batch cancelled', updated_at = now()
-    FROM batches b
-    WHERE b.id = i.batch_id AND b.status = 'CANCELLED' AND b.finalized_at IS NULL
-      AND (:batch_id = '' OR i.batch_id = :batch_id) AND {OPEN_SQL}
-      AND (i.lease_expires_at IS NULL OR i.lease_expires_at < now())
+    FROM idle WHERE i.id = idle.id
     RETURNING i.batch_id
     """
 )

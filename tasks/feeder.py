@@ -5,8 +5,8 @@ thousands of messages in Redis, in submission order, where nothing can overtake
 them. Instead each lane holds at most ``BATCH_LANE_WINDOW`` messages. Whenever a
 chunk finishes (and on submit, resume and every sweep) the feeder publishes the
 next chunks of the lane in ``calculate_priority`` order (ties round-robin across
-customers), taking their concurrency slots first: work that cannot get a slot
-stays in the pool and is fed when a slot comes free, so nothing polls.
+customers), sending only what fits in the free concurrency slots: work that does
+not fit stays in the pool and is fed when a slot comes free, so nothing polls.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pipeline.settings import get_settings
 from pipeline.stages_catalog import PRIORITIES, STAGES
 from pipeline.states import STAGE_FOR_STATE, ItemState
 from tasks.dispatch import ChunkMessage, publish_chunks
-from tasks.slots import SlotUser, give_back, take_slots
+from tasks.slots import SlotUser, admissible
 
 log = structlog.get_logger(__name__)
 
@@ -87,19 +87,12 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
         ranked = candidates(session, lane, limit)
     if not ranked:
         return 0
-    users = [_user(c) for c in ranked]
-    granted = take_slots(client, users)
-    slotted = [c for c, ok in zip(ranked, granted, strict=True) if ok]
+    fits = admissible(client, [_user(c) for c in ranked])
+    slotted = [c for c, ok in zip(ranked, fits, strict=True) if ok]
     chunks = plan_chunks(slotted, _group, lambda g: settings.chunk_optimal(g[1]), room)
     chosen = {c.item_id for chunk in chunks for c in chunk}
-    try:
-        with transaction() as session:
-            queued = mark_queued(session, sorted(chosen))
-    finally:
-        # Slots of work that is not going out now go back at once.
-        give_back(client, [_user(c) for c in slotted if c.item_id not in chosen])
-    lost = [c for c in slotted if c.item_id in chosen - queued]
-    give_back(client, [_user(c) for c in lost])  # someone else took them meanwhile
+    with transaction() as session:
+        queued = mark_queued(session, sorted(chosen))
     kept = [[c for c in chunk if c.item_id in queued] for chunk in chunks]
     sent = publish_chunks([_message(lane, chunk) for chunk in kept if chunk])
     log.debug("feeder.fed", lane=lane, room=room, candidates=len(ranked), messages=sent)

@@ -1,11 +1,12 @@
 """Concurrency caps of batchline's stages, on top of the leased Redis semaphores.
 
 An item running a capped stage (``BATCH_CAPPED_STAGES``: by default writing and
-delivery, the stages that call other people's services) holds a ``global`` slot
+delivery, the stages that call other people's services) holds, while its chunk
+runs, a ``global`` slot
 (``BATCH_CAP_GLOBAL``) and one of its customer's (``BATCH_CAP_PER_CUSTOMER``); in
 ``BATCH_PUBLISHER_CAPPED_STAGES`` (delivery: the publisher's site takes the load)
-also one of its publisher domain's (``BATCH_CAP_PER_PUBLISHER``). The feeder takes them
-when it publishes the item's chunk, the chunk's claim renews them, and they are
+also one of its publisher domain's (``BATCH_CAP_PER_PUBLISHER``). The feeder only
+sends what fits in the free slots; the chunk's claim takes them, and they are
 given back when the chunk's outcomes are committed. A holder that dies loses its
 slots with its lease; the sweeper reconciles them with the ledger sooner.
 """
@@ -19,7 +20,7 @@ import redis
 
 from metrics.keys import slot_key
 from pipeline.settings import get_settings
-from tasks.limits.semaphore import SlotClaim, acquire, release
+from tasks.limits.semaphore import SlotClaim, acquire, occupancy, release
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,28 @@ def take_slots(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
     for (index, _), answer in zip(capped, answers, strict=True):
         granted[index] = answer
     return granted
+
+
+def admissible(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
+    """Which of ``users`` (in order) fit in the slots free right now, without taking any.
+
+    The feeder asks this; the chunk's claim then takes the slots. Queued work holds
+    no slot, so low work waiting in its queue never keeps a slot from high work
+    (which is consumed first); what no longer fits at claim time goes back to the pool.
+    """
+    capped = [(index, slot_claim(user)) for index, user in enumerate(users)]
+    capped = [(index, claim) for index, claim in capped if claim.capped()]
+    keys = sorted({key for _, claim in capped for key in claim.capped()})
+    used = occupancy(client, keys) if keys else {}
+    fits = [True] * len(users)
+    for index, claim in capped:
+        caps = claim.capped()
+        if all(used.get(key, 0) < limit for key, limit in caps.items()):
+            for key in caps:
+                used[key] = used.get(key, 0) + 1
+        else:
+            fits[index] = False
+    return fits
 
 
 def give_back(client: redis.Redis, users: Sequence[SlotUser]) -> None:
