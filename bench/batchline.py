@@ -28,14 +28,14 @@ from pipeline.stages_catalog import STAGES
 
 WORK_QUEUES = ["batch.high", "batch.normal", "batch.low"]
 CONCURRENCY = 2
-#: C: micro-batches of 200 in every stage (the no-op handlers make size the only
+#: C: micro-batches of 500 in every stage (the no-op handlers make size the only
 #: cost lever) and no caps (they limit calls to other people's services; C makes none).
 NOOP_ENV: dict[str, str] = {
     "BATCH_STAGE_HANDLERS": "noop",
     "BATCH_CAPPED_STAGES": "",
     "BATCH_PUBLISHER_CAPPED_STAGES": "",
-    **{f"BATCH_CHUNK_{stage.upper()}_OPTIMAL": "200" for stage in STAGES},
-    **{f"BATCH_CHUNK_{stage.upper()}_MAX": "200" for stage in STAGES},
+    **{f"BATCH_CHUNK_{stage.upper()}_OPTIMAL": "500" for stage in STAGES},
+    **{f"BATCH_CHUNK_{stage.upper()}_MAX": "500" for stage in STAGES},
 }
 #: D: the defaults (the guide's chunk sizes, caps 50/10/5).
 REAL_ENV: dict[str, str] = {}
