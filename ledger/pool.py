@@ -78,24 +78,18 @@ _UNQUEUE = text(
     UPDATE items SET queued_at = NULL
     WHERE id = ANY(:ids) AND queued_at IS NOT NULL AND lease_owner IS NULL
       AND state = ANY(:states)
-    RETURNING id, customer_id, publisher_domain
     """
 )
 
 
-def unqueue(
-    session: Session, item_ids: Sequence[int], states: Sequence[str]
-) -> list[tuple[int, str, str]]:
+def unqueue(session: Session, item_ids: Sequence[int], states: Sequence[str]) -> None:
     """Put items whose message was spent without a claim back in the pool.
 
     Only items still waiting in ``states`` (those the message's stage picks up):
-    an item that already moved on may have a newer message on its way. Returns
-    ``(item_id, customer_id, publisher_domain)`` of each, to give back its slots.
+    an item that already moved on may have a newer message on its way.
     """
-    if not item_ids:
-        return []
-    params = {"ids": list(item_ids), "states": list(states)}
-    return [(int(i), str(c), str(d)) for i, c, d in session.execute(_UNQUEUE, params)]
+    if item_ids:
+        session.execute(_UNQUEUE, {"ids": list(item_ids), "states": list(states)})
 
 
 _RETURN_TO_POOL = text(
@@ -185,10 +179,11 @@ def refresh_scores(session: Session) -> int:
 
 
 _POOLED = text(
-    f"""
+    """
     SELECT count(*) FROM items i JOIN batches b ON b.id = i.batch_id
     WHERE b.status = 'RUNNING' AND (:batch_id = '' OR i.batch_id = :batch_id)
-      AND i.{POOL_SQL.replace(" AND ", " AND i.")}
+      AND i.queued_at IS NULL AND i.lease_owner IS NULL
+      AND i.state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')
     """
 )
 

@@ -133,11 +133,10 @@ def _claim(request: ChunkRequest, owner: str) -> tuple[list[ClaimedItem], dict[i
         # Items this message may no longer run (paused batch, halt) go back to the
         # pool, where the feeder finds them again once they may run.
         missed = set(request.item_ids) - {item.item_id for item in claimed}
-        returned = unqueue(session, sorted(missed), entry_states(request.stage))
+        unqueue(session, sorted(missed), entry_states(request.stage))
         input_stage = INPUT_STAGE[request.stage]
         ids = [item.item_id for item in claimed]
         inputs = latest_outputs(session, ids, input_stage) if input_stage and ids else {}
-    give_back(redis_client(), [SlotUser(i, request.stage, c, d) for i, c, d in returned])
     return claimed, inputs
 
 

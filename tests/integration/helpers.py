@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
+from ledger import reports
 from ledger.db import transaction
 from ledger.models import Batch, DeliveryReceipt, Event, Item, StageOutput
 
@@ -134,45 +135,8 @@ def submit_in_child(batches: list[dict[str, Any]], env: dict[str, str], tmp: Pat
 
 
 def output_spans(
-    batch_id: str, stages: Sequence[str] | None = None
-) -> list[tuple[str, str, datetime, datetime]]:
-    """``(customer, publisher, started, finished)`` of each stage output of one batch.
-
-    The span is when the chunk held the item (slots taken -> outcome about to
-    commit), so caps can be audited from it. Outputs without a span are left out.
-    """
-    query = (
-        select(
-            Item.customer_id, Item.publisher_domain, StageOutput.started_at, StageOutput.finished_at
-        )
-        .join(Item, Item.id == StageOutput.item_id)
-        .where(
-            Item.batch_id == batch_id,
-            StageOutput.started_at.is_not(None),
-            StageOutput.finished_at.is_not(None),
-        )
-    )
-    if stages is not None:
-        query = query.where(StageOutput.stage.in_(list(stages)))
+    batch_id: str, stages: Sequence[str] = ("preflight", "writing", "qc", "delivery")
+) -> list[tuple[str, str, str, datetime, datetime]]:
+    """``(stage, customer, publisher, started, finished)`` of one batch's stage outputs."""
     with transaction() as session:
-        rows = session.execute(query)
-        return [(str(c), str(p), s, f) for c, p, s, f in rows if s is not None and f is not None]
-
-
-def max_overlap(spans: Iterable[tuple[datetime, datetime]]) -> int:
-    """The most spans open at one instant (sweep line).
-
-    Spans are half-open, ``[started, finished)``: one that ends exactly when
-    another starts does not overlap it, and an empty span overlaps nothing.
-    """
-    events = sorted(
-        (moment, step)
-        for started, finished in spans
-        if finished > started
-        for moment, step in ((started, 1), (finished, -1))
-    )  # at equal times -1 sorts first: ends are counted before starts
-    most = current = 0
-    for _, step in events:
-        current += step
-        most = max(most, current)
-    return most
+        return reports.output_spans(session, [batch_id], stages)

@@ -12,22 +12,19 @@ the publisher cap applies to every span (by default it covers delivery only).
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import pytest
 import redis
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
+from pipeline.audit import max_overlap, max_overlap_by
 from pipeline.stages_catalog import STAGES
 from tests.integration.helpers import (
     assert_each_delivered_once,
     isolated_redis,
     item_states,
     make_orders,
-    max_overlap,
     output_spans,
     submit_in_child,
     wait_for_final,
@@ -60,16 +57,6 @@ def _capped_env(service_env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _most_at_once_per(
-    spans: list[tuple[str, str, datetime, datetime]], scope: Literal["customer", "publisher"]
-) -> int:
-    """The highest overlap within any one customer or any one publisher domain."""
-    groups: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for customer, publisher, started, finished in spans:
-        groups[customer if scope == "customer" else publisher].append((started, finished))
-    return max(max_overlap(group) for group in groups.values())
-
-
 def _occupied_slot_keys(client: redis.Redis) -> dict[str, int]:
     return {key.decode(): int(client.zcard(key)) for key in client.scan_iter("batch:slots:*")}
 
@@ -99,10 +86,12 @@ def test_caps_are_never_exceeded_under_concurrent_workers(service_env, tmp_path:
     # Then no cap was ever exceeded, and the global cap was really tested (2+ items at once)
     spans = output_spans(batch_id)
     assert len(spans) >= 4 * ORDERS  # a span per item and stage (a QC rewrite adds more)
-    most_at_once = max_overlap((started, finished) for _, _, started, finished in spans)
+    most_at_once = max_overlap((started, finished) for *_, started, finished in spans)
     assert 2 <= most_at_once <= CAP_GLOBAL
-    assert _most_at_once_per(spans, "customer") <= CAP_PER_CUSTOMER
-    assert _most_at_once_per(spans, "publisher") <= CAP_PER_PUBLISHER
+    per_customer = max_overlap_by((customer, s, f) for _, customer, _, s, f in spans)
+    per_publisher = max_overlap_by((publisher, s, f) for _, _, publisher, s, f in spans)
+    assert max(per_customer.values()) <= CAP_PER_CUSTOMER
+    assert max(per_publisher.values()) <= CAP_PER_PUBLISHER
     assert set(item_states(batch_id).values()) == {"DELIVERED"}
     assert_each_delivered_once(batch_id)
     # ... and every slot was given back (the last chunks give theirs back just after committing)
