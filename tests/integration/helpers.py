@@ -16,8 +16,10 @@ import redis
 from sqlalchemy import func, select
 
 from ledger import reports
+from ledger.catalog import upsert_catalog
 from ledger.db import transaction
 from ledger.models import Batch, DeliveryReceipt, Event, Item, StageOutput
+from pipeline.catalog import Catalog, PublisherProfile
 
 
 def make_orders(count: int, tag: str) -> list[dict[str, Any]]:
@@ -140,3 +142,33 @@ def output_spans(
     """``(stage, customer, publisher, started, finished)`` of one batch's stage outputs."""
     with transaction() as session:
         return reports.output_spans(session, [batch_id], stages)
+
+
+def webhook_orders(tag: str, count: int, domain: str) -> list[dict[str, object]]:
+    """Valid orders of one customer, all for the webhook publisher ``domain``."""
+    return [
+        {
+            "order_id": f"{tag}-{n}",
+            "customer_id": "acme-outdoor",
+            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
+            "anchor_text": "Acme Outdoor",
+            "publisher_domain": domain,
+            "language": "en",
+            "topic": "camping",
+        }
+        for n in range(count)
+    ]
+
+
+def register_webhook_publisher(domain: str, webhook_url: str) -> None:
+    """Put a publisher that takes camping articles at ``webhook_url`` in the catalog."""
+    profile = PublisherProfile(
+        domain=domain,
+        languages=("en",),
+        topics=("camping",),
+        min_words=400,
+        max_words=1000,
+        webhook_url=webhook_url,
+    )
+    with transaction() as session:
+        upsert_catalog(session, Catalog(publishers=(profile,)))

@@ -19,16 +19,16 @@ from celery import Celery
 from sqlalchemy import select
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
-from ledger.catalog import upsert_catalog
 from ledger.db import transaction
 from ledger.models import DeliveryReceipt
-from pipeline.catalog import Catalog, PublisherProfile
 from tests.integration.helpers import (
     assert_each_delivered_once,
     isolated_redis,
     item_states,
+    register_webhook_publisher,
     submit_in_child,
     wait_for_final,
+    webhook_orders,
 )
 from tests.support_publisher_server import PublisherServer
 
@@ -41,34 +41,6 @@ PER_SECOND = 1.0
 BURST = 2
 TOLERANCE = 1  # a request's arrival trails its token by a few milliseconds
 DELIVERY_TASK = "batchline.stage.delivery"
-
-
-def _orders(tag: str, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "order_id": f"{tag}-{n}",
-            "customer_id": "acme-outdoor",
-            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
-            "anchor_text": "Acme Outdoor",
-            "publisher_domain": DOMAIN,
-            "language": "en",
-            "topic": "camping",
-        }
-        for n in range(count)
-    ]
-
-
-def _register_publisher(server: PublisherServer) -> None:
-    profile = PublisherProfile(
-        domain=DOMAIN,
-        languages=("en",),
-        topics=("camping",),
-        min_words=400,
-        max_words=1000,
-        webhook_url=server.url,
-    )
-    with transaction() as session:
-        upsert_catalog(session, Catalog(publishers=(profile,)))
 
 
 def _publish_times(batch_id: str) -> list[float]:
@@ -101,9 +73,9 @@ def test_a_rate_limit_is_shared_across_two_worker_processes(service_env, tmp_pat
         "BATCH_CHUNK_DELIVERY_OPTIMAL": "1",
     }
     batch_id = f"rate-{uuid.uuid4().hex[:8]}"
-    orders = _orders(batch_id, ORDERS)
+    orders = webhook_orders(batch_id, ORDERS, DOMAIN)
     with PublisherServer() as server:
-        _register_publisher(server)
+        register_webhook_publisher(DOMAIN, server.url)
         workers = [
             spawn_worker(ALL_LANES, concurrency=1, name=name, env=env, log_path=tmp_path / name)
             for name in ("rate-a", "rate-b")

@@ -22,21 +22,21 @@ import redis
 from sqlalchemy import select
 
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
-from ledger.catalog import upsert_catalog
 from ledger.db import transaction
 from ledger.models import Item
 from metrics.keys import slot_key
 from pipeline.audit import max_overlap
-from pipeline.catalog import Catalog, PublisherProfile
 from tasks.limits.semaphore import holders
 from tests.integration.helpers import (
     assert_each_delivered_once,
     isolated_redis,
     item_states,
     output_spans,
+    register_webhook_publisher,
     submit_in_child,
     wait_for_final,
     wait_until,
+    webhook_orders,
 )
 from tests.support_publisher_server import PublisherServer
 
@@ -47,21 +47,6 @@ DOMAIN = "slots-after-kill.example"
 CUSTOMER = "acme-outdoor"
 CAP_GLOBAL = 2
 ORDERS = 6
-
-
-def _orders(tag: str, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "order_id": f"{tag}-{n}",
-            "customer_id": CUSTOMER,
-            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
-            "anchor_text": "Acme Outdoor",
-            "publisher_domain": DOMAIN,
-            "language": "en",
-            "topic": "camping",
-        }
-        for n in range(count)
-    ]
 
 
 def _short_lease_env(service_env: dict[str, str]) -> dict[str, str]:
@@ -78,19 +63,6 @@ def _short_lease_env(service_env: dict[str, str]) -> dict[str, str]:
         "BATCH_SWEEP_INTERVAL_SECONDS": "1",
         "BATCH_SWEEP_GRACE_SECONDS": "1",
     }
-
-
-def _register_publisher(server: PublisherServer) -> None:
-    profile = PublisherProfile(
-        domain=DOMAIN,
-        languages=("en",),
-        topics=("camping",),
-        min_words=400,
-        max_words=1000,
-        webhook_url=server.url,
-    )
-    with transaction() as session:
-        upsert_catalog(session, Catalog(publishers=(profile,)))
 
 
 def _slot_keys() -> tuple[str, ...]:
@@ -132,12 +104,12 @@ def test_slots_are_released_after_a_worker_is_killed(service_env, tmp_path: Path
     env = _short_lease_env(service_env)
     client = redis.Redis.from_url(env["REDIS_URL"])
     batch_id = f"slots-{uuid.uuid4().hex[:8]}"
-    batch = {"id": batch_id, "priority": "high", "orders": _orders(batch_id, ORDERS)}
-    orders = [str(o["order_id"]) for o in _orders(batch_id, ORDERS)]
+    batch = {"id": batch_id, "priority": "high", "orders": webhook_orders(batch_id, ORDERS, DOMAIN)}
+    orders = [str(o["order_id"]) for o in webhook_orders(batch_id, ORDERS, DOMAIN)]
     with PublisherServer() as server:
         # Given a webhook publisher that publishes the first delivery but holds its answer
         # (only the first: later requests, the repeat of this one included, answer at once)
-        _register_publisher(server)
+        register_webhook_publisher(DOMAIN, server.url)
         server.hold(30, count=1)
         worker = spawn_worker(
             ALL_LANES, concurrency=2, name="slots-doomed", env=env, log_path=tmp_path / "doomed.log"

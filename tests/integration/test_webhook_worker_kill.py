@@ -19,15 +19,14 @@ from pathlib import Path
 import pytest
 
 from cli.workers import spawn_worker, stop_workers
-from ledger.catalog import upsert_catalog
-from ledger.db import transaction
-from pipeline.catalog import Catalog, PublisherProfile
 from tests.integration.helpers import (
     assert_each_delivered_once,
     isolated_redis,
     item_states,
+    register_webhook_publisher,
     submit_in_child,
     wait_for_final,
+    webhook_orders,
 )
 from tests.support_publisher_server import PublisherServer
 
@@ -37,21 +36,6 @@ WEBHOOK_REDIS_DB = 12
 DOMAIN = "webhook-news.example"
 
 
-def _orders(tag: str, count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "order_id": f"{tag}-{n}",
-            "customer_id": "acme-outdoor",
-            "target_url": f"https://www.acme-outdoor.com/tents?c={tag}-{n}",
-            "anchor_text": "Acme Outdoor",
-            "publisher_domain": DOMAIN,
-            "language": "en",
-            "topic": "camping",
-        }
-        for n in range(count)
-    ]
-
-
 def _pool_children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -59,16 +43,7 @@ def _pool_children(pid: int) -> list[int]:
 def test_killed_between_post_and_receipt_commit_publishes_once(service_env, tmp_path) -> None:
     with PublisherServer() as server:
         # Given a webhook publisher that holds its first response
-        profile = PublisherProfile(
-            domain=DOMAIN,
-            languages=("en",),
-            topics=("camping",),
-            min_words=400,
-            max_words=1000,
-            webhook_url=server.url,
-        )
-        with transaction() as session:
-            upsert_catalog(session, Catalog(publishers=(profile,)))
+        register_webhook_publisher(DOMAIN, server.url)
         server.hold(30, count=1)
         env = {
             **service_env,
@@ -83,7 +58,7 @@ def test_killed_between_post_and_receipt_commit_publishes_once(service_env, tmp_
             log_path=tmp_path / "worker.log",
         )
         tag = f"hook-{uuid.uuid4().hex[:6]}"
-        orders = _orders(tag, 4)
+        orders = webhook_orders(tag, 4, DOMAIN)
         try:
             submit_in_child([{"id": tag, "priority": "high", "orders": orders}], env, tmp_path)
 
