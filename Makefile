@@ -30,6 +30,10 @@ BENCH_ARGS ?= --max-orders D=10000
 bench: $(STAMP) ## A/B/C/D throughput, priority and fairness benchmarks; writes docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+.PHONY: docs
+docs: $(STAMP) ## regenerate docs/configuration.md from pipeline.settings.Settings
+	$(PY) -m cli.configuration_doc
+
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

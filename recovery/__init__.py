@@ -1,1 +1,1 @@
-"""Recovery: the lease sweeper, re-dispatch from the ledger, and failed-batch recovery."""
+"""Recovery: the sweeper (lost work back to the pool, stragglers finalized), slot reconciliation."""

@@ -1,4 +1,4 @@
-"""Celery tasks of the recovery family and housekeeping."""
+"""The housekeeping task: beat's periodic sweep on ``batch.maintenance``."""
 
 from __future__ import annotations
 
