@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 import structlog
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 
 from celery_app import LANES
 from ledger.controls import halt_reason
@@ -68,13 +70,29 @@ def idle_lanes(client: redis.Redis) -> list[str]:
 def sweep() -> SweepReport:
     """Run one sweep unless another is running; see the module docstring."""
     client = redis_client()
-    lock_seconds = max(5, math.ceil(get_settings().batch_sweep_interval_seconds * 2))
-    if not client.set(sweeper_lock_key(), "1", nx=True, ex=lock_seconds):
+    lock = _sweeper_lock(client)
+    if not lock.acquire():
         return SweepReport(skipped=True)
     try:
         return _sweep(client)
     finally:
-        client.delete(sweeper_lock_key())
+        _release(lock)
+
+
+def _sweeper_lock(client: redis.Redis) -> Lock:
+    # The lock expires so a dead sweeper cannot stop sweeps for good. redis-py's Lock
+    # releases only while the key holds its own token (one Lua call): a sweep that
+    # outlived its lock never deletes the next sweep's. One Lock object per sweep,
+    # never shared between threads: no thread-local token needed.
+    seconds = max(5, math.ceil(get_settings().batch_sweep_interval_seconds * 2))
+    return Lock(client, sweeper_lock_key(), timeout=seconds, blocking=False, thread_local=False)
+
+
+def _release(lock: Lock) -> None:
+    try:
+        lock.release()
+    except LockNotOwnedError:
+        log.warning("sweep.outlived_its_lock", timeout_seconds=lock.timeout)
 
 
 def _sweep(client: redis.Redis) -> SweepReport:

@@ -11,11 +11,12 @@ not fit stays in the pool and is fed when a slot comes free, so nothing polls.
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import Sequence
 
 import redis
 import structlog
+from redis.exceptions import LockNotOwnedError
 
 from celery_app import LANES
 from ledger.db import transaction
@@ -50,8 +51,13 @@ def feed(lane: str) -> int:
     # chunks, so they come out full instead of one thin chunk per finished task.
     if room < max(1, window // 4):
         return 0
-    token = uuid.uuid4().hex
-    if not client.set(feeder_lock_key(lane), token, nx=True, px=LOCK_MS):
+    # redis-py's Lock releases and renews only while the key still holds its own
+    # token (one Lua call): a feed that outlived its lock never ends a successor's.
+    # One Lock object per call, never shared between threads: no thread-local token.
+    lock = client.lock(
+        feeder_lock_key(lane), timeout=LOCK_MS / 1000, blocking=False, thread_local=False
+    )
+    if not lock.acquire():
         # Someone is feeding this lane and may have read the pool before our change:
         # ask them to look once more when they are done, instead of polling.
         client.set(feeder_again_key(lane), "1", px=LOCK_MS)
@@ -62,10 +68,14 @@ def feed(lane: str) -> int:
         for _ in range(EXTRA_ROUNDS):  # bounded: this process has its own work to do
             if not client.getdel(feeder_again_key(lane)):
                 break
+            try:
+                lock.reacquire()  # a fresh LOCK_MS for this round
+            except LockNotOwnedError:
+                break  # it expired and another feeder holds the lane now
             sent += _feed(client, lane, _room(client, lane))
     finally:
-        if client.get(feeder_lock_key(lane)) in (token, token.encode()):
-            client.delete(feeder_lock_key(lane))
+        with contextlib.suppress(LockNotOwnedError):  # expired: a successor's now
+            lock.release()
     return sent
 
 
