@@ -1,12 +1,20 @@
-"""One Redis client per process, from ``REDIS_URL``."""
+"""One Redis client per process, from ``REDIS_URL``, and the Lua scripts each client registered."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import redis
+from redis.commands.core import Script
 
 from pipeline.settings import get_settings
 
 _client: redis.Redis | None = None
+
+#: Attribute of a client holding the scripts registered on it, by source. Kept on the
+#: client itself (not in a module dict, whose Scripts would keep every client alive):
+#: a client forgotten after a fork takes its scripts with it; a new one registers its own.
+_SCRIPTS_ATTRIBUTE: Final = "_batchline_scripts"
 
 
 def redis_client() -> redis.Redis:
@@ -26,3 +34,25 @@ def reset_redis_client() -> None:
     """Forget the client, e.g. after a fork, so no socket is shared across processes."""
     global _client
     _client = None
+
+
+def script(client: redis.Redis, source: str) -> Script:
+    """Return the Lua script ``source`` registered on ``client``, registering it only once.
+
+    ``register_script`` builds a new ``Script`` (and hashes the source) on every
+    call; the limiters and progress counters run theirs on every chunk. The
+    ``Script`` sends ``EVALSHA`` and loads itself again when the server has lost
+    it (e.g. Redis restarted), so keeping one per client is safe.
+
+    Args:
+        client: the client the script runs on.
+        source: the script's Lua text (a module constant).
+
+    Returns:
+        A callable ``Script(keys=[...], args=[...])``.
+    """
+    registered: dict[str, Script] = client.__dict__.setdefault(_SCRIPTS_ATTRIBUTE, {})
+    found = registered.get(source)
+    if found is None:
+        found = registered[source] = client.register_script(source)
+    return found

@@ -14,6 +14,7 @@ from typing import Final
 import redis
 
 from metrics.keys import rate_bucket_key
+from metrics.redis_client import script
 from pipeline.limits import RateSpec
 
 # KEYS[1]: bucket. ARGV: tokens per millisecond, burst, cost.
@@ -64,7 +65,7 @@ def take(client: redis.Redis, key: str, per_minute: float, burst: int, cost: int
     if not 1 <= cost <= burst:
         raise ValueError(f"cost must be between 1 and burst ({burst}), got {cost}")
     per_ms = repr(per_minute / 60_000)
-    wait_us = client.register_script(_TAKE)(keys=[key], args=[per_ms, burst, cost])
+    wait_us = script(client, _TAKE)(keys=[key], args=[per_ms, burst, cost])
     return int(wait_us) / 1_000_000
 
 

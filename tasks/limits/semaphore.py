@@ -17,6 +17,7 @@ from typing import Any, Final
 import redis
 
 from metrics.keys import slot_key_pattern
+from metrics.redis_client import script
 
 # KEYS: every capped key of the call. ARGV: lease_ms, then per claim in priority
 # order: holder, n, and n pairs (1-based index into KEYS, limit).
@@ -129,7 +130,7 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
         args += [claim.holder, len(caps)]
         for key, limit in caps.items():
             args += [indexes.setdefault(key, len(indexes) + 1), limit]
-    granted = client.register_script(_ACQUIRE)(keys=list(indexes), args=args)
+    granted = script(client, _ACQUIRE)(keys=list(indexes), args=args)
     return [bool(flag) for flag in granted]
 
 
@@ -155,7 +156,7 @@ def occupancy(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
     unique = list(dict.fromkeys(keys))
     if not unique:
         return {}
-    counts = client.register_script(_OCCUPANCY)(keys=unique, args=[])
+    counts = script(client, _OCCUPANCY)(keys=unique, args=[])
     return {key: int(count) for key, count in zip(unique, counts, strict=True)}
 
 
