@@ -1,7 +1,14 @@
-"""The Celery app: configuration, queues, routes and the beat schedule. Wiring only.
+r"""The Celery app: configuration, queues, routes and the beat schedule. Wiring only.
 
-Run a worker with ``batchline worker`` or
-``celery -A celery_app worker -Q batch.high,batch.normal,batch.low``.
+Run a worker with ``batchline worker``, or as Celery's docs say, with every queue
+a deployment needs (housekeeping and status answers first, then the operators'
+recovery requests, then the lanes best first)::
+
+    celery -A celery_app worker \
+        -Q batch.maintenance,batch.recovery,batch.high,batch.normal,batch.low
+
+A plain ``celery -A celery_app worker`` (no ``-Q``) consumes the same queues in
+the same order: they are declared in it.
 """
 
 from __future__ import annotations
@@ -13,22 +20,26 @@ from celery.signals import worker_init, worker_process_init
 from kombu.entity import Queue
 
 from metrics.logs import configure_logging
+from pipeline.chunk import ChunkMessage
+from pipeline.lanes import PRIORITIES
 from pipeline.settings import Settings, get_settings
-from pipeline.stages_catalog import PRIORITIES, STAGES
+from pipeline.stage_registry import STAGES
 
-LANES = {priority: f"batch.{priority}" for priority in PRIORITIES}
+LANES: dict[str, str] = {priority: f"batch.{priority}" for priority in PRIORITIES}
 RECOVERY_QUEUE = "batch.recovery"
 MAINTENANCE_QUEUE = "batch.maintenance"
 # Quick questions a caller waits on: answered from the queue every worker polls first.
 # start_batch only asks the feeder to top up a lane: it must not take a lane slot itself.
 ANSWERING_TASKS = {"batchline.get_batch_status", "batchline.start_batch"}
-STAGE_TASKS = {f"batchline.stage.{stage}" for stage in STAGES}
+#: Celery task name -> the stage it runs.
+STAGE_OF_TASK = {stage.task_name: stage.name for stage in STAGES}
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
     """Send every stage task to the lane of its batch's priority (``priority`` kwarg)."""
-    if name in STAGE_TASKS:
-        return {"queue": LANES[(kwargs or {}).get("priority", "normal")]}
+    if name in STAGE_OF_TASK:
+        message = ChunkMessage.from_task(STAGE_OF_TASK[name], dict(kwargs or {}))
+        return {"queue": LANES[message.priority]}
     if name.startswith("batchline.recovery."):
         return {"queue": RECOVERY_QUEUE}
     if name.startswith("batchline.maintenance.") or name in ANSWERING_TASKS:
@@ -46,13 +57,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        # Declared high -> normal -> low: with the 'priority' cycle the worker always
-        # polls in this order (kombu 5.7 keeps active_queues ordered).
+        # Declared maintenance -> recovery -> high -> normal -> low: with the 'priority'
+        # cycle a worker polls its queues in this order (kombu 5.7 keeps active_queues
+        # ordered), so sweeps and status answers never wait behind a lane's backlog,
+        # even in a worker started without -Q.
         # Each queue bound with its own routing key, so no message can fan out into
         # several lanes through a shared default binding.
         task_queues=[
             Queue(name, routing_key=name)
-            for name in (*LANES.values(), RECOVERY_QUEUE, MAINTENANCE_QUEUE)
+            for name in (MAINTENANCE_QUEUE, RECOVERY_QUEUE, *LANES.values())
         ],
         task_default_queue=LANES["normal"],
         task_routes=(route_task,),

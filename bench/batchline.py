@@ -24,7 +24,7 @@ from ledger.db import transaction
 from ledger.models import Batch
 from metrics.keys import queue_key
 from metrics.redis_client import redis_client
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 
 WORK_QUEUES = ["batch.high", "batch.normal", "batch.low"]
 CONCURRENCY = 2
@@ -34,8 +34,8 @@ NOOP_ENV: dict[str, str] = {
     "BATCH_STAGE_HANDLERS": "noop",
     "BATCH_CAPPED_STAGES": "",
     "BATCH_PUBLISHER_CAPPED_STAGES": "",
-    **{f"BATCH_CHUNK_{stage.upper()}_OPTIMAL": "500" for stage in STAGES},
-    **{f"BATCH_CHUNK_{stage.upper()}_MAX": "500" for stage in STAGES},
+    **{f"BATCH_CHUNK_{stage.upper()}_OPTIMAL": "500" for stage in STAGE_NAMES},
+    **{f"BATCH_CHUNK_{stage.upper()}_MAX": "500" for stage in STAGE_NAMES},
 }
 #: D: the defaults (the guide's chunk sizes, caps 50/10/5).
 REAL_ENV: dict[str, str] = {}

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 
 
 def status_table(status: dict[str, Any]) -> Table:
@@ -25,7 +25,7 @@ def status_table(status: dict[str, Any]) -> Table:
         "finalized_at",
     ):
         table.add_row(name, str(status.get(name)))
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         counts = status["stages"][stage]
         table.add_row(f"{stage}", f"{counts['done']} done, {counts['failed']} failed")
     return table
@@ -40,10 +40,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=title, caption="stage columns: done/failed")
     table.add_column("priority")
     table.add_column("status")
-    for column in ("orders", *STAGES, "delivered", "seconds"):
+    for column in ("orders", *STAGE_NAMES, "delivered", "seconds"):
         table.add_column(column, justify="right")
     for row in summary["batches"]:
-        stages = [f"{row['stages'][s]['done']}/{row['stages'][s]['failed']}" for s in STAGES]
+        stages = [f"{row['stages'][s]['done']}/{row['stages'][s]['failed']}" for s in STAGE_NAMES]
         table.add_row(
             row["priority"],
             row["status"],
@@ -60,7 +60,7 @@ def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
     table = Table(title="time per item and stage (handler only)")
     for column in ("stage", "runs", "mean ms", "p95 ms", "failures"):
         table.add_column(column, justify="left" if column == "stage" else "right")
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         if stage in timings:
             t = timings[stage]
             table.add_row(
@@ -69,20 +69,21 @@ def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def _summary(stage: str, ok: bool, output: dict[str, Any]) -> str:
+def _summary(ok: bool, output: dict[str, Any]) -> str:
+    # Told apart by what the output holds, so a new stage needs no case here.
     if output.get("rewrite"):
         return "sent back for a rewrite: " + "; ".join(output.get("feedback", []))
     if not ok:
         return f"{output.get('category', '')}: {output.get('error', '')}"
-    if stage == "preflight":
+    if "prompt" in output:  # preflight
         words = output.get("prompt", {}).get("target_words")
         return f"anchor {output.get('anchor_class')}, prompt for {words} words"
-    if stage == "writing":
-        title, words = output.get("title", ""), output.get("word_count")
-        return f"{title!r}, {words} words ({output.get('writer')})"
-    if stage == "qc":
+    if "checks" in output:  # QC
         checks = output.get("checks", {})
         return f"{sum(c['passed'] for c in checks.values())}/{len(checks)} checks passed"
+    if "html" in output:  # writing
+        title, words = output.get("title", ""), output.get("word_count")
+        return f"{title!r}, {words} words ({output.get('writer')})"
     return str(output.get("published_url", ""))
 
 
@@ -101,7 +102,7 @@ def journey_table(journey: dict[str, Any]) -> Table:
             "yes" if step["ok"] else "no",
             f"{step['duration_ms']:.1f}",
             step["at"][11:23],
-            _summary(step["stage"], step["ok"], step["output"]),
+            _summary(step["ok"], step["output"]),
         )
     return table
 

@@ -18,7 +18,7 @@ from ledger.catalog import customer_tiers
 from ledger.models import Batch, Event, Item
 from pipeline.manifest import Submission
 from pipeline.priority import calculate_priority, fair_ranks
-from pipeline.states import BatchStatus, ItemState, final_batch_status
+from pipeline.states import BatchStatus, ItemState, final_batch_status, open_sql
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,7 @@ def state_counts(session: Session, batch_id: str) -> dict[str, int]:
 
 def has_open_items(session: Session, batch_id: str) -> bool:
     """Whether any item of the batch is not yet terminal (uses the partial index)."""
-    query = text(
-        "SELECT EXISTS (SELECT 1 FROM items WHERE batch_id = :b"
-        " AND NOT (state IN ('DELIVERED', 'FAILED', 'CANCELLED')))"
-    )
+    query = text(f"SELECT EXISTS (SELECT 1 FROM items WHERE batch_id = :b AND {open_sql()})")
     return bool(session.execute(query, {"b": batch_id}).scalar())
 
 

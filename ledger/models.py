@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from pipeline.states import open_sql, pooled_sql
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -36,12 +38,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-TERMINAL_SQL = "state IN ('DELIVERED', 'FAILED', 'CANCELLED')"
-#: An item waiting for the feeder: open, not held by a worker, no message published for it.
-POOL_SQL = (
-    "queued_at IS NULL AND lease_owner IS NULL"
-    " AND state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')"
-)
 
 
 class Base(DeclarativeBase):
@@ -79,7 +75,7 @@ class Item(Base):
         UniqueConstraint("batch_id", "order_id", name="uq_items_batch_order"),
         Index("ix_items_batch_state", "batch_id", "state"),
         # Tiny and exact: answers "is anything of this batch still open?" at once.
-        Index("ix_items_open", "batch_id", postgresql_where=text(f"NOT ({TERMINAL_SQL})")),
+        Index("ix_items_open", "batch_id", postgresql_where=text(open_sql())),
         # Preflight's history look-up (a customer's recent orders of a few target
         # pages) without scanning the customer's whole history.
         Index(
@@ -102,7 +98,7 @@ class Item(Base):
             text("score DESC"),
             "fair_rank",
             "id",
-            postgresql_where=text(POOL_SQL),
+            postgresql_where=text(pooled_sql()),
         ),
         # The sweeper's question "which messages may have been lost?".
         Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),

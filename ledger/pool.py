@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ledger.models import POOL_SQL, TERMINAL_SQL
-from ledger.sweeps import OPEN_SQL
 from pipeline import priority
 from pipeline.catalog import CustomerTier
+from pipeline.chunk import DEFAULT_MAX_RETRIES
+from pipeline.states import open_sql, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,11 @@ class Candidate:
 
 
 _CANDIDATES = text(
-    """
+    f"""
     SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
-           coalesce((b.options->>'max_retries')::int, 3)
+           coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES})
     FROM items i JOIN batches b ON b.id = i.batch_id
-    WHERE i.lane = :lane AND i.queued_at IS NULL AND i.lease_owner IS NULL
-      AND i.state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')
+    WHERE i.lane = :lane AND {pooled_sql("i.")}
       AND b.status = 'RUNNING'
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     ORDER BY i.score DESC, i.fair_rank, i.id
@@ -60,7 +59,7 @@ def candidates(session: Session, lane: str, limit: int) -> list[Candidate]:
 _MARK_QUEUED = text(
     f"""
     UPDATE items SET queued_at = now()
-    WHERE id = ANY(:ids) AND {POOL_SQL}
+    WHERE id = ANY(:ids) AND {pooled_sql()}
     RETURNING id
     """
 )
@@ -96,7 +95,7 @@ _RETURN_TO_POOL = text(
     f"""
     UPDATE items AS i SET lease_owner = NULL, lease_expires_at = NULL, queued_at = NULL
     FROM batches b
-    WHERE b.id = i.batch_id AND b.status = 'RUNNING' AND {OPEN_SQL}
+    WHERE b.id = i.batch_id AND b.status = 'RUNNING' AND {open_sql("i.state")}
       AND (:batch_id = '' OR i.batch_id = :batch_id)
       AND (
             (i.lease_expires_at IS NOT NULL AND i.lease_expires_at < now())
@@ -153,7 +152,7 @@ _REFRESH_SCORES = text(
             + floor(GREATEST(extract(epoch FROM now() - i2.created_at), 0) / 3600.0
                     * :per_hour)::int) AS score
         FROM items i2 LEFT JOIN customers c ON c.customer_id = i2.customer_id
-        WHERE NOT (i2.{TERMINAL_SQL})
+        WHERE {open_sql("i2.state")}
     ) s
     WHERE i.id = s.id AND i.score <> s.score
     """
@@ -179,11 +178,10 @@ def refresh_scores(session: Session) -> int:
 
 
 _POOLED = text(
-    """
+    f"""
     SELECT count(*) FROM items i JOIN batches b ON b.id = i.batch_id
     WHERE b.status = 'RUNNING' AND (:batch_id = '' OR i.batch_id = :batch_id)
-      AND i.queued_at IS NULL AND i.lease_owner IS NULL
-      AND i.state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')
+      AND {pooled_sql("i.")}
     """
 )
 

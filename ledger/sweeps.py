@@ -8,7 +8,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-OPEN_SQL = "i.state NOT IN ('DELIVERED', 'FAILED', 'CANCELLED')"
+from pipeline.states import open_sql
+
+OPEN_SQL = open_sql("i.state")
 
 
 _CANCEL = text(

@@ -18,7 +18,7 @@ import redis
 
 from metrics.keys import error_bucket_key, progress_key
 from pipeline.settings import get_settings
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,8 @@ def rebuild_progress(
         "started_at": started_at,
         "updated_at": time.time(),
         "status": status.lower(),
-        **{f"{stage}_done": past[stage] for stage in STAGES},
-        **{f"{stage}_failed": (failed_by_stage or {}).get(stage, 0) for stage in STAGES},
+        **{f"{stage}_done": past[stage] for stage in STAGE_NAMES},
+        **{f"{stage}_failed": (failed_by_stage or {}).get(stage, 0) for stage in STAGE_NAMES},
     }
     fields = {name: str(value) for name, value in values.items()}
     key = progress_key(batch_id)
@@ -128,7 +128,7 @@ _ORDER = ("PENDING", "PREFLIGHT", "WRITING", "QC", "APPROVED", "DELIVERED")
 def _items_past_each_stage(state_counts: Mapping[str, int]) -> dict[str, int]:
     # preflight is done once an item reaches WRITING, writing once it reaches QC, ...
     past: dict[str, int] = {}
-    for index, stage in enumerate(STAGES):
+    for index, stage in enumerate(STAGE_NAMES):
         later = _ORDER[index + 2 :]
         past[stage] = sum(state_counts.get(state, 0) for state in later)
     return past

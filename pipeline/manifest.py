@@ -24,7 +24,8 @@ from pydantic import (
     field_validator,
 )
 
-from pipeline.stages_catalog import PRIORITIES
+from pipeline.chunk import DEFAULT_MAX_RETRIES
+from pipeline.lanes import PRIORITIES
 
 # C0 controls (but tab and newlines), DEL and the C1 range (8-bit terminal escapes).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -139,7 +140,7 @@ class SubmitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     warm_cache: bool | None = None
-    max_retries: int = Field(default=3, ge=0, le=20)
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
     batch_id: Identifier | None = None
 
 

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.limits import RateSpec, parse_rate_limits
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import DELIVERY, PREFLIGHT, QC, STAGE_NAMES, STAGES, WRITING
 
 Priority = Literal["high", "normal", "low"]
 
@@ -73,25 +73,26 @@ class Settings(BaseSettings):
     batch_cap_per_customer: int = Field(default=10, ge=0)
     batch_cap_per_publisher: int = Field(default=5, ge=0)
     #: stages whose items hold a global and a per-customer slot while they run
-    batch_capped_stages: str = "writing,delivery"
+    batch_capped_stages: str = ",".join(stage.name for stage in STAGES if stage.capped)
     #: stages whose items also hold a slot of their publisher domain (its site's load)
-    batch_publisher_capped_stages: str = "delivery"
+    batch_publisher_capped_stages: str = ",".join(s.name for s in STAGES if s.publisher_capped)
     batch_rate_limits: str = "writer=60/min:20"
     batch_rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
     batch_stage_handlers: Literal["real", "noop"] = "real"
 
-    batch_chunk_preflight_optimal: int = Field(default=10, ge=1)
-    batch_chunk_preflight_max: int = Field(default=25, ge=1)
-    batch_chunk_writing_optimal: int = Field(default=5, ge=1)
-    batch_chunk_writing_max: int = Field(default=10, ge=1)
-    batch_chunk_qc_optimal: int = Field(default=20, ge=1)
-    batch_chunk_qc_max: int = Field(default=100, ge=1)
-    batch_chunk_delivery_optimal: int = Field(default=50, ge=1)
-    batch_chunk_delivery_max: int = Field(default=200, ge=1)
+    # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
+    batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)
+    batch_chunk_preflight_max: int = Field(default=PREFLIGHT.chunk_max, ge=1)
+    batch_chunk_writing_optimal: int = Field(default=WRITING.chunk_optimal, ge=1)
+    batch_chunk_writing_max: int = Field(default=WRITING.chunk_max, ge=1)
+    batch_chunk_qc_optimal: int = Field(default=QC.chunk_optimal, ge=1)
+    batch_chunk_qc_max: int = Field(default=QC.chunk_max, ge=1)
+    batch_chunk_delivery_optimal: int = Field(default=DELIVERY.chunk_optimal, ge=1)
+    batch_chunk_delivery_max: int = Field(default=DELIVERY.chunk_max, ge=1)
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             if self.chunk_optimal(stage) > self.chunk_max(stage):
                 name = f"BATCH_CHUNK_{stage.upper()}"
                 raise ValueError(f"{name}_OPTIMAL must not exceed {name}_MAX")
@@ -107,11 +108,11 @@ class Settings(BaseSettings):
             ("BATCH_CAPPED_STAGES", self.capped_stages()),
             ("BATCH_PUBLISHER_CAPPED_STAGES", self.publisher_capped_stages()),
         ):
-            unknown = stages - set(STAGES)
+            unknown = stages - set(STAGE_NAMES)
             if unknown:
                 raise ValueError(
                     f"{name} names unknown stage(s) {', '.join(sorted(unknown))};"
-                    f" choose from {', '.join(STAGES)}"
+                    f" choose from {', '.join(STAGE_NAMES)}"
                 )
         parse_rate_limits(self.batch_rate_limits)  # raises naming the bad entry
         return self

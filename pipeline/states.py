@@ -35,8 +35,22 @@ class BatchStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+# Every item state is placed in exactly one of these two sets (a unit test pins
+# that), so a new state cannot slip past the queries built from them below.
+#: Where an order's journey ends; nothing moves it again (FAILED only through recovery).
 TERMINAL_ITEM_STATES: Final = frozenset(
     {ItemState.DELIVERED, ItemState.FAILED, ItemState.CANCELLED}
+)
+#: Still on its way: some stage will pick it up. Open items wait in the work pool
+#: whenever no worker holds them and no message is published for them.
+OPEN_ITEM_STATES: Final = frozenset(
+    {
+        ItemState.PENDING,
+        ItemState.PREFLIGHT,
+        ItemState.WRITING,
+        ItemState.QC,
+        ItemState.APPROVED,
+    }
 )
 FINAL_BATCH_STATUSES: Final = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.PARTIAL, BatchStatus.FAILED, BatchStatus.CANCELLED}
@@ -57,34 +71,6 @@ TRANSITIONS: Final[dict[ItemState, frozenset[ItemState]]] = {
     ItemState.DELIVERED: frozenset(),
     ItemState.FAILED: frozenset({ItemState.PENDING}),
     ItemState.CANCELLED: frozenset(),
-}
-
-# The state an item is in while a stage works on it, and where success leads.
-STAGE_STATE: Final[dict[str, ItemState]] = {
-    "preflight": ItemState.PREFLIGHT,
-    "writing": ItemState.WRITING,
-    "qc": ItemState.QC,
-    "delivery": ItemState.APPROVED,
-}
-STAGE_SUCCESS: Final[dict[str, ItemState]] = {
-    "preflight": ItemState.WRITING,
-    "writing": ItemState.QC,
-    "qc": ItemState.APPROVED,
-    "delivery": ItemState.DELIVERED,
-}
-#: Which stage picks up an item waiting in each state.
-STAGE_FOR_STATE: Final[dict[ItemState, str]] = {
-    ItemState.PENDING: "preflight",
-    ItemState.PREFLIGHT: "preflight",
-    ItemState.WRITING: "writing",
-    ItemState.QC: "qc",
-    ItemState.APPROVED: "delivery",
-}
-NEXT_STAGE: Final[dict[str, str | None]] = {
-    "preflight": "writing",
-    "writing": "qc",
-    "qc": "delivery",
-    "delivery": None,
 }
 
 
@@ -114,3 +100,40 @@ def final_batch_status(delivered: int, failed: int, cancelled: int) -> BatchStat
     if failed == 0:
         return BatchStatus.COMPLETED
     return BatchStatus.FAILED if delivered == 0 else BatchStatus.PARTIAL
+
+
+def state_in_sql(states: frozenset[ItemState], column: str = "state") -> str:
+    """A SQL predicate ``<column> IN ('A', 'B')`` over ``states``, in the enum's order.
+
+    The values are the enum's own (upper-case identifiers), never user input, so
+    they are inlined: the same text serves queries and partial-index definitions.
+    """
+    # The enum's order keeps the text identical to the migrations' index predicates.
+    values = ", ".join(f"'{state.value}'" for state in ItemState if state in states)
+    return f"{column} IN ({values})"
+
+
+def open_sql(column: str = "state") -> str:
+    """SQL: the item is open (some stage will still pick it up).
+
+    Written as "not terminal", the predicate of the partial index ``ix_items_open``,
+    so PostgreSQL can answer it from that index; the two sets partition the states.
+    """
+    return f"NOT ({terminal_sql(column)})"
+
+
+def terminal_sql(column: str = "state") -> str:
+    """SQL: the item's journey has ended."""
+    return state_in_sql(TERMINAL_ITEM_STATES, column)
+
+
+def pooled_sql(prefix: str = "") -> str:
+    """SQL: the item waits in the work pool (open, unleased, no message published).
+
+    ``prefix`` qualifies the columns (``"i."``). The partial index ``ix_items_pool``
+    is defined with this predicate, so queries that use it must repeat it exactly.
+    """
+    return (
+        f"{prefix}queued_at IS NULL AND {prefix}lease_owner IS NULL"
+        f" AND {state_in_sql(OPEN_ITEM_STATES, prefix + 'state')}"
+    )

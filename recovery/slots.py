@@ -6,8 +6,7 @@ import redis
 
 from ledger.db import transaction
 from ledger.pool import active_states
-from pipeline.states import STAGE_STATE
-from tasks.chunk_runner import entry_states
+from pipeline.stage_registry import STAGE_NAMES, stage_named
 from tasks.limits.semaphore import holders, reconcile, slot_keys
 from tasks.slots import parse_holder
 
@@ -28,6 +27,6 @@ def reconcile_slots(client: redis.Redis) -> int:
 
     def is_live(holder: str) -> bool:
         item_id, stage = parse_holder(holder)
-        return stage in STAGE_STATE and active.get(item_id) in entry_states(stage)
+        return stage in STAGE_NAMES and active.get(item_id) in stage_named(stage).entry_states
 
     return reconcile(client, is_live)

@@ -2,13 +2,14 @@
 
 This is the thin shell around the core. One failing item never fails its chunk
 (each item runs in its own ``try``); the ledger decides which items this run
-may touch; outcomes of the whole chunk are recorded in one transaction.
+may touch; outcomes of the whole chunk are recorded in one transaction. What
+each item's result or error becomes (``Done | Failed | Rewrite | Retry | Halt``)
+is decided by ``pipeline.outcomes``.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,31 +32,31 @@ from ledger.items import (
 )
 from ledger.pool import unqueue
 from metrics.redis_client import redis_client
-from pipeline.classify import error_class_name
-from pipeline.errors import BatchlineError, DataCorruption, RewriteNeeded
+from pipeline.chunk import ChunkMessage
+from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
-from pipeline.retry_policy import Decision, decide
+from pipeline.outcomes import (
+    ChunkSummary,
+    Done,
+    Failed,
+    Halt,
+    ItemOutcome,
+    Retry,
+    Rewrite,
+    not_prepared,
+    out_of_time,
+    outcome_of_error,
+    summarise,
+)
 from pipeline.settings import get_settings
-from pipeline.states import STAGE_STATE, STAGE_SUCCESS, ItemState
-from tasks.handlers import INPUT_STAGE, StageContext, handler_for
+from pipeline.stage_registry import Stage, stage_named
+from pipeline.states import ItemState
+from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
-from tasks.preparers import preparer_for
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
+from tasks.stage_runtime import StageRuntime, runtime_for
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ChunkRequest:
-    """One stage task's message, as typed values."""
-
-    stage: str
-    batch_id: str
-    item_ids: list[int]
-    priority: str
-    max_retries: int
-    #: the message is a retry or a redelivery: its earlier run's leases may be taken back
-    reclaim: bool = False
 
 
 @dataclass
@@ -63,49 +64,72 @@ class ChunkReport:
     """What happened to a chunk, after its outcomes were committed."""
 
     claimed: int = 0
-    succeeded: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    rewrites: list[int] = field(default_factory=list)
-    retry_ids: list[int] = field(default_factory=list)
-    retry_delay: float = 0.0
-    halted: bool = False
-    failure_classes: dict[str, int] = field(default_factory=dict)
+    summary: ChunkSummary = field(default_factory=ChunkSummary)
     #: claimed but handed back for want of a concurrency slot
     unslotted: int = 0
     #: this chunk held (and has now given back) concurrency slots
     released_slots: bool = False
 
+    @property
+    def succeeded(self) -> list[int]:
+        """Items the stage moved on."""
+        return list(self.summary.succeeded)
 
-@dataclass(frozen=True)
-class _ItemResult:
-    item_id: int
-    outcome: Outcome | None = None
-    decision: Decision | None = None  # set when the item is retried or halts the system
-    error: str = ""
-    rewrite: bool = False
+    @property
+    def failed(self) -> list[int]:
+        """Items that failed for good."""
+        return list(self.summary.failed)
+
+    @property
+    def rewrites(self) -> list[int]:
+        """Items QC sent back to the writer."""
+        return list(self.summary.rewrites)
+
+    @property
+    def retry_ids(self) -> list[int]:
+        """Items the chunk's retry message runs again."""
+        return self.summary.retry_ids
+
+    @property
+    def retry_delay(self) -> float:
+        """Seconds until the retry message runs."""
+        return self.summary.retry_delay
+
+    @property
+    def halted(self) -> bool:
+        """A CRITICAL error halted all processing."""
+        return bool(self.summary.halts)
+
+    @property
+    def failure_classes(self) -> dict[str, int]:
+        """Error class -> how many of the chunk's orders failed with it."""
+        return self.summary.failure_classes
 
 
-def entry_states(stage: str) -> list[str]:
-    """States an item may be in when ``stage`` claims it (a new item starts PENDING)."""
-    own = STAGE_STATE[stage]
-    return [ItemState.PENDING, own] if stage == "preflight" else [own]
+def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> ChunkReport:
+    """Claim the chunk's items and their slots, run the stage on each, commit all at once.
 
-
-def run_chunk(request: ChunkRequest, owner: str) -> ChunkReport:
-    """Claim the chunk's items and their slots, run the stage on each, commit all at once."""
-    claimed, inputs = _claim(request, owner)
-    users = [_slot_user(request.stage, item) for item in claimed]
-    granted = take_slots(redis_client(), users)
+    ``reclaim``: the message is a retry or a redelivery, so leases its earlier run
+    holds under the same task id may be taken back. An outage of the ledger or
+    Redis anywhere here gives the claimed items their attempt back before it is
+    raised for Celery to retry the chunk.
+    """
+    runtime = runtime_for(message.stage)
+    claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
+    users = [_slot_user(runtime.stage, item) for item in claimed]
+    granted: list[bool] = []
     try:
+        granted = take_slots(redis_client(), users)
         slotted = _drop_unslotted(claimed, granted, owner)
-        report = _run_claimed(request, owner, slotted, inputs, datetime.now(UTC))
+        report = _run_claimed(runtime, message, owner, slotted, inputs)
     except INFRASTRUCTURE_ERRORS:
         _refund(claimed, owner)
         raise
     finally:
-        give_back(redis_client(), [u for u, ok in zip(users, granted, strict=True) if ok])
+        if any(granted):
+            give_back(redis_client(), [u for u, ok in zip(users, granted, strict=True) if ok])
     report.unslotted = len(claimed) - len(slotted)
-    report.released_slots = any(granted) and is_capped(request.stage)
+    report.released_slots = any(granted) and is_capped(runtime.stage.name)
     return report
 
 
@@ -118,32 +142,36 @@ def _refund(claimed: list[ClaimedItem], owner: str) -> None:
         log.warning("chunk.refund_failed", items=len(claimed))  # the lease runs out instead
 
 
-def _claim(request: ChunkRequest, owner: str) -> tuple[list[ClaimedItem], dict[int, object]]:
+def _claim(
+    stage: Stage, message: ChunkMessage, owner: str, reclaim: bool
+) -> tuple[list[ClaimedItem], dict[int, object]]:
+    entry_states = sorted(stage.entry_states)
     with transaction() as session:
         claimed = claim_items(
             session,
-            batch_id=request.batch_id,
-            item_ids=request.item_ids,
-            entry_states=entry_states(request.stage),
-            stage_state=STAGE_STATE[request.stage],
+            batch_id=message.batch_id,
+            item_ids=message.item_ids,
+            entry_states=entry_states,
+            stage_state=stage.work_state,
             owner=owner,
             lease_seconds=get_settings().batch_lease_seconds,
-            reclaim=request.reclaim,
+            reclaim=reclaim,
         )
         # Items this message may no longer run (paused batch, halt) go back to the
         # pool, where the feeder finds them again once they may run.
-        missed = set(request.item_ids) - {item.item_id for item in claimed}
-        unqueue(session, sorted(missed), entry_states(request.stage))
-        input_stage = INPUT_STAGE[request.stage]
+        missed = set(message.item_ids) - {item.item_id for item in claimed}
+        unqueue(session, sorted(missed), entry_states)
         ids = [item.item_id for item in claimed]
-        inputs = latest_outputs(session, ids, input_stage) if input_stage and ids else {}
+        inputs = (
+            latest_outputs(session, ids, stage.input_stage) if stage.input_stage and ids else {}
+        )
     return claimed, inputs
 
 
-def _slot_user(stage: str, item: ClaimedItem) -> SlotUser:
+def _slot_user(stage: Stage, item: ClaimedItem) -> SlotUser:
     # From the item's columns, not its document: a damaged document must still reach
     # its handler, which reports it (DataCorruption) instead of the chunk failing here.
-    return SlotUser(item.item_id, stage, item.customer_id, item.publisher_domain)
+    return SlotUser(item.item_id, stage.name, item.customer_id, item.publisher_domain)
 
 
 def _drop_unslotted(
@@ -159,67 +187,81 @@ def _drop_unslotted(
 
 
 def _run_claimed(
-    request: ChunkRequest,
+    runtime: StageRuntime,
+    message: ChunkMessage,
     owner: str,
     claimed: list[ClaimedItem],
     inputs: dict[int, object],
-    started: datetime,
 ) -> ChunkReport:
+    started = datetime.now(UTC)
+    outcomes = _outcomes(runtime, message, claimed, inputs) if claimed else []
+    return _commit(runtime.stage, message, owner, claimed, outcomes, started)
+
+
+def _outcomes(
+    runtime: StageRuntime,
+    message: ChunkMessage,
+    claimed: list[ClaimedItem],
+    inputs: dict[int, object],
+) -> list[ItemOutcome]:
+    ids = [item.item_id for item in claimed]
     try:
-        prepared = preparer_for(request.stage)(request.batch_id, claimed) if claimed else {}
+        prepared = runtime.prepare(message.batch_id, claimed)
+    except SoftTimeLimitExceeded:
+        # Out of time before any order ran (a stalled worker, a slow query): no
+        # order's fault, so none fails and none pays an attempt.
+        log.warning("chunk.soft_time_limit", stage=message.stage, left=len(ids), preparing=True)
+        return not_prepared(ids, "the chunk reached its soft time limit while preparing")
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:  # e.g. a stored catalog entry that no longer validates
         # Every item ends with the reason (DATA: for an operator) instead of the chunk
         # failing as a whole and coming back through the sweeper for ever.
-        failed = [_failure(request, item, error, 0.0) for item in claimed]
-        return _commit(request, owner, claimed, failed, started)
-    results = _run_items(request, claimed, inputs, prepared)
-    return _commit(request, owner, claimed, results, started)
+        return [_of_error(message, item, error, 0.0) for item in claimed]
+    return _run_items(runtime, message, claimed, inputs, prepared)
 
 
 def _run_items(
-    request: ChunkRequest,
+    runtime: StageRuntime,
+    message: ChunkMessage,
     claimed: list[ClaimedItem],
     inputs: dict[int, object],
     prepared: dict[int, object],
-) -> list[_ItemResult]:
-    results: list[_ItemResult] = []
+) -> list[ItemOutcome]:
+    outcomes: list[ItemOutcome] = []
     for index, item in enumerate(claimed):
         try:
-            context = StageContext(request.batch_id, item.attempts, prepared.get(item.item_id))
-            results.append(_run_item(request, item, inputs.get(item.item_id), context))
-        except SoftTimeLimitExceeded as error:
-            # Out of time: keep what finished, hand the rest back to be retried at once
-            # rather than failing the item that happened to be running.
-            log.warning("chunk.soft_time_limit", stage=request.stage, left=len(claimed) - index)
-            again = decide(TimeoutError(str(error)), 1, 1)
-            results.extend(_ItemResult(i.item_id, decision=again) for i in claimed[index:])
+            context = StageContext(message.batch_id, item.attempts, prepared.get(item.item_id))
+            outcomes.append(_run_item(runtime, message, item, inputs.get(item.item_id), context))
+        except SoftTimeLimitExceeded:
+            # Out of time: keep what finished; the rest is retried at once.
+            waiting = [i.item_id for i in claimed[index + 1 :]]
+            log.warning("chunk.soft_time_limit", stage=message.stage, left=len(waiting) + 1)
+            outcomes.extend(
+                out_of_time(
+                    item.item_id, waiting, attempt=item.attempts, max_retries=message.max_retries
+                )
+            )
             break
-    return results
+    return outcomes
 
 
 def _run_item(
-    request: ChunkRequest, item: ClaimedItem, previous: object, context: StageContext
-) -> _ItemResult:
+    runtime: StageRuntime,
+    message: ChunkMessage,
+    item: ClaimedItem,
+    previous: object,
+    context: StageContext,
+) -> ItemOutcome:
     started = time.perf_counter()
     try:
         order = _stored_order(item)
-        output = handler_for(request.stage)(order, previous, context)
+        output = runtime.handle(order, previous, context)
     except (SoftTimeLimitExceeded, *INFRASTRUCTURE_ERRORS):
         raise  # the chunk's problem, not the order's: the whole chunk is retried
     except Exception as error:  # poison isolation: one item never sinks its chunk
-        return _failure(request, item, error, _elapsed_ms(started))
-    outcome = Outcome(
-        item_id=item.item_id,
-        new_state=STAGE_SUCCESS[request.stage],
-        ok=True,
-        output=output,
-        attempt=item.attempts,
-        duration_ms=_elapsed_ms(started),
-        receipt=output.get("receipt"),
-    )
-    return _ItemResult(item.item_id, outcome)
+        return _of_error(message, item, error, _elapsed_ms(started))
+    return Done(item.item_id, output, _elapsed_ms(started))
 
 
 def _stored_order(item: ClaimedItem) -> OrderDocument:
@@ -230,112 +272,104 @@ def _stored_order(item: ClaimedItem) -> OrderDocument:
         raise DataCorruption(f"stored order of item {item.item_id} is no longer valid") from error
 
 
-def _rewrite(item: ClaimedItem, error: RewriteNeeded, ms: float) -> _ItemResult:
-    log.info("item.rewrite", item_id=item.item_id, reason=str(error))
-    outcome = Outcome(
-        item_id=item.item_id,
-        new_state=ItemState.WRITING,
-        ok=False,
-        output={**error.details, "rewrite": True},
-        attempt=item.attempts,
-        duration_ms=ms,
-    )
-    return _ItemResult(item.item_id, outcome, rewrite=True)
+def _of_error(message: ChunkMessage, item: ClaimedItem, error: Exception, ms: float) -> ItemOutcome:
+    outcome = outcome_of_error(item.item_id, error, item.attempts, message.max_retries, ms)
+    _log_outcome(message.stage, outcome)
+    return outcome
 
 
-def _failure(request: ChunkRequest, item: ClaimedItem, error: Exception, ms: float) -> _ItemResult:
-    if isinstance(error, RewriteNeeded):
-        return _rewrite(item, error, ms)
-    decision = decide(error, item.attempts, request.max_retries)
-    fields = {"item_id": item.item_id, "stage": request.stage, "error": str(error)}
-    if decision.action == "halt":
-        log.critical("item.critical", category=decision.category, **fields)
-        return _ItemResult(item.item_id, decision=decision, error=str(error))
-    if decision.action == "retry":
-        log.info("item.retry", strategy=decision.strategy, delay=decision.delay, **fields)
-        return _ItemResult(item.item_id, decision=decision)
-    log.warning("item.failed", category=decision.category, strategy=decision.strategy, **fields)
-    details = error.details if isinstance(error, BatchlineError) else {}
-    outcome = Outcome(
-        item_id=item.item_id,
-        new_state=ItemState.FAILED,
-        ok=False,
-        output={
-            "error": str(error),
-            "category": decision.category,
-            "needs_manual_intervention": decision.needs_manual_intervention,
-            "details": details,
-        },
-        attempt=item.attempts,
-        duration_ms=ms,
-        error_class=error_class_name(error),
-        error_message=str(error)[:2000],
-    )
-    return _ItemResult(item.item_id, outcome)
+def _log_outcome(stage: str, outcome: ItemOutcome) -> None:
+    fields = {"item_id": outcome.item_id, "stage": stage}
+    match outcome:
+        case Halt(reason=reason):
+            log.critical("item.critical", error=reason, **fields)
+        case Retry(reason=reason, strategy=strategy, delay=delay):
+            log.info("item.retry", strategy=strategy, delay=delay, error=reason, **fields)
+        case Rewrite(reason=reason):
+            log.info("item.rewrite", reason=reason, **fields)
+        case Failed(reason=reason, category=category, strategy=strategy):
+            log.warning("item.failed", category=category, strategy=strategy, error=reason, **fields)
+
+
+def _ledger_row(stage: Stage, outcome: ItemOutcome, attempt: int) -> Outcome | None:
+    """The state change and stored output an outcome records (None: nothing recorded)."""
+    match outcome:
+        case Done():
+            return Outcome(
+                outcome.item_id,
+                stage.success_state,
+                True,
+                outcome.output,
+                attempt,
+                outcome.duration_ms,
+                receipt=outcome.receipt,
+            )
+        case Failed():
+            return Outcome(
+                outcome.item_id,
+                ItemState.FAILED,
+                False,
+                outcome.output(),
+                attempt,
+                outcome.duration_ms,
+                error_class=outcome.error_class,
+                error_message=outcome.reason[:2000],
+            )
+        case Rewrite():
+            back_to = stage_named(stage.rewrite_stage or stage.name).work_state
+            return Outcome(
+                outcome.item_id, back_to, False, outcome.output(), attempt, outcome.duration_ms
+            )
+    return None
 
 
 def _commit(
-    request: ChunkRequest,
+    stage: Stage,
+    message: ChunkMessage,
     owner: str,
     claimed: list[ClaimedItem],
-    results: list[_ItemResult],
+    outcomes: list[ItemOutcome],
     started: datetime,
 ) -> ChunkReport:
-    outcomes = [result.outcome for result in results if result.outcome is not None]
-    retries = [r for r in results if r.decision is not None and r.decision.action == "retry"]
-    halts = [r for r in results if r.decision is not None and r.decision.action == "halt"]
-    report = ChunkReport(claimed=len(claimed), halted=bool(halts))
+    attempts = {item.item_id: item.attempts for item in claimed}
+    rows = [_ledger_row(stage, o, attempts[o.item_id]) for o in outcomes]
+    recorded = [row for row in rows if row is not None]
     with transaction() as session:
         moved = record_outcomes(
             session,
-            stage=request.stage,
-            stage_state=STAGE_STATE[request.stage],
+            stage=stage.name,
+            stage_state=stage.work_state,
             owner=owner,
-            outcomes=outcomes,
+            outcomes=recorded,
             span=(started, datetime.now(UTC)),
         )
-        store_receipts(session, request.batch_id, [o for o in outcomes if o.item_id in moved])
-        _defer(session, owner, retries, report)
-        _halt(session, request, owner, halts)
-    report.succeeded = [o.item_id for o in outcomes if o.ok and o.item_id in moved]
-    rewrites = {r.item_id for r in results if r.rewrite}
-    report.rewrites = [i for i in rewrites if i in moved]
-    report.failed = [
-        o.item_id for o in outcomes if not o.ok and o.item_id in moved and o.item_id not in rewrites
-    ]
-    failed = set(report.failed)
-    report.failure_classes = dict(
-        Counter(str(o.error_class) for o in outcomes if o.item_id in failed)
-    )
-    return report
+        store_receipts(session, message.batch_id, [r for r in recorded if r.item_id in moved])
+        summary = summarise(outcomes, moved)
+        _defer(session, owner, summary)
+        _halt(session, stage, message, owner, summary.halts)
+    return ChunkReport(claimed=len(claimed), summary=summary)
 
 
-def _defer(session: Session, owner: str, retries: list[_ItemResult], report: ChunkReport) -> None:
-    if not retries:
-        return
-    report.retry_ids = [r.item_id for r in retries]
-    report.retry_delay = max(r.decision.delay for r in retries if r.decision)
-    refund = all(r.decision is not None and not r.decision.spends_budget for r in retries)
-    defer_items(
-        session,
-        report.retry_ids,
-        owner=owner,
-        hold_seconds=report.retry_delay + get_settings().batch_lease_seconds,
-        refund_attempt=refund,
-    )
+def _defer(session: Session, owner: str, summary: ChunkSummary) -> None:
+    """Hold retried items for the chunk's retry message; only those that paid keep the attempt."""
+    hold = summary.retry_delay + get_settings().batch_lease_seconds
+    for ids, refund in ((summary.refunded_retries, True), (summary.spent_retries, False)):
+        defer_items(session, ids, owner=owner, hold_seconds=hold, refund_attempt=refund)
 
 
-def _halt(session: Session, request: ChunkRequest, owner: str, halts: list[_ItemResult]) -> None:
+def _halt(
+    session: Session, stage: Stage, message: ChunkMessage, owner: str, halts: tuple[Halt, ...]
+) -> None:
     if not halts:
         return
     first = halts[0]
     halt(
         session,
-        reason=f"CRITICAL in {request.stage} of item {first.item_id}: {first.error}",
-        data={"batch_id": request.batch_id, "item_id": first.item_id, "stage": request.stage},
+        reason=f"CRITICAL in {stage.name} of item {first.item_id}: {first.reason}",
+        data={"batch_id": message.batch_id, "item_id": first.item_id, "stage": stage.name},
     )
     # The item goes back untouched: after inspection, resume-all runs it again.
-    release_items(session, [r.item_id for r in halts], owner)
+    release_items(session, [h.item_id for h in halts], owner)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -16,8 +16,8 @@ from ledger.controls import halt, resume
 from ledger.db import transaction
 from ledger.pool import pooled_count, return_to_pool
 from ledger.sweeps import cancel_idle_items
+from pipeline.lanes import PRIORITIES
 from pipeline.settings import get_settings
-from pipeline.stages_catalog import PRIORITIES
 from pipeline.states import BatchStatus
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete

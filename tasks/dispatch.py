@@ -3,34 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from celery_app import app
-
-
-@dataclass(frozen=True)
-class ChunkMessage:
-    """One stage task's message: item ids of one batch for one stage."""
-
-    stage: str
-    batch_id: str
-    item_ids: list[int]
-    priority: str
-    max_retries: int
-
-    def kwargs(self) -> dict[str, object]:
-        """The task's keyword arguments (JSON)."""
-        return {
-            "batch_id": self.batch_id,
-            "item_ids": self.item_ids,
-            "priority": self.priority,
-            "max_retries": self.max_retries,
-        }
-
-
-def stage_task_name(stage: str) -> str:
-    """The Celery task name of ``stage``."""
-    return f"batchline.stage.{stage}"
+from pipeline.chunk import ChunkMessage
+from pipeline.stage_registry import stage_task_name
 
 
 def publish_chunks(messages: Sequence[ChunkMessage]) -> int:
@@ -45,6 +21,6 @@ def publish_chunks(messages: Sequence[ChunkMessage]) -> int:
     with app.producer_or_acquire() as producer, producer.batch():
         for message in messages:
             app.tasks[stage_task_name(message.stage)].apply_async(
-                kwargs=message.kwargs(), producer=producer
+                kwargs=message.task_kwargs(), producer=producer
             )
     return len(messages)

@@ -23,11 +23,12 @@ from ledger.db import transaction
 from ledger.pool import Candidate, candidates, mark_queued
 from metrics.keys import feeder_again_key, feeder_lock_key, queue_key
 from metrics.redis_client import redis_client
+from pipeline.chunk import ChunkMessage
 from pipeline.chunking import plan_chunks
+from pipeline.lanes import PRIORITIES
 from pipeline.settings import get_settings
-from pipeline.stages_catalog import PRIORITIES, STAGES
-from pipeline.states import STAGE_FOR_STATE, ItemState
-from tasks.dispatch import ChunkMessage, publish_chunks
+from pipeline.stage_registry import STAGE_NAMES, stage_for_state
+from tasks.dispatch import publish_chunks
 from tasks.slots import SlotUser, admissible
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
     if room <= 0:
         return 0
     settings = get_settings()
-    limit = room * max(settings.chunk_optimal(stage) for stage in STAGES)
+    limit = room * max(settings.chunk_optimal(stage) for stage in STAGE_NAMES)
     with transaction() as session:
         ranked = candidates(session, lane, limit)
     if not ranked:
@@ -110,7 +111,7 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
 
 
 def _stage(candidate: Candidate) -> str:
-    return STAGE_FOR_STATE[ItemState(candidate.state)]
+    return stage_for_state(candidate.state).name
 
 
 def _group(candidate: Candidate) -> tuple[str, str]:
@@ -128,7 +129,7 @@ def _message(lane: str, chunk: list[Candidate]) -> ChunkMessage:
     return ChunkMessage(
         stage=_stage(first),
         batch_id=first.batch_id,
-        item_ids=[c.item_id for c in chunk],
+        item_ids=tuple(c.item_id for c in chunk),
         priority=lane,
         max_retries=first.max_retries,
     )

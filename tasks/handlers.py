@@ -1,9 +1,9 @@
-"""Which pure handler each stage runs, and what stored input it needs.
+"""The handler of each stage: the shell around its pure core function.
 
-Every handler gets the order, the stored output of the stage it builds on, and a
-:class:`StageContext` carrying what the stage's preparer loaded for the item
-(``tasks.preparers``). QC turns a rejection a rewrite can fix into
-:class:`RewriteNeeded` until ``QC_MAX_REWRITES`` is spent.
+Every handler gets the order, the stored output of the stage it builds on (the
+registry's ``input_stage``), and a :class:`StageContext` carrying what the
+stage's preparer loaded for the item (``tasks.preparers``). ``tasks.stage_runtime``
+pairs each handler with its stage record and preparer.
 
 The delivery handler is the one with an external effect: it renders the page
 (pure) and hands it to the publisher with an idempotency key derived from
@@ -17,30 +17,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 from ledger.db import transaction
 from ledger.idempotency import remember
 from metrics.redis_client import redis_client
 from pipeline.catalog import PublisherProfile
-from pipeline.errors import DataCorruption, QualityRejected, RewriteNeeded
+from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
 from pipeline.publishing import FilesystemPublisher, Publisher
 from pipeline.settings import get_settings
 from pipeline.stages.delivery import render_delivery
 from pipeline.stages.preflight import run_preflight
-from pipeline.stages.qc import run_qc
+from pipeline.stages.qc import judge_article
 from pipeline.webhook import WebhookPublisher
 from pipeline.writers import Writer, make_writer
 from tasks.limits.rate import RedisRateGate
-
-#: Whose stored output each stage reads (delivery publishes the article, not the QC report).
-INPUT_STAGE: Final[dict[str, str | None]] = {
-    "preflight": None,
-    "writing": "preflight",
-    "qc": "writing",
-    "delivery": "writing",
-}
 
 
 @dataclass(frozen=True)
@@ -94,11 +86,13 @@ def _need(previous: Any, stage: str) -> dict[str, Any]:
     return previous
 
 
-def _preflight(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+def handle_preflight(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+    """Check the order against the catalog and its customer's history; build the prompt."""
     return run_preflight(order, context.prepared)
 
 
-def _writing(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+def handle_writing(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+    """Write the article from preflight's prompt (with QC's feedback on a rewrite)."""
     prompt = _need(previous, "preflight")["prompt"]
     prepared = context.prepared or {}
     return writer().write(
@@ -106,23 +100,21 @@ def _writing(order: OrderDocument, previous: Any, context: StageContext) -> dict
     )
 
 
-def _qc(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+def handle_qc(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+    """Check the written article; a fixable rejection asks for a rewrite (``QC_MAX_REWRITES``)."""
     prepared = context.prepared or {}
-    try:
-        return run_qc(
-            order,
-            _need(previous, "writing"),
-            publisher=prepared.get("publisher"),
-            earlier_signatures=prepared.get("signatures", ()),
-        )
-    except QualityRejected as rejected:
-        rewritable = bool(rejected.details.get("rewritable"))
-        if rewritable and prepared.get("rewrites", 0) < get_settings().qc_max_rewrites:
-            raise RewriteNeeded(str(rejected), details=rejected.details) from rejected
-        raise
+    return judge_article(
+        order,
+        _need(previous, "writing"),
+        publisher=prepared.get("publisher"),
+        earlier_signatures=prepared.get("signatures", ()),
+        rewrites_done=prepared.get("rewrites", 0),
+        max_rewrites=get_settings().qc_max_rewrites,
+    )
 
 
-def _delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+def handle_delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
+    """Publish the article once per idempotency key; return the receipt."""
     rendered = render_delivery(order, _need(previous, "writing"), batch_id=context.batch_id)
     key = rendered["idempotency_key"]
     prepared = context.prepared or {}
@@ -155,30 +147,6 @@ def _delivery_metadata(order: OrderDocument, profile: PublisherProfile | None) -
         "publisher_domain": order.publisher_domain,
         "dofollow": profile.dofollow if profile else True,
     }
-
-
-HANDLERS: Final[dict[str, Handler]] = {
-    "preflight": _preflight,
-    "writing": _writing,
-    "qc": _qc,
-    "delivery": _delivery,
-}
-
-
-def _noop(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
-    return {"noop": True}
-
-
-#: ``BATCH_STAGE_HANDLERS=noop``: every stage does nothing but its bookkeeping (claim,
-#: lease, stored output, state change, progress, hand-on). What the benchmark's
-#: scenario C measures: batchline's own cost per order, apart from the work.
-NOOP_HANDLERS: Final[dict[str, Handler]] = dict.fromkeys(HANDLERS, _noop)
-
-
-def handler_for(stage: str) -> Handler:
-    """The handler ``stage`` runs under ``BATCH_STAGE_HANDLERS``."""
-    chosen = NOOP_HANDLERS if get_settings().batch_stage_handlers == "noop" else HANDLERS
-    return chosen[stage]
 
 
 def warm_up() -> None:

@@ -124,22 +124,3 @@ def prepare_delivery(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, A
         }
         for item in items
     }
-
-
-PREPARERS: Final[dict[str, Preparer]] = {
-    "preflight": prepare_preflight,
-    "writing": prepare_writing,
-    "qc": prepare_qc,
-    "delivery": prepare_delivery,
-}
-
-
-def _prepare_nothing(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
-    return {}
-
-
-def preparer_for(stage: str) -> Preparer:
-    """What ``stage`` loads per chunk (nothing with ``BATCH_STAGE_HANDLERS=noop``)."""
-    if get_settings().batch_stage_handlers == "noop":
-        return _prepare_nothing
-    return PREPARERS[stage]

@@ -14,8 +14,10 @@ from celery import Task
 from celery_app import app
 from metrics.progress import ChunkProgress, record_chunk
 from metrics.redis_client import redis_client
-from pipeline.stages_catalog import PRIORITIES, STAGES
-from tasks.chunk_runner import ChunkReport, ChunkRequest, run_chunk
+from pipeline.chunk import ChunkMessage
+from pipeline.lanes import PRIORITIES
+from pipeline.stage_registry import STAGES, Stage, stage_named
+from tasks.chunk_runner import ChunkReport, run_chunk
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
@@ -46,8 +48,8 @@ def _is_second_run(task: Task) -> bool:
     return bool(task.request.retries) or bool(delivery.get("redelivered"))
 
 
-def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
-    delivered = len(report.succeeded) if request.stage == "delivery" else 0
+def _emit_progress(request: ChunkMessage, report: ChunkReport) -> None:
+    delivered = len(report.succeeded) if stage_named(request.stage).terminal_success else 0
     change = ChunkProgress(
         request.stage,
         len(report.succeeded),
@@ -62,7 +64,7 @@ def _emit_progress(request: ChunkRequest, report: ChunkReport) -> None:
         log.warning("progress.unavailable", batch_id=request.batch_id, error=str(error))
 
 
-def _hand_on(request: ChunkRequest, report: ChunkReport) -> None:
+def _hand_on(request: ChunkMessage, report: ChunkReport) -> None:
     # What moved on (and QC's rewrites) waits in the pool now: feed the lane. Freed
     # slots may let work of any lane go, so then every lane is fed, high first.
     lanes = PRIORITIES if report.released_slots else (request.priority,)
@@ -71,48 +73,42 @@ def _hand_on(request: ChunkRequest, report: ChunkReport) -> None:
     except FEED_ERRORS as error:
         # The outcomes are committed; the sweeper feeds the pool within one interval.
         log.warning("feeder.unavailable", lane=request.priority, error=str(error))
-    terminal = report.failed or (request.stage == "delivery" and report.succeeded)
+    terminal = report.failed or (stage_named(request.stage).terminal_success and report.succeeded)
     if terminal:
         finalize_if_complete(request.batch_id)
 
 
-def execute_stage(task: Task, stage: str, **message: Any) -> dict[str, Any]:
+def execute_stage(task: Task, stage: str, **kwargs: Any) -> dict[str, Any]:
     """Run one chunk of ``stage`` and pass its successes on; retry what may succeed later."""
-    request = ChunkRequest(
-        stage=stage,
-        batch_id=message["batch_id"],
-        item_ids=[int(i) for i in message["item_ids"]],
-        priority=message.get("priority", "normal"),
-        max_retries=int(message.get("max_retries", 3)),
-        reclaim=_is_second_run(task),
-    )
-    report = run_chunk(request, lease_owner(task))
-    _emit_progress(request, report)
-    _hand_on(request, report)
+    message = ChunkMessage.from_task(stage, kwargs)
+    report = run_chunk(message, lease_owner(task), reclaim=_is_second_run(task))
+    _emit_progress(message, report)
+    _hand_on(message, report)
     if report.retry_ids:
-        retry_message = {**message, "item_ids": report.retry_ids}
+        retry = message.with_items(report.retry_ids).task_kwargs()
         # The per-item budget lives in the ledger (attempts), not in Celery's counter.
-        raise task.retry(kwargs=retry_message, countdown=report.retry_delay, max_retries=10_000)
+        raise task.retry(kwargs=retry, countdown=report.retry_delay, max_retries=10_000)
     return {"claimed": report.claimed, "ok": len(report.succeeded), "failed": len(report.failed)}
 
 
-def _register(stage: str) -> Task:
+def _register(stage: Stage) -> Task:
     @app.task(
-        name=f"batchline.stage.{stage}",
+        name=stage.task_name,
         bind=True,
         autoretry_for=INFRASTRUCTURE_ERRORS,
         retry_backoff=True,
         retry_backoff_max=60,
         max_retries=20,
     )
-    def stage_task(self: Task, **message: Any) -> dict[str, Any]:
-        return execute_stage(self, stage, **message)
+    def stage_task(self: Task, **kwargs: Any) -> dict[str, Any]:
+        return execute_stage(self, stage.name, **kwargs)
 
-    stage_task.__doc__ = f"Run the {stage} stage over a chunk of item ids."
+    stage_task.__doc__ = f"Run the {stage.name} stage over a chunk of item ids."
     return stage_task
 
 
-STAGE_TASKS = {stage: _register(stage) for stage in STAGES}
+#: One Celery task per stage, in stage order.
+STAGE_TASKS: tuple[Task, ...] = tuple(_register(stage) for stage in STAGES)
 
 
 @app.task(

@@ -12,7 +12,7 @@ from ledger.db import transaction
 from ledger.models import Batch
 from metrics.progress import read_progress, rebuild_progress
 from metrics.redis_client import redis_client
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
 from pipeline.status import Counters, summarize
 
@@ -85,7 +85,7 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         **summarize(counters, finished=finished),
         "stages": {
             stage: {"done": number(f"{stage}_done"), "failed": number(f"{stage}_failed")}
-            for stage in STAGES
+            for stage in STAGE_NAMES
         },
         "created_at": batch.created_at.isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import py3langid
 
 from pipeline.catalog import PublisherProfile
-from pipeline.errors import QualityRejected
+from pipeline.errors import QualityRejected, RewriteNeeded
 from pipeline.manifest import OrderDocument
 from pipeline.readability import lix
 from pipeline.similarity import max_similarity, minhash_signature, normalised_words
@@ -391,3 +391,32 @@ def run_qc(
         name, result = failed[0]
         raise QualityRejected(f"{name}: {result.detail}", details=report)
     return report
+
+
+def may_rewrite(report: dict[str, Any], *, rewrites_done: int, max_rewrites: int) -> bool:
+    """The rewrite-or-fail rule: rewrite while every failed check is fixable and budget is left."""
+    return bool(report.get("rewritable")) and rewrites_done < max_rewrites
+
+
+def judge_article(
+    order: OrderDocument,
+    article: dict[str, Any],
+    *,
+    publisher: PublisherProfile | None = None,
+    earlier_signatures: Sequence[Sequence[int]] = (),
+    rewrites_done: int = 0,
+    max_rewrites: int = 0,
+) -> dict[str, Any]:
+    """:func:`run_qc`, then the rewrite-or-fail rule on a rejection.
+
+    Raises:
+        RewriteNeeded: the article failed only checks a rewrite can fix and fewer
+            than ``max_rewrites`` rewrites were done: back to the writer with the report.
+        QualityRejected: otherwise, when a check failed.
+    """
+    try:
+        return run_qc(order, article, publisher=publisher, earlier_signatures=earlier_signatures)
+    except QualityRejected as rejected:
+        if may_rewrite(rejected.details, rewrites_done=rewrites_done, max_rewrites=max_rewrites):
+            raise RewriteNeeded(str(rejected), details=rejected.details) from rejected
+        raise

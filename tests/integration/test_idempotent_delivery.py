@@ -42,7 +42,7 @@ def _deliver_once(order: OrderDocument, batch_id: str) -> dict[str, Any]:
     from ledger.items import ClaimedItem
     from pipeline.stages.preflight import run_preflight
     from pipeline.stages.writing import run_writing
-    from tasks.handlers import HANDLERS, StageContext
+    from tasks.handlers import StageContext, handle_delivery
     from tasks.preparers import prepare_delivery
 
     # As the chunk runner does it: the preparer first (it finds remembered receipts),
@@ -50,7 +50,7 @@ def _deliver_once(order: OrderDocument, batch_id: str) -> dict[str, Any]:
     article = run_writing(order, run_preflight(order)["prompt"])
     prepared = prepare_delivery(batch_id, [ClaimedItem(1, order.to_json(), 1)])[1]
     context = StageContext(batch_id=batch_id, attempt=1, prepared=prepared)
-    return HANDLERS["delivery"](order, article, context)
+    return handle_delivery(order, article, context)
 
 
 def test_redelivery_after_a_crash_returns_the_first_receipt(service_env, counting) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import tasks.handlers as handlers
 from ledger.db import transaction
 from ledger.models import Item
+from pipeline.chunk import ChunkMessage
 from pipeline.errors import RateLimited, TransientError
-from tasks.chunk_runner import ChunkRequest, run_chunk
+from tasks.chunk_runner import run_chunk
 from tasks.submit import submit_batch
 from tests.integration.helpers import make_orders
+from tests.integration.stage_patch import patch_stage
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +62,15 @@ def _item(item_id: int) -> Item:
 
 def _run(batch: tuple[str, list[int]], task_id: str, max_retries: int = 3, reclaim: bool = True):
     # reclaim=True: the message is Celery's retry of this task (same id, retries > 0)
-    request = ChunkRequest("preflight", batch[0], batch[1], "normal", max_retries, reclaim)
-    return run_chunk(request, f"{task_id}@test")
+    message = ChunkMessage(
+        stage="preflight", batch_id=batch[0], item_ids=tuple(batch[1]), max_retries=max_retries
+    )
+    return run_chunk(message, f"{task_id}@test", reclaim=reclaim)
 
 
 def test_transient_failure_defers_to_the_retry_which_reclaims_it(batch, monkeypatch) -> None:
     flaky = FlakyPreflight(TransientError("timeout"), failures=1)
-    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+    patch_stage(monkeypatch, "preflight", handle=flaky)
 
     first = _run(batch, "task-a")
     item = _item(batch[1][0])
@@ -83,7 +86,7 @@ def test_transient_failure_defers_to_the_retry_which_reclaims_it(batch, monkeypa
 
 def test_rate_limit_defers_without_spending_an_attempt(batch, monkeypatch) -> None:
     flaky = FlakyPreflight(RateLimited("429", retry_after=30), failures=5)
-    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+    patch_stage(monkeypatch, "preflight", handle=flaky)
 
     for _ in range(4):
         report = _run(batch, "task-r", max_retries=0)
@@ -93,7 +96,7 @@ def test_rate_limit_defers_without_spending_an_attempt(batch, monkeypatch) -> No
 
 def test_item_fails_once_its_retry_budget_is_spent(batch, monkeypatch) -> None:
     flaky = FlakyPreflight(TransientError("timeout"), failures=10)
-    monkeypatch.setitem(handlers.HANDLERS, "preflight", flaky)
+    patch_stage(monkeypatch, "preflight", handle=flaky)
 
     reports = [_run(batch, "task-f", max_retries=2) for _ in range(3)]
 
@@ -105,12 +108,11 @@ def test_item_fails_once_its_retry_budget_is_spent(batch, monkeypatch) -> None:
 
 def test_a_preparer_error_fails_each_item_for_an_operator(batch, monkeypatch) -> None:
     from pipeline.errors import DataError
-    from tasks.preparers import PREPARERS
 
     def broken(batch_id, items):
         raise DataError("stored publisher profile no longer validates")
 
-    monkeypatch.setitem(PREPARERS, "preflight", broken)
+    patch_stage(monkeypatch, "preflight", prepare=broken)
 
     report = _run(batch, "task-p")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import Settings, SettingsError, get_settings, sqlalchemy_url
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 
 _OUR_PREFIXES = ("BATCH_", "REDIS_PREFIX_", "CELERY_WORKER_", "LOG_")
 
@@ -75,7 +75,7 @@ def test_default_chunk_sizes_match_the_documented_values(
 def test_every_stage_has_chunk_settings() -> None:
     settings = get_settings()
 
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         assert 1 <= settings.chunk_optimal(stage) <= settings.chunk_max(stage)
 
 

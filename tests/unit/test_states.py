@@ -9,12 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGES, Stage, next_stage
 from pipeline.states import (
     FINAL_BATCH_STATUSES,
-    NEXT_STAGE,
-    STAGE_STATE,
-    STAGE_SUCCESS,
     TERMINAL_ITEM_STATES,
     TRANSITIONS,
     BatchStatus,
@@ -155,47 +152,41 @@ def test_no_state_is_a_trap_every_state_can_still_end(state: ItemState) -> None:
 # --- stages and the table -------------------------------------------------------------
 
 
-def test_stage_tables_cover_exactly_the_four_stages() -> None:
-    assert tuple(STAGE_STATE) == STAGES
-    assert tuple(STAGE_SUCCESS) == STAGES
-    assert tuple(NEXT_STAGE) == STAGES
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_each_stage_success_is_a_legal_move_from_its_work_state(stage: Stage) -> None:
+    check_transition(stage.work_state, stage.success_state)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_success_is_a_legal_move_from_its_stage_state(stage: str) -> None:
-    check_transition(STAGE_STATE[stage], STAGE_SUCCESS[stage])
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_each_stage_failure_is_a_legal_move_from_its_work_state(stage: Stage) -> None:
+    check_transition(stage.work_state, S.FAILED)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_failure_is_a_legal_move_from_its_stage_state(stage: str) -> None:
-    check_transition(STAGE_STATE[stage], S.FAILED)
+@pytest.mark.parametrize("stage", STAGES[:-1], ids=lambda s: s.name)
+def test_a_stage_success_is_the_state_the_next_stage_works_on(stage: Stage) -> None:
+    following = next_stage(stage)
+    assert following is not None
 
-
-@pytest.mark.parametrize("stage", [stage for stage in STAGES if NEXT_STAGE[stage]])
-def test_a_stage_success_is_the_state_the_next_stage_works_on(stage: str) -> None:
-    next_stage = NEXT_STAGE[stage]
-    assert next_stage is not None
-
-    assert STAGE_SUCCESS[stage] == STAGE_STATE[next_stage]
+    assert stage.success_state == following.work_state
 
 
 def test_following_next_stage_from_preflight_visits_the_stages_in_order_and_ends() -> None:
-    visited: list[str] = []
-    stage: str | None = "preflight"
+    visited: list[Stage] = []
+    stage: Stage | None = STAGES[0]
     while stage is not None:
         visited.append(stage)
-        stage = NEXT_STAGE[stage]
+        stage = next_stage(stage)
 
     assert tuple(visited) == STAGES
 
 
 def test_the_last_stage_delivers() -> None:
-    assert NEXT_STAGE["delivery"] is None
-    assert STAGE_SUCCESS["delivery"] == S.DELIVERED
+    assert next_stage(STAGES[-1]) is None
+    assert STAGES[-1].success_state == S.DELIVERED and STAGES[-1].terminal_success
 
 
 def test_pending_leads_into_the_first_stage() -> None:
-    check_transition(S.PENDING, STAGE_STATE[STAGES[0]])
+    check_transition(S.PENDING, STAGES[0].work_state)
 
 
 # --- how a batch ends -----------------------------------------------------------------
