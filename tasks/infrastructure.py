@@ -17,5 +17,5 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError,
     redis.ConnectionError,
     redis.TimeoutError,
-    KombuOperationalError,  # kombu's wrapper when publishing the next stage fails
+    KombuOperationalError,  # kombu's wrapper when the feeder's publish fails
 )

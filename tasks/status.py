@@ -51,7 +51,7 @@ def refresh_progress(batch_id: str) -> None:
 
 
 def batch_status(batch_id: str) -> dict[str, Any]:
-    """Return the status of ``batch_id`` as a plain dict (see the README for the fields).
+    """Return the status of ``batch_id`` as a plain dict (fields: docs/api.md).
 
     Raises:
         UnknownBatch: no such batch.

@@ -39,7 +39,8 @@ def submit_batch(
         options: ``warm_cache``, ``max_retries`` and a client-chosen ``batch_id``.
 
     Returns:
-        ``{"batch_id", "task_id"}``; ``task_id`` is the Celery task that fans the batch out.
+        ``{"batch_id", "task_id"}``; ``task_id`` is the batch's handle: the id of
+        its ``start_batch`` task, which feeds its lane.
 
     Raises:
         ManifestError: the input is invalid (nothing is written).
