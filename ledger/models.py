@@ -54,6 +54,19 @@ class Batch(Base):
     """One submitted batch of orders."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        # A recovery round exists once per lineage: its id is derived from it.
+        UniqueConstraint("root_batch_id", "recovery_round", name="uq_batches_root_round"),
+        # The outbox of on_complete callbacks: finalized, asked for, not yet sent.
+        Index(
+            "ix_batches_on_complete_pending",
+            "finalized_at",
+            postgresql_where=text(
+                "finalized_at IS NOT NULL AND on_complete_sent_at IS NULL"
+                " AND options ? 'on_complete'"
+            ),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     project_uuid: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -65,6 +78,14 @@ class Batch(Base):
     task_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
     finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the batch this one recovers (NULL: an original submission)
+    origin_batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    #: the lineage's original batch: with the order id, the delivery idempotency key
+    root_batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"))
+    #: 1, 2, ... for the recoveries of one lineage (NULL: an original submission)
+    recovery_round: Mapped[int | None] = mapped_column(Integer)
+    #: when the ``options.on_complete`` callback was sent (the outbox's mark)
+    on_complete_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Item(Base):
@@ -102,6 +123,12 @@ class Item(Base):
         ),
         # The sweeper's question "which messages may have been lost?".
         Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),
+        # A lineage's members, found from its root: recovery items only.
+        Index(
+            "ix_items_origin_item_id",
+            "origin_item_id",
+            postgresql_where=text("origin_item_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -127,6 +154,10 @@ class Item(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    #: the lineage's root item (NULL: the item is its own root)
+    origin_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    #: the failed item this one recovers; unique, so an item is recovered once
+    recovers_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), unique=True)
 
 
 class StageOutput(Base):
