@@ -88,7 +88,10 @@ def _publisher(row: Publisher) -> PublisherProfile:
         return PublisherProfile.model_validate(row.profile)
     except ValidationError as error:
         # Stored by an older version, or edited by hand: an operator must look.
-        raise DataError(f"stored profile of publisher {row.domain} is invalid: {error}") from None
+        raise DataError(
+            f"stored profile of publisher {row.domain} is invalid: {error}",
+            code="publisher_profile_invalid",
+        ) from None
 
 
 def customers_by_id(session: Session, ids: Collection[str]) -> dict[str, CustomerProfile]:

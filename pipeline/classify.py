@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 from typing import Final
 
-from pipeline.errors import BatchlineError, ErrorCategory, RateLimited
+from pipeline.errors import BatchlineError, ErrorCategory, RateLimited, snake_case
 
 _MAX_EXPONENT: Final = 30  # 2**30 s is far past any cap; larger exponents only risk overflow
 _RESOURCE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.ENOMEM, errno.EDQUOT})
@@ -33,6 +33,18 @@ def categorize(error: BaseException) -> ErrorCategory:
 def error_class_name(error: BaseException) -> str:
     """The class name stored with a failed item."""
     return type(error).__name__
+
+
+def reason_code(error: BaseException) -> str:
+    """The stable reason code failure analysis counts ``error`` under.
+
+    A batchline error carries its own (a QC or preflight check's name, a webhook's
+    status); any other exception is named by its class in snake_case
+    (``TimeoutError`` -> ``timeout_error``).
+    """
+    if isinstance(error, BatchlineError):
+        return error.code
+    return snake_case(type(error).__name__)
 
 
 def retry_delay(error: BaseException, attempt: int, *, cap: float = 300.0) -> float:

@@ -6,8 +6,13 @@ Stage handlers raise these; the task shell maps the category to a retry policy
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+# A lower-case letter or digit followed by a capital, or a capital run before a
+# capitalised word ("HTTPError" -> "HTTP_Error"): where snake_case puts a "_".
+_WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 class ErrorCategory(StrEnum):
@@ -22,15 +27,30 @@ class ErrorCategory(StrEnum):
     CRITICAL = "CRITICAL"
 
 
+def snake_case(name: str) -> str:
+    """``"QualityRejected"`` -> ``"quality_rejected"``: a class name as a reason code."""
+    return _WORD_BOUNDARY.sub("_", name).lower()
+
+
 class BatchlineError(Exception):
-    """Root of every error batchline raises on purpose."""
+    """Root of every error batchline raises on purpose.
+
+    ``code`` is the stable reason code counted by failure analysis (``word_count``,
+    ``webhook_status_503``): unlike the message it never carries ids, URLs or
+    figures, so equal causes count together. Raise sites that know the precise
+    cause pass it; otherwise it is the class name in snake_case.
+    """
 
     category: ErrorCategory = ErrorCategory.PERMANENT
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         #: JSON-ready facts kept with the failure (e.g. a QC report).
         self.details: dict[str, Any] = details or {}
+        #: the stable reason code (snake_case)
+        self.code: str = code or snake_case(type(self).__name__)
 
     @property
     def error_class(self) -> str:
@@ -55,8 +75,10 @@ class RateLimited(BatchlineError):
 
     category = ErrorCategory.RATE_LIMIT
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message, details={"retry_after": retry_after})
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, code: str | None = None
+    ) -> None:
+        super().__init__(message, details={"retry_after": retry_after}, code=code)
         self.retry_after = retry_after
 
 

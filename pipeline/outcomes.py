@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.classify import error_class_name
+from pipeline.classify import error_class_name, reason_code
 from pipeline.errors import BatchlineError, ErrorCategory, RewriteNeeded
 from pipeline.retry_policy import RetryStrategy, decide
 
@@ -45,6 +45,8 @@ class Failed:
     strategy: RetryStrategy
     details: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
+    #: the stable reason code (``pipeline.classify.reason_code``) analysis counts by
+    code: str = ""
 
     @property
     def needs_manual_intervention(self) -> bool:
@@ -56,6 +58,7 @@ class Failed:
         return {
             "error": self.reason,
             "category": self.category,
+            "code": self.code,
             "needs_manual_intervention": self.needs_manual_intervention,
             "details": self.details,
         }
@@ -118,6 +121,7 @@ def outcome_of_error(
         decision.strategy,
         details,
         duration_ms,
+        reason_code(error),
     )
 
 

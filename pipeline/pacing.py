@@ -29,6 +29,7 @@ def pace(
             raise RateLimited(
                 f"{service} rate limit (BATCH_RATE_LIMITS) reached; next call in {wait:.1f}s",
                 retry_after=wait,
+                code=f"{service}_rate_gate",
             )
         sleep(wait)
         waited += wait

@@ -162,11 +162,12 @@ def _earlier_receipt(path: Path, key: str) -> dict[str, Any]:
     try:
         receipt = json.loads(path.read_bytes())
     except (OSError, ValueError) as error:
-        raise DataError(f"unreadable receipt {path}: {error}") from error
+        raise DataError(f"unreadable receipt {path}: {error}", code="receipt_unreadable") from error
     if not isinstance(receipt, dict) or receipt.get("idempotency_key") != key:
         found = receipt.get("idempotency_key") if isinstance(receipt, dict) else None
         raise DataError(
             f"receipt {path} belongs to another publication",
             details={"path": str(path), "expected_key": key, "found_key": found},
+            code="receipt_mismatch",
         )
     return receipt

@@ -165,12 +165,15 @@ class WebhookPublisher:
         """
         domain = metadata.get("publisher_domain")
         if not isinstance(domain, str) or not domain:
-            raise ConfigurationError("delivery metadata names no publisher_domain")
+            raise ConfigurationError(
+                "delivery metadata names no publisher_domain", code="publisher_domain_missing"
+            )
         endpoint = self._endpoint_for(domain)
         if not endpoint:
             raise ConfigurationError(
                 f"publisher {domain} has no webhook_url in the catalog",
                 details={"publisher_domain": domain},
+                code="publisher_endpoint_missing",
             )
         return endpoint
 
@@ -228,17 +231,24 @@ class WebhookPublisher:
             )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
             # Checked first: UnsupportedProtocol is a TransportError, but no retry can fix it.
-            raise ConfigurationError(f"bad webhook URL {endpoint}: {error}") from error
+            raise ConfigurationError(
+                f"bad webhook URL {endpoint}: {error}", code="webhook_url_invalid"
+            ) from error
         except httpx.TimeoutException as error:
-            raise TransientError(f"webhook {endpoint} timed out: {error!r}") from error
+            raise TransientError(
+                f"webhook {endpoint} timed out: {error!r}", code="webhook_timeout"
+            ) from error
         except httpx.TransportError as error:
-            raise TransientError(f"webhook {endpoint} unreachable: {error!r}") from error
+            raise TransientError(
+                f"webhook {endpoint} unreachable: {error!r}", code="webhook_unreachable"
+            ) from error
 
 
 def _published_or_raise(response: httpx.Response, endpoint: str) -> PublishedBody:
     """The body of a successful (or already done) publish; otherwise the mapped error."""
     status = response.status_code
     details = {"endpoint": endpoint, "status_code": status}
+    code = f"webhook_status_{status}"
     if status in _SUCCESS or status == _CONFLICT:
         body = _published_body(response)
         if body is not None:
@@ -246,15 +256,15 @@ def _published_or_raise(response: httpx.Response, endpoint: str) -> PublishedBod
         if status == _CONFLICT:
             # Stripe answers 409 while a request with the same key is still running.
             message = f"webhook {endpoint}: key in use: {_server_message(response)}"
-            raise TransientError(message, details=details)
+            raise TransientError(message, details=details, code="webhook_key_in_use")
         message = f"webhook {endpoint} answered {status} without a url"
-        raise ConfigurationError(message, details=details)
+        raise ConfigurationError(message, details=details, code="webhook_no_url")
     if status == _TOO_MANY:
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        raise RateLimited(f"webhook {endpoint} rate limited the delivery", retry_after)
+        raise RateLimited(f"webhook {endpoint} rate limited the delivery", retry_after, code=code)
     message = f"webhook {endpoint} answered {status}: {_server_message(response)}"
     if status >= 500 or status in _RETRYABLE_4XX:
-        raise TransientError(message, details=details)
+        raise TransientError(message, details=details, code=code)
     if status in _MISCONFIGURED_4XX or not 400 <= status < 500:
-        raise ConfigurationError(message, details=details)
-    raise PermanentError(message, details=details)
+        raise ConfigurationError(message, details=details, code=code)
+    raise PermanentError(message, details=details, code=code)

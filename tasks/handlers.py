@@ -82,7 +82,7 @@ def _endpoint_for(domain: str) -> str | None:
 
 def _need(previous: Any, stage: str) -> dict[str, Any]:
     if not isinstance(previous, dict):
-        raise DataCorruption(f"no stored {stage} output to work from")
+        raise DataCorruption(f"no stored {stage} output to work from", code="stage_input_missing")
     return previous
 
 

@@ -578,6 +578,6 @@ def run_preflight(
     }
     failed = next((name for name, result in results.items() if not result.passed), None)
     if failed is not None:
-        raise raises[failed](f"{failed}: {results[failed].detail}", details=matrix)
+        raise raises[failed](f"{failed}: {results[failed].detail}", details=matrix, code=failed)
     publisher = context.publisher if context is not None else None
     return {**matrix, "prompt": build_prompt(order, anchor_class, publisher)}

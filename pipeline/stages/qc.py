@@ -389,7 +389,7 @@ def run_qc(
     failed = [(name, result) for name, result in results.items() if not result.passed]
     if failed:
         name, result = failed[0]
-        raise QualityRejected(f"{name}: {result.detail}", details=report)
+        raise QualityRejected(f"{name}: {result.detail}", details=report, code=name)
     return report
 
 
@@ -418,5 +418,7 @@ def judge_article(
         return run_qc(order, article, publisher=publisher, earlier_signatures=earlier_signatures)
     except QualityRejected as rejected:
         if may_rewrite(rejected.details, rewrites_done=rewrites_done, max_rewrites=max_rewrites):
-            raise RewriteNeeded(str(rejected), details=rejected.details) from rejected
+            raise RewriteNeeded(
+                str(rejected), details=rejected.details, code=rejected.code
+            ) from rejected
         raise

@@ -82,6 +82,7 @@ def _vocabulary(language: str) -> Vocabulary:
         raise InvalidInput(
             f"the offline writer cannot write {language!r} (supported: {supported})",
             details={"language": language},
+            code="writer_language",
         ) from None
 
 

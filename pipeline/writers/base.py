@@ -239,10 +239,13 @@ def make_writer(settings: Settings, gate: RateGate | None = None) -> Writer:
     if missing:
         raise ConfigurationError(
             f"WRITER_BACKEND=openai needs {' and '.join(missing)} "
-            "(e.g. WRITER_URL=http://localhost:8000/v1 WRITER_MODEL=gpt-4o-mini)"
+            "(e.g. WRITER_URL=http://localhost:8000/v1 WRITER_MODEL=gpt-4o-mini)",
+            code="writer_not_configured",
         )
     if not url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"WRITER_URL must be an http(s) URL, got {url!r}")
+        raise ConfigurationError(
+            f"WRITER_URL must be an http(s) URL, got {url!r}", code="writer_url_invalid"
+        )
     from pipeline.writers.openai_compat import OpenAICompatibleWriter
 
     return OpenAICompatibleWriter(

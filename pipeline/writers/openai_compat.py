@@ -48,17 +48,24 @@ class _Retryable(Exception):
     """A failure worth another try: 408/429/5xx, a timeout or a dropped connection."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        #: the reason code of the final error: ``writer_status_<status>`` unless given
+        self.code = code or f"writer_status_{status}"
 
     def final(self) -> BatchlineError:
         """The error the pipeline sees once no retries are left."""
         if self.status == 429:
-            return RateLimited(str(self), self.retry_after)
-        return TransientError(str(self), details={"status": self.status})
+            return RateLimited(str(self), self.retry_after, code=self.code)
+        return TransientError(str(self), details={"status": self.status}, code=self.code)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -136,9 +143,12 @@ def _content(response: httpx.Response) -> tuple[str, dict[str, Any]]:
         raise TransientError(
             f"malformed chat completion from the writer service: {error!r}",
             details={"body": response.text[:_SNIPPET_CHARS]},
+            code="writer_malformed_completion",
         ) from None
     if not isinstance(content, str) or not content.strip():
-        raise TransientError("the writer service returned an empty completion")
+        raise TransientError(
+            "the writer service returned an empty completion", code="writer_empty_completion"
+        )
     return content, body
 
 
@@ -274,10 +284,13 @@ class OpenAICompatibleWriter:
                 self.endpoint, json=payload, headers=self._headers, timeout=self.timeout
             )
         except httpx.TimeoutException as error:
-            raise _Retryable(f"writer service timed out after {self.timeout}s: {error!r}") from None
+            raise _Retryable(
+                f"writer service timed out after {self.timeout}s: {error!r}", code="writer_timeout"
+            ) from None
         except httpx.TransportError as error:
             raise _Retryable(
-                f"cannot reach the writer service at {self.endpoint}: {error!r}"
+                f"cannot reach the writer service at {self.endpoint}: {error!r}",
+                code="writer_unreachable",
             ) from None
         self._check_status(response)
         return response
@@ -294,5 +307,6 @@ class OpenAICompatibleWriter:
             raise ConfigurationError(
                 f"{message} (check WRITER_URL, WRITER_API_KEY and WRITER_MODEL)",
                 details={"status": status, "endpoint": self.endpoint},
+                code=f"writer_status_{status}",
             )
-        raise PermanentError(message, details={"status": status})
+        raise PermanentError(message, details={"status": status}, code=f"writer_status_{status}")
