@@ -5,6 +5,13 @@ Fields: ``total``, ``completed`` (delivered), ``failed``, ``cancelled``,
 ``updated_at`` and ``finished_at`` (UNIX seconds) and ``status``.
 Counters are only bumped for items whose state change was committed, so a
 duplicated chunk does not count twice.
+
+A hash is *complete* when it holds ``total``: only :func:`init_progress` and
+:func:`rebuild_progress` write that field. Anything else that finds the hash lost
+(Redis restarted empty, TTL) must not start a new one holding only what happened
+since: :func:`record_chunk` says so, and its caller rebuilds the hash from the
+ledger, whose counts already include that chunk. A finalized batch's hash is
+rebuilt from the ledger once and marked ``final``; live counters no longer apply.
 """
 
 from __future__ import annotations
@@ -52,10 +59,30 @@ def init_progress(client: redis.Redis, batch_id: str, total: int) -> None:
     pipe.execute()
 
 
-def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> None:
-    """Add one chunk's committed outcome to the counters, in one round trip."""
+#: Present only in a hash that init or a rebuild from the ledger wrote.
+COMPLETE_FIELD = "total"
+#: Set when the counts were rebuilt from the ledger after the batch was finalized.
+FINAL_FIELD = "final"
+
+
+def is_complete(progress: Mapping[str, str]) -> bool:
+    """Whether a progress hash holds every count (it was not lost, or was rebuilt since)."""
+    return COMPLETE_FIELD in progress
+
+
+def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> bool:
+    """Add one chunk's committed outcome to the counters, in one round trip.
+
+    Returns:
+        True when counted. False when the hash was lost (or holds a finalized
+        batch's ledger counts): the caller must rebuild it from the ledger, which
+        already holds this chunk, since the counters alone are now wrong.
+    """
     key = progress_key(batch_id)
-    pipe = client.pipeline(transaction=False)
+    # MULTI: the checks see the hash exactly as the increments find it.
+    pipe = client.pipeline(transaction=True)
+    pipe.hexists(key, COMPLETE_FIELD)
+    pipe.hexists(key, FINAL_FIELD)
     pipe.hincrby(key, f"{change.stage}_done", change.done)
     pipe.hincrby(key, f"{change.stage}_failed", change.failed)
     pipe.hincrby(key, "failed", change.failed)
@@ -69,7 +96,8 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> N
         for error_class, count in change.errors.items():
             pipe.hincrby(bucket, error_class, count)
         pipe.expire(bucket, _ttl_seconds())
-    pipe.execute()
+    complete, final, *_ = pipe.execute()
+    return bool(complete) and not final
 
 
 def mark_finished(client: redis.Redis, batch_id: str, status: str) -> None:
@@ -93,11 +121,13 @@ def rebuild_progress(
     status: str,
     started_at: float,
     failed_by_stage: Mapping[str, int] | None = None,
+    finished_at: float | None = None,
 ) -> dict[str, str]:
     """Rewrite the hash from ledger counts (after Redis restarted empty) and return it.
 
     Per-stage ``_done`` counters are derived from where items are now: an item
-    past a stage has done it.
+    past a stage has done it. With ``finished_at`` (the batch is finalized) the
+    hash is marked ``final``: its counts are the ledger's for good.
     """
     past = _items_past_each_stage(state_counts)
     failed = state_counts.get("FAILED", 0)
@@ -112,6 +142,9 @@ def rebuild_progress(
         **{f"{stage}_done": past[stage] for stage in STAGE_NAMES},
         **{f"{stage}_failed": (failed_by_stage or {}).get(stage, 0) for stage in STAGE_NAMES},
     }
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+        values[FINAL_FIELD] = 1
     fields = {name: str(value) for name, value in values.items()}
     key = progress_key(batch_id)
     pipe = client.pipeline()

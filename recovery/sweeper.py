@@ -27,6 +27,7 @@ from ledger.sweeps import (
     delete_expired_idempotency_keys,
 )
 from metrics.keys import progress_key, queue_key, sweeper_lock_key
+from metrics.progress import COMPLETE_FIELD
 from metrics.redis_client import redis_client
 from pipeline.settings import get_settings
 from recovery.slots import reconcile_slots
@@ -135,7 +136,8 @@ def _rebuild_lost_progress(client: redis.Redis) -> int:
         batch_ids = active_batches(session)
     pipe = client.pipeline(transaction=False)
     for batch_id in batch_ids:
-        pipe.exists(progress_key(batch_id))
+        # Missing, or holding only counts since a loss: either way rebuilt from the ledger.
+        pipe.hexists(progress_key(batch_id), COMPLETE_FIELD)
     lost = [b for b, found in zip(batch_ids, pipe.execute(), strict=True) if not found]
     for batch_id in lost:
         refresh_progress(batch_id)

@@ -21,6 +21,7 @@ from tasks.chunk_runner import ChunkReport, run_chunk
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.status import refresh_progress
 
 log = structlog.get_logger(__name__)
 #: What a feed after a committed chunk may meet; the sweeper feeds in its place.
@@ -59,8 +60,11 @@ def _emit_progress(request: ChunkMessage, report: ChunkReport) -> None:
         rewrites=len(report.rewrites),
     )
     try:
-        record_chunk(redis_client(), request.batch_id, change)
-    except redis.RedisError as error:  # progress is rebuildable from the ledger
+        if not record_chunk(redis_client(), request.batch_id, change):
+            # The hash was lost (Redis restarted empty): the counters alone would hold
+            # only what happened since. The ledger, which holds this chunk, rebuilds it.
+            refresh_progress(request.batch_id)
+    except FEED_ERRORS as error:  # progress is rebuildable from the ledger (the sweeper)
         log.warning("progress.unavailable", batch_id=request.batch_id, error=str(error))
 
 

@@ -10,7 +10,7 @@ from celery_app import app
 from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.models import Batch
-from metrics.progress import read_progress, rebuild_progress
+from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
 from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
@@ -33,17 +33,24 @@ def _rebuild(batch: Batch) -> dict[str, str]:
         status=batch.status,
         started_at=batch.created_at.timestamp(),
         failed_by_stage=failures,
+        finished_at=batch.finalized_at.timestamp() if batch.finalized_at else None,
     )
 
 
 def _load_progress(batch: Batch) -> dict[str, str]:
     progress = read_progress(redis_client(), batch.id)
-    # Redis lost the hash (restart, eviction, TTL): the ledger knows the truth.
-    return progress or _rebuild(batch)
+    if batch.finalized_at is not None and FINAL_FIELD not in progress:
+        # A finished batch's counts are the ledger's: read them once, then keep them.
+        return _rebuild(batch)
+    # Redis lost the hash (restart, TTL) or holds only part of it: the ledger knows.
+    return progress if is_complete(progress) else _rebuild(batch)
 
 
 def refresh_progress(batch_id: str) -> None:
-    """Rewrite the batch's progress hash from the ledger (after a cancel or a lost hash)."""
+    """Rewrite the batch's progress hash from the ledger (after a cancel or a lost hash).
+
+    A finalized batch's hash is marked final: its counts stay the ledger's.
+    """
     with transaction() as session:
         batch = session.get(Batch, batch_id)
     if batch is not None:

@@ -3,7 +3,8 @@
 After every fault the same invariants must hold: each order ends in exactly one
 terminal state, each delivered order has exactly one receipt in the ledger and
 exactly one published receipt file (the filesystem publisher's effect), each
-batch is finalized exactly once, and the batch finishes on its own within the
+batch is finalized exactly once, every batch's ``get_batch_status`` reports the
+ledger's counts, and the batch finishes on its own within the
 visibility timeout plus one sweep, plus the time the remaining work needs.
 """
 
@@ -32,6 +33,7 @@ from tests.integration.helpers import (
     wait_for_final,
     wait_until,
 )
+from tests.integration.progress_checks import progress_mismatches
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -123,6 +125,8 @@ def _finish_and_measure(
     except TimeoutError:
         pytest.fail(f"batch {batch_id} did not finish:\n{_diagnose(batch_id, stack)}")
     figures = _check_invariants(batch_id, orders, Path(stack.env["BATCH_OUTPUT_DIR"]))
+    # Every batch so far (not only this one) reports the ledger's counts after the fault.
+    assert progress_mismatches() == {}
     after_fault = _finalized_at(batch_id).timestamp() - last_fault
     # The bound: recovery (visibility timeout + one sweep) plus the work left at the
     # last fault at half the fault-free rate, since a fault also costs capacity.
