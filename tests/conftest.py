@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -48,13 +48,20 @@ def _drop_database(admin_url: str, name: str) -> None:
         )
 
 
-def _scratch_redis(url: str) -> str:
+def _redis_database(url: str, database: int) -> str:
+    """``url`` pointed at Redis database ``database`` (whether or not it named one)."""
     base, _, _ = (
         url.rstrip("/").rpartition("/") if url.count("/") > 2 else (url.rstrip("/"), "", "")
     )
-    scratch = f"{base}/{TEST_REDIS_DB}"
-    redis.Redis.from_url(scratch).flushdb()
-    return scratch
+    return f"{base}/{database}"
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -63,24 +70,29 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     settings = get_settings()
     with services_for(settings.redis_url, settings.database_url) as urls:
         database_url, database = _fresh_database(urls.database_url)
+        scratch_redis = _redis_database(urls.redis_url, TEST_REDIS_DB)
+        _flush(scratch_redis)
         env = {
-            "REDIS_URL": _scratch_redis(urls.redis_url),
+            "REDIS_URL": scratch_redis,
             "DATABASE_URL": database_url,
             "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("outbox")),
             # Recovery tests wait for sweeps: make them frequent.
             "BATCH_SWEEP_INTERVAL_SECONDS": "1",
             "BATCH_SWEEP_GRACE_SECONDS": "2",
         }
-        apply_environment(env)
-        from ledger.migrate import upgrade
+        try:
+            apply_environment(env)
+            from ledger.migrate import upgrade
 
-        upgrade(get_settings().require_database_url())
-        seed_sample_catalog()
-        yield env
-        from ledger.db import dispose_engine
+            upgrade(get_settings().require_database_url())
+            seed_sample_catalog()
+            yield env
+        finally:
+            from ledger.db import dispose_engine
 
-        dispose_engine()
-        _drop_database(urls.database_url, database)
+            dispose_engine()
+            _drop_database(urls.database_url, database)
+            _flush(scratch_redis)
 
 
 def _wait_for_workers(
@@ -140,3 +152,63 @@ def beat(
         yield process
     finally:
         stop_workers([process])
+
+
+@pytest.fixture()
+def isolated_redis(service_env: dict[str, str]) -> Iterator[Callable[[int], str]]:
+    """Hand out Redis databases of a test's own, flushed before use and again in finally.
+
+    Call it with a database number no other test module uses (the session's own is
+    15): the session's workers never consume it, so only the test's workers take its
+    messages, and nothing the test leaves there (when it fails, too) reaches the next.
+    """
+    handed_out: list[str] = []
+
+    def isolate(database: int) -> str:
+        if database == TEST_REDIS_DB:
+            raise ValueError(f"database {TEST_REDIS_DB} is the session's; pick another")
+        url = _redis_database(service_env["REDIS_URL"], database)
+        _flush(url)
+        handed_out.append(url)
+        return url
+
+    try:
+        yield isolate
+    finally:
+        for url in handed_out:
+            _flush(url)
+
+
+@pytest.fixture()
+def halt(service_env: dict[str, str]) -> Iterator[Callable[[str], object]]:
+    """``tasks.control.halt_all`` for one test; ``resume_all`` runs in finally.
+
+    The resume runs however the system was halted (this function, ``batchline halt``
+    or a CRITICAL error a worker met), so a failing test never leaves it halted.
+    """
+    from tasks.control import halt_all, resume_all
+
+    try:
+        yield halt_all
+    finally:
+        resume_all()
+
+
+@pytest.fixture()
+def lose_redis(service_env: dict[str, str]) -> Iterator[Callable[[], None]]:
+    """Empty the session's Redis database, as a Redis restarted without its data does.
+
+    In finally one sweep runs, so whatever the loss orphaned (messages, progress
+    hashes) is sent again from the ledger even when the test failed before its own
+    sweeper did: the next test finds Redis consistent with the ledger.
+    """
+
+    def lose() -> None:
+        _flush(service_env["REDIS_URL"])
+
+    try:
+        yield lose
+    finally:
+        from recovery.sweeper import sweep
+
+        sweep()

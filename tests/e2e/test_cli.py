@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from celery_app import LANES
 from tests.integration.helpers import (
-    isolated_redis,
     ledger_counts,
     make_orders,
     wait_for_final,
@@ -101,11 +102,13 @@ def test_bad_setting_stops_the_cli_naming_the_variable(service_env) -> None:
     assert "BATCH_MAX_ITEMS" in result.stderr
 
 
-def test_demo_uses_configured_servers_and_starts_nothing(service_env, tmp_path: Path) -> None:
+def test_demo_uses_configured_servers_and_starts_nothing(
+    service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
+) -> None:
     # Its own Redis database: the session's workers must not take the demo's chunks.
     env = {
         **service_env,
-        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], DEMO_REDIS_DB),
+        "REDIS_URL": isolated_redis(DEMO_REDIS_DB),
         "BATCH_OUTPUT_DIR": str(tmp_path / "outbox"),
     }
     result = batchline("demo", "--orders", "30", "--json", env=env, timeout=240)
@@ -130,7 +133,7 @@ def test_demo_uses_configured_servers_and_starts_nothing(service_env, tmp_path: 
     # The microblog article is rewritten twice before it fails; a sample article may also
     # be sent back once (e.g. too close to an earlier one) and pass on its rewrite.
     assert summary["rewrites"] >= 2
-    assert {batch["priority"] for batch in summary["batches"]} == {"high", "normal", "low"}
+    assert {batch["priority"] for batch in summary["batches"]} == set(LANES)
     assert set(summary["stage_timings"]) == {"preflight", "writing", "qc", "delivery"}
     assert len(list((tmp_path / "outbox").glob("*/*.receipt.json"))) == summary["delivered"]
 
@@ -168,7 +171,7 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
         assert replies, "the worker never answered"
         queues = app.control.inspect(timeout=2).active_queues() or {}
         mine = next(v for k, v in queues.items() if k.startswith("batchline-high@"))
-        assert [queue["name"] for queue in mine] == ["batch.high"]
+        assert [queue["name"] for queue in mine] == [LANES["high"]]
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0

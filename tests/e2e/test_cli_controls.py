@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,23 +22,23 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.e2e
 
 
-def test_pause_resume_and_cancel_from_the_command_line(workers, service_env) -> None:
+def test_pause_resume_and_cancel_from_the_command_line(
+    workers, service_env, halt: Callable[[str], object]
+) -> None:
     from tasks import submit_batch
-    from tasks.control import halt_all, resume_all
+    from tasks.control import resume_all
 
     # Given two batches submitted while the system is halted, so neither has moved
     first, second = (f"cli-ctl-{uuid.uuid4().hex[:6]}-{n}" for n in (1, 2))
-    halt_all("test set-up")
-    try:
-        submit_batch(make_orders(30, first), "cli", "low", {"batch_id": first})
-        submit_batch(make_orders(30, second), "cli", "low", {"batch_id": second})
+    halt("test set-up")
+    submit_batch(make_orders(30, first), "cli", "low", {"batch_id": first})
+    submit_batch(make_orders(30, second), "cli", "low", {"batch_id": second})
 
-        # When one is paused and the other cancelled from the command line
-        paused = batchline("pause", first, env=service_env)
-        again = batchline("pause", first, env=service_env)
-        cancelled = batchline("cancel", second, env=service_env)
-    finally:
-        resume_all()
+    # When one is paused and the other cancelled from the command line
+    paused = batchline("pause", first, env=service_env)
+    again = batchline("pause", first, env=service_env)
+    cancelled = batchline("cancel", second, env=service_env)
+    resume_all()
 
     # Then the paused batch stays still after the halt lifts, the cancelled one ended
     assert paused.returncode == 0, paused.stderr
@@ -58,6 +59,8 @@ def test_pause_resume_and_cancel_from_the_command_line(workers, service_env) -> 
     assert finalize_events(first) == finalize_events(second) == 1
 
 
+# The halt fixture resumes in finally should the command line's resume-all never run.
+@pytest.mark.usefixtures("halt")
 def test_halt_and_resume_all_from_the_command_line(workers, service_env, tmp_path: Path) -> None:
     halted = batchline("halt", "--reason", "inspecting a report", env=service_env)
     assert halted.returncode == 0, halted.stderr

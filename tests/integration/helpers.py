@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import func, select
 
 from ledger import reports
@@ -78,15 +77,6 @@ def finalize_events(batch_id: str) -> int:
     with transaction() as session:
         query = select(func.count()).where(Event.batch_id == batch_id, Event.kind == "finalized")
         return int(session.scalar(query) or 0)
-
-
-def isolated_redis(url: str, database: int) -> str:
-    """A flushed Redis database of its own, so no session worker takes this test's messages."""
-    isolated = f"{url.rsplit('/', 1)[0]}/{database}"
-    client = redis.Redis.from_url(isolated)
-    client.flushdb()
-    client.close()
-    return isolated
 
 
 def stage_output_count(batch_id: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select, update
@@ -69,12 +70,14 @@ def test_cancelled_batch_ends_waiting_orders_and_finalizes_once(workers, beat) -
     assert status["cancelled"] == sum(state == "CANCELLED" for state in states.values())
 
 
-def test_critical_error_halts_claiming_everywhere_and_resume_all_loses_nothing(workers) -> None:
+def test_critical_error_halts_claiming_everywhere_and_resume_all_loses_nothing(
+    workers, halt: Callable[[str], object]
+) -> None:
     from tasks import submit_batch
-    from tasks.control import halt_all, resume_all
+    from tasks.control import resume_all
 
     # Given a batch submitted while halted, with one stored order damaged in the ledger
-    halt_all("test set-up")
+    halt("test set-up")
     batch_id = f"critical-{uuid.uuid4().hex[:8]}"
     orders = make_orders(60, batch_id)
     submit_batch(orders, "it", "high", {"batch_id": batch_id})

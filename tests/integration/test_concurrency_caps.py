@@ -12,6 +12,7 @@ the publisher cap applies to every span (by default it covers delivery only).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,6 @@ from pipeline.audit import max_overlap, max_overlap_by
 from pipeline.stages_catalog import STAGES
 from tests.integration.helpers import (
     assert_each_delivered_once,
-    isolated_redis,
     item_states,
     make_orders,
     output_spans,
@@ -41,10 +41,10 @@ ORDERS = 40
 ALL_STAGES = ",".join(STAGES)
 
 
-def _capped_env(service_env: dict[str, str]) -> dict[str, str]:
+def _capped_env(service_env: dict[str, str], redis_url: str) -> dict[str, str]:
     return {
         **service_env,
-        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], CAPS_REDIS_DB),
+        "REDIS_URL": redis_url,
         "BATCH_CAPPED_STAGES": ALL_STAGES,
         "BATCH_PUBLISHER_CAPPED_STAGES": ALL_STAGES,
         "BATCH_CAP_GLOBAL": str(CAP_GLOBAL),
@@ -61,10 +61,12 @@ def _occupied_slot_keys(client: redis.Redis) -> dict[str, int]:
     return {key.decode(): int(client.zcard(key)) for key in client.scan_iter("batch:slots:*")}
 
 
-def test_caps_are_never_exceeded_under_concurrent_workers(service_env, tmp_path: Path) -> None:
+def test_caps_are_never_exceeded_under_concurrent_workers(
+    service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
+) -> None:
     # Given caps of 3 in all, 2 per customer and 1 per publisher on every stage,
     # and a batch spread over several customers and publishers
-    env = _capped_env(service_env)
+    env = _capped_env(service_env, isolated_redis(CAPS_REDIS_DB))
     batch_id = f"caps-{uuid.uuid4().hex[:8]}"
     orders = make_orders(ORDERS, batch_id)
     assert len({o["customer_id"] for o in orders}) >= 4

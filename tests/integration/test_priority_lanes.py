@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from celery_app import LANES
 from cli.workers import spawn_worker, stop_workers
 from ledger.db import transaction
-from tests.integration.helpers import isolated_redis, make_orders, submit_in_child, wait_for_final
+from tests.integration.helpers import make_orders, submit_in_child, wait_for_final
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +26,11 @@ _SPAN = text(
 )
 
 
-def test_high_batch_overtakes_a_queued_low_backlog(service_env, tmp_path: Path) -> None:
+def test_high_batch_overtakes_a_queued_low_backlog(
+    service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
+) -> None:
     # Given a low backlog and then a high batch, queued while no worker runs
-    env = {**service_env, "REDIS_URL": isolated_redis(service_env["REDIS_URL"], LANE_TEST_REDIS_DB)}
+    env = {**service_env, "REDIS_URL": isolated_redis(LANE_TEST_REDIS_DB)}
     tag = uuid.uuid4().hex[:8]
     low, normal, high = f"{tag}-low", f"{tag}-normal", f"{tag}-high"
     submit_in_child(
@@ -41,7 +45,7 @@ def test_high_batch_overtakes_a_queued_low_backlog(service_env, tmp_path: Path) 
 
     # When one worker with one process drains all three lanes
     worker = spawn_worker(
-        ("high", "normal", "low"),
+        tuple(LANES),
         concurrency=1,
         name="lanes",
         env=env,

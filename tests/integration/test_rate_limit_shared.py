@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from ledger.db import transaction
 from ledger.models import DeliveryReceipt
 from tests.integration.helpers import (
     assert_each_delivered_once,
-    isolated_redis,
     item_states,
     register_webhook_publisher,
     submit_in_child,
@@ -61,12 +61,14 @@ def _delivery_tasks_per_worker(broker_url: str) -> dict[str, int]:
     return {name: int(s.get("total", {}).get(DELIVERY_TASK, 0)) for name, s in stats.items()}
 
 
-def test_a_rate_limit_is_shared_across_two_worker_processes(service_env, tmp_path: Path) -> None:
+def test_a_rate_limit_is_shared_across_two_worker_processes(
+    service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
+) -> None:
     # Given one delivery bucket of 1/s (burst 2), one-order delivery chunks
     # and two worker processes of one pool process each
     env = {
         **service_env,
-        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], RATE_REDIS_DB),
+        "REDIS_URL": isolated_redis(RATE_REDIS_DB),
         "DELIVERY_BACKEND": "webhook",
         "BATCH_RATE_LIMITS": f"delivery={PER_SECOND * 60:g}/min:{BURST}",
         "BATCH_RATE_LIMIT_MAX_WAIT_SECONDS": "5",

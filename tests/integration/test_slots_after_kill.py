@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,6 @@ from pipeline.audit import max_overlap
 from tasks.limits.semaphore import holders
 from tests.integration.helpers import (
     assert_each_delivered_once,
-    isolated_redis,
     item_states,
     output_spans,
     register_webhook_publisher,
@@ -38,6 +38,7 @@ from tests.integration.helpers import (
     wait_until,
     webhook_orders,
 )
+from tests.support_processes import child_pids, is_running
 from tests.support_publisher_server import PublisherServer
 
 pytestmark = pytest.mark.integration
@@ -49,10 +50,10 @@ CAP_GLOBAL = 2
 ORDERS = 6
 
 
-def _short_lease_env(service_env: dict[str, str]) -> dict[str, str]:
+def _short_lease_env(service_env: dict[str, str], redis_url: str) -> dict[str, str]:
     return {
         **service_env,
-        "REDIS_URL": isolated_redis(service_env["REDIS_URL"], SLOTS_REDIS_DB),
+        "REDIS_URL": redis_url,
         "DELIVERY_BACKEND": "webhook",
         "BATCH_CAP_GLOBAL": str(CAP_GLOBAL),
         # Leases that run out within seconds, so recovery fits in a test.
@@ -81,27 +82,18 @@ def _item_id(batch_id: str, order_id: str) -> int:
 
 def _kill_whole_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGKILL the main process first (it cannot requeue anything), then its pool processes."""
-    children = [
-        int(pid)
-        for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-    ]
+    children = child_pids(worker.pid)
     worker.send_signal(signal.SIGKILL)
     for child in children:
         os.kill(child, signal.SIGKILL)
     worker.wait()
-    wait_until(lambda: not any(_alive(child) for child in children), timeout=10)
+    wait_until(lambda: not any(is_running(child) for child in children), timeout=10)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
-def test_slots_are_released_after_a_worker_is_killed(service_env, tmp_path: Path) -> None:
-    env = _short_lease_env(service_env)
+def test_slots_are_released_after_a_worker_is_killed(
+    service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
+) -> None:
+    env = _short_lease_env(service_env, isolated_redis(SLOTS_REDIS_DB))
     client = redis.Redis.from_url(env["REDIS_URL"])
     batch_id = f"slots-{uuid.uuid4().hex[:8]}"
     batch = {"id": batch_id, "priority": "high", "orders": webhook_orders(batch_id, ORDERS, DOMAIN)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -19,7 +20,9 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def test_batch_finishes_after_redis_loses_every_message_and_hash(workers, beat) -> None:
+def test_batch_finishes_after_redis_loses_every_message_and_hash(
+    workers, beat, lose_redis: Callable[[], None]
+) -> None:
     from metrics.keys import progress_key
     from metrics.redis_client import redis_client
     from tasks import batch_status, submit_batch
@@ -30,7 +33,7 @@ def test_batch_finishes_after_redis_loses_every_message_and_hash(workers, beat) 
     wait_until(lambda: stage_output_count(batch_id) > 20)
 
     # When Redis loses everything: queued and unacked messages, progress, locks
-    redis_client().flushdb()
+    lose_redis()
 
     # Then the sweeper sends the waiting work again and the batch ends normally
     assert wait_for_final([batch_id], timeout=90) == {batch_id: "COMPLETED"}

@@ -14,20 +14,20 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from cli.workers import spawn_worker, stop_workers
+from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from tests.integration.helpers import (
     assert_each_delivered_once,
-    isolated_redis,
     item_states,
     register_webhook_publisher,
     submit_in_child,
     wait_for_final,
     webhook_orders,
 )
+from tests.support_processes import child_pids
 from tests.support_publisher_server import PublisherServer
 
 pytestmark = pytest.mark.integration
@@ -36,22 +36,20 @@ WEBHOOK_REDIS_DB = 12
 DOMAIN = "webhook-news.example"
 
 
-def _pool_children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def test_killed_between_post_and_receipt_commit_publishes_once(service_env, tmp_path) -> None:
+def test_killed_between_post_and_receipt_commit_publishes_once(
+    service_env, tmp_path, isolated_redis: Callable[[int], str]
+) -> None:
     with PublisherServer() as server:
         # Given a webhook publisher that holds its first response
         register_webhook_publisher(DOMAIN, server.url)
         server.hold(30, count=1)
         env = {
             **service_env,
-            "REDIS_URL": isolated_redis(service_env["REDIS_URL"], WEBHOOK_REDIS_DB),
+            "REDIS_URL": isolated_redis(WEBHOOK_REDIS_DB),
             "DELIVERY_BACKEND": "webhook",
         }
         worker = spawn_worker(
-            ("maintenance", "high", "normal", "low"),
+            ALL_LANES,
             concurrency=1,
             name="webhook",
             env=env,
@@ -64,7 +62,7 @@ def test_killed_between_post_and_receipt_commit_publishes_once(service_env, tmp_
 
             # When the pool process is killed while its POST waits for the answer
             held = _wait_for_first_publish(server, [str(o["order_id"]) for o in orders])
-            for child in _pool_children(worker.pid):
+            for child in child_pids(worker.pid):
                 os.kill(child, signal.SIGKILL)
 
             # Then the batch still completes, with one effective publish per order

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,13 +18,15 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from celery_app import LANES
 from ledger.batches import insert_batch
 from ledger.catalog import customer_tiers
 from ledger.db import engine, transaction
 from ledger.pool import candidates, refresh_scores
+from metrics.keys import queue_key
 from pipeline.manifest import OrderDocument, validate_submission
 from pipeline.priority import calculate_priority
-from tests.integration.helpers import isolated_redis, make_orders
+from tests.integration.helpers import make_orders
 from tests.support import apply_environment, restore_environment
 
 pytestmark = pytest.mark.integration
@@ -113,11 +115,11 @@ def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
 
 
 def test_a_lane_holds_at_most_its_window_of_messages(
-    service_env: dict[str, str], tmp_path: Any
+    service_env: dict[str, str], tmp_path: Any, isolated_redis: Callable[[int], str]
 ) -> None:
     # Given a lane window of 4 messages and a Redis database no worker consumes
     saved = dict(os.environ)
-    url = isolated_redis(service_env["REDIS_URL"], POOL_REDIS_DB)
+    url = isolated_redis(POOL_REDIS_DB)
     apply_environment({"REDIS_URL": url, "BATCH_LANE_WINDOW": "4"})
     try:
         from tasks.control import cancel_batch
@@ -129,7 +131,7 @@ def test_a_lane_holds_at_most_its_window_of_messages(
 
         # Then the low lane holds exactly 4 messages (40 orders); the rest waits in the pool
         client = redis.Redis.from_url(url)
-        assert client.llen("batch.low") == 4
+        assert client.llen(queue_key(LANES["low"])) == 4
         with transaction() as session:
             queued = session.execute(
                 text(

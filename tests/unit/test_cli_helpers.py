@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from celery_app import LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE
 from cli.demo import split_counts
 from cli.sample_orders import sample_orders
 from cli.workers import ALL_LANES, queues_for, worker_command
@@ -16,21 +17,25 @@ from pipeline.manifest import validate_submission
 
 # --- queues_for -----------------------------------------------------------------------
 
+HIGH, NORMAL, LOW = LANES  # the app's lanes, best first
+#: The queue the app declares for each lane a worker can be given.
+QUEUES = {"maintenance": MAINTENANCE_QUEUE, "recovery": RECOVERY_QUEUE, **LANES}
+
 
 @pytest.mark.parametrize(
     ("lanes", "queues"),
     [
-        (["high", "normal", "low"], "batch.high,batch.normal,batch.low"),
-        (["low", "normal", "high"], "batch.high,batch.normal,batch.low"),
-        (["low", "high"], "batch.high,batch.low"),
-        (["normal", "low"], "batch.normal,batch.low"),
-        (["high"], "batch.high"),
-        (("low",), "batch.low"),
-        (["low", "low", "high"], "batch.high,batch.low"),
+        ([HIGH, NORMAL, LOW], [HIGH, NORMAL, LOW]),
+        ([LOW, NORMAL, HIGH], [HIGH, NORMAL, LOW]),
+        ([LOW, HIGH], [HIGH, LOW]),
+        ([NORMAL, LOW], [NORMAL, LOW]),
+        ([HIGH], [HIGH]),
+        ((LOW,), [LOW]),
+        ([LOW, LOW, HIGH], [HIGH, LOW]),
     ],
 )
-def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: str) -> None:
-    assert queues_for(lanes) == queues
+def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: list[str]) -> None:
+    assert queues_for(lanes) == ",".join(LANES[lane] for lane in queues)
 
 
 @settings(deadline=None, database=None)
@@ -38,8 +43,8 @@ def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: st
 def test_any_order_of_lanes_gives_housekeeping_then_high_normal_low(lanes: list[str]) -> None:
     queues = queues_for(lanes).split(",")
 
-    order = ("maintenance", "recovery", "high", "normal", "low")
-    assert queues == [f"batch.{lane}" for lane in order if lane in lanes]
+    order = ("maintenance", "recovery", *LANES)
+    assert queues == [QUEUES[lane] for lane in order if lane in lanes]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +161,7 @@ def test_split_counts_follows_the_demo_shares(total: int, expected: list[tuple[s
 def test_split_counts_sums_to_the_total_and_high_gets_at_least_one(total: int) -> None:
     plan = split_counts(total)
 
-    assert [priority for priority, _ in plan] == ["high", "normal", "low"]
+    assert [priority for priority, _ in plan] == list(LANES)
     assert sum(count for _, count in plan) == total
     assert plan[0][1] >= 1
     assert all(count >= 0 for _, count in plan)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from celery_app import LANES
 from pipeline.manifest import (
     MAX_METADATA_BYTES,
     ManifestError,
@@ -123,7 +124,7 @@ def test_exactly_max_items_orders_are_accepted() -> None:
     assert len(submit(orders, max_items=3).documents) == 3
 
 
-@pytest.mark.parametrize("priority", ["high", "normal", "low"])
+@pytest.mark.parametrize("priority", list(LANES))
 def test_each_known_priority_is_accepted(priority: str) -> None:
     assert submit([make_order()], priority=priority).priority == priority
 
