@@ -92,17 +92,8 @@ def server() -> Iterator[PublisherServer]:
         yield publisher_server
 
 
-def test_the_same_key_twice_publishes_once_with_one_receipt(server: PublisherServer) -> None:
-    delivery = make_delivery("order-twice")
-
-    with webhook_publisher(server.url) as publisher:
-        first = publisher.publish(**delivery)
-        second = publisher.publish(**delivery)
-
-    assert server.requests("order-twice") == 2
-    assert server.effective_publishes("order-twice") == 1
-    assert second == first
-    assert first["published_url"] == server.published_url("order-twice")
+# The same key twice, or from another worker, publishes once with one receipt:
+# tests/contracts/test_publisher_contract.py, for every publisher.
 
 
 def test_a_failed_request_retried_with_its_key_publishes_once(server: PublisherServer) -> None:

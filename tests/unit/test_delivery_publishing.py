@@ -129,6 +129,8 @@ def test_create_atomically_never_replaces_an_existing_file(tmp_path: Path) -> No
 
 
 # --- publishing ------------------------------------------------------------------------------
+# What every publisher promises (the receipt, one effect per key, one URL per order) is
+# in tests/contracts/test_publisher_contract.py; these are the filesystem's own details.
 
 
 def test_publish_writes_the_page_and_its_receipt(tmp_path: Path) -> None:
@@ -170,17 +172,6 @@ def test_a_second_publish_with_the_same_key_changes_nothing(tmp_path: Path) -> N
     assert page.stat().st_mtime_ns == OLD_NS
     assert receipt_path.stat().st_mtime_ns == OLD_NS
     assert page.read_text(encoding="utf-8") == DOCUMENT
-
-
-def test_another_order_is_published_to_another_file(tmp_path: Path) -> None:
-    publisher = make_publisher(tmp_path)
-
-    first = publish(publisher)
-    second = publish(publisher, key="key-2", order_id="order-2")
-
-    assert first["published_url"] != second["published_url"]
-    assert (tmp_path / "batch-1" / "order-2.html").exists()
-    assert (tmp_path / "batch-1" / "order_1_shop.html").exists()
 
 
 def test_a_different_key_for_an_already_published_page_is_refused(tmp_path: Path) -> None:

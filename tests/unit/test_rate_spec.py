@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.limits import NoRateGate, RateGate, RateSpec, RateSpecError, parse_rate_limits
+from pipeline.limits import RateSpec, RateSpecError, parse_rate_limits
 
 
 @pytest.mark.parametrize("text", ["", "   ", ",", " , "])
@@ -80,10 +80,3 @@ def test_duplicate_service_is_rejected() -> None:
 
 def test_rate_spec_error_is_a_value_error() -> None:
     assert issubclass(RateSpecError, ValueError)
-
-
-def test_no_rate_gate_never_waits() -> None:
-    gate: RateGate = NoRateGate()
-
-    assert gate.wait_seconds("writer") == 0.0
-    assert gate.wait_seconds("delivery", "example.com") == 0.0

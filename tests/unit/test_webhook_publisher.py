@@ -21,7 +21,6 @@ from pipeline.errors import (
     RateLimited,
     TransientError,
 )
-from pipeline.publishing import Publisher
 from pipeline.webhook import WebhookPublisher, retry_after_seconds
 
 ENDPOINT = "https://hooks.blog.example.org/articles"
@@ -67,11 +66,6 @@ def raising(error: Exception) -> Responder:
 
 
 # --- the request and the receipt ---------------------------------------------------------
-
-
-def test_the_webhook_publisher_is_a_publisher() -> None:
-    publisher: Publisher = make_publisher(answer(201, {"url": "https://x"}))
-    assert publisher is not None
 
 
 def test_publish_posts_the_page_as_json_with_the_idempotency_key() -> None:
