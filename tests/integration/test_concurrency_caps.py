@@ -20,7 +20,7 @@ import redis
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from pipeline.audit import max_overlap, max_overlap_by
-from pipeline.stages_catalog import STAGES
+from pipeline.stage_registry import STAGE_NAMES
 from tests.integration.helpers import (
     assert_each_delivered_once,
     item_states,
@@ -38,7 +38,7 @@ CAP_GLOBAL = 3
 CAP_PER_CUSTOMER = 2
 CAP_PER_PUBLISHER = 1
 ORDERS = 40
-ALL_STAGES = ",".join(STAGES)
+ALL_STAGES = ",".join(STAGE_NAMES)
 
 
 def _capped_env(service_env: dict[str, str], redis_url: str) -> dict[str, str]:
