@@ -287,6 +287,7 @@ def defer_items(
     owner: str,
     hold_seconds: float,
     refund_attempt: bool,
+    reservation: str | None = None,
 ) -> None:
     """Keep items leased to this task's retry until ``hold_seconds`` from now.
 
@@ -294,6 +295,8 @@ def defer_items(
     out its backoff; the retry message (same task id) takes it back. If that
     message is lost, the lease expires and the sweeper takes over. A rate-limit
     deferral refunds the attempt so it does not spend the retry budget.
+    ``reservation`` names another holder instead (e.g. ``circuit@writer`` for an
+    item waiting out an open circuit: no message may take it back early).
     """
     if item_ids:
         session.execute(
@@ -301,7 +304,7 @@ def defer_items(
             {
                 "ids": list(item_ids),
                 "owner": owner,
-                "reservation": f"{owner.partition('@')[0]}@retry",
+                "reservation": reservation or f"{owner.partition('@')[0]}@retry",
                 "hold": hold_seconds,
                 "refund": 1 if refund_attempt else 0,
             },

@@ -209,3 +209,26 @@ def active_states(session: Session, item_ids: Sequence[int]) -> dict[int, str]:
         return {}
     rows = session.execute(_ACTIVE_STATES, {"ids": list(item_ids)})
     return {int(item_id): str(state) for item_id, state in rows}
+
+
+_CIRCUIT_WAITS = text(
+    """
+    SELECT substr(lease_owner, length('circuit@') + 1), max(lease_expires_at), count(*)
+    FROM items
+    WHERE batch_id = :batch_id AND lease_owner LIKE 'circuit@%' AND lease_expires_at > now()
+    GROUP BY 1 ORDER BY 1
+    """
+)
+
+
+def circuit_waits(session: Session, batch_id: str) -> list[dict[str, object]]:
+    """The batch's orders waiting out an open circuit: ``circuit``, ``open_until``, ``orders``.
+
+    Such an order is leased to ``circuit@<circuit>`` until the cool-down ends
+    (``tasks.circuits``); this is why a batch with open work may not be moving.
+    """
+    rows = session.execute(_CIRCUIT_WAITS, {"batch_id": batch_id})
+    return [
+        {"circuit": str(circuit), "open_until": until.isoformat(), "orders": int(count)}
+        for circuit, until, count in rows
+    ]

@@ -57,6 +57,11 @@ def rate_bucket_key(service: str, key: str = "") -> str:
     return f"{get_settings().redis_prefix_batch}rate:{suffix}"
 
 
+def breaker_key(circuit: str) -> str:
+    """A circuit breaker's state (hash): ``batch:breaker:<circuit>``, e.g. ``publisher:<domain>``."""
+    return f"{get_settings().redis_prefix_batch}breaker:{circuit}"
+
+
 def feeder_lock_key(lane: str) -> str:
     """Short lock so one process at a time tops up a lane: ``batch:feeder:<lane>``."""
     return f"{get_settings().redis_prefix_batch}feeder:{lane}"

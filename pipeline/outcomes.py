@@ -1,6 +1,6 @@
-"""What a stage did to each item of a chunk, as one of five outcomes, and their summary.
+"""What a stage did to each item of a chunk, as one of six outcomes, and their summary.
 
-``Done | Failed | Rewrite | Retry | Halt``: the chunk runner turns each item's
+``Done | Failed | Rewrite | Retry | Halt | Deferred``: the chunk runner turns each item's
 result (its output, or the error it raised) into one of these with
 :func:`outcome_of_error`, the soft-time-limit rule (:func:`out_of_time`) and the
 preparer rule (:func:`not_prepared`), then records them and summarises them
@@ -97,7 +97,22 @@ class Halt:
     reason: str
 
 
-ItemOutcome = Done | Failed | Rewrite | Retry | Halt
+@dataclass(frozen=True)
+class Deferred:
+    """Bound for an open circuit (``pipeline.breaker``): wait, without spending an attempt.
+
+    The item waits in the ledger's pool, leased to the circuit until
+    ``not_before`` (epoch seconds, the end of the cool-down), not as a Celery
+    countdown. Nothing is stored as its output.
+    """
+
+    item_id: int
+    circuit: str
+    not_before: float
+    reason: str = ""
+
+
+ItemOutcome = Done | Failed | Rewrite | Retry | Halt | Deferred
 
 
 def outcome_of_error(
@@ -157,6 +172,8 @@ class ChunkSummary:
     rewrites: tuple[int, ...] = ()
     retries: tuple[Retry, ...] = ()
     halts: tuple[Halt, ...] = ()
+    #: items held back by an open circuit, leased to it until its cool-down ends
+    deferred: tuple[Deferred, ...] = ()
     #: error class -> how many of the chunk's orders failed with it
     failure_classes: dict[str, int] = field(default_factory=dict)
 
@@ -185,8 +202,8 @@ def summarise(outcomes: Sequence[ItemOutcome], recorded: set[int]) -> ChunkSumma
     """Summarise a chunk's outcomes; ``recorded`` are the items whose outcome the ledger took.
 
     A Done, Failed or Rewrite of an item not in ``recorded`` changed nothing (its
-    lease had passed to another run) and is left out; retries and halts are not
-    recorded as outcomes and always count.
+    lease had passed to another run) and is left out; retries, halts and deferrals
+    are not recorded as outcomes and always count.
     """
     taken = [o for o in outcomes if o.item_id in recorded]
     failed = [o for o in taken if isinstance(o, Failed)]
@@ -196,5 +213,6 @@ def summarise(outcomes: Sequence[ItemOutcome], recorded: set[int]) -> ChunkSumma
         rewrites=tuple(o.item_id for o in taken if isinstance(o, Rewrite)),
         retries=tuple(o for o in outcomes if isinstance(o, Retry)),
         halts=tuple(o for o in outcomes if isinstance(o, Halt)),
+        deferred=tuple(o for o in outcomes if isinstance(o, Deferred)),
         failure_classes=dict(Counter(o.error_class for o in failed)),
     )

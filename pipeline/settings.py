@@ -90,6 +90,39 @@ class Settings(BaseSettings):
     batch_chunk_delivery_optimal: int = Field(default=DELIVERY.chunk_optimal, ge=1)
     batch_chunk_delivery_max: int = Field(default=DELIVERY.chunk_max, ge=1)
 
+    # Retention per checkpoint kind (docs/operating.md#retention); 0 keeps it for ever.
+    #: days the free-form part of a finished order as received (its ``metadata``) is kept
+    batch_retention_received_days: int = Field(default=30, ge=0, le=36_500)
+    #: days preflight's successful outputs (matrix and writer prompt) of finished orders are kept
+    batch_retention_preflight_days: int = Field(default=90, ge=0, le=36_500)
+    #: days the written drafts (writing's successful outputs) of finished orders are kept
+    batch_retention_writing_days: int = Field(default=180, ge=0, le=36_500)
+    #: days QC reports are kept (0: for ever, as the batch guide asks)
+    batch_retention_qc_days: int = Field(default=0, ge=0, le=36_500)
+    #: days delivery outputs are kept (0: for ever; the delivery_receipts table is never pruned)
+    batch_retention_delivery_days: int = Field(default=0, ge=0, le=36_500)
+    #: the daily prune's start, HH:MM in UTC (beat's crontab)
+    batch_prune_at: str = Field(default="03:15", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    #: rows the prune rewrites per transaction (locks held only that long)
+    batch_prune_batch_size: int = Field(default=1000, ge=1, le=50_000)
+
+    #: comma-separated http(s) URLs that receive signed JSON notifications (none: the log)
+    batch_notify_urls: str = ""
+    #: the HMAC-SHA256 key of the ``X-Batchline-Signature`` header (required with URLs)
+    batch_notify_secret: str | None = None
+    #: seconds one notification POST may take
+    batch_notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: tries per URL inside one notify task run (exponential backoff with jitter between)
+    batch_notify_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    #: consecutive transient failures of a service or publisher endpoint that open its circuit
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    #: the failures must fall within this many seconds (an older failure starts a new count)
+    breaker_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    #: how long an open circuit defers its orders before one probe is let through
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0, le=86_400)
+
+
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
         for stage in STAGE_NAMES:
@@ -115,6 +148,11 @@ class Settings(BaseSettings):
                     f" choose from {', '.join(STAGE_NAMES)}"
                 )
         parse_rate_limits(self.batch_rate_limits)  # raises naming the bad entry
+        bad = [url for url in self.notify_urls() if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"BATCH_NOTIFY_URLS must be http(s) URLs, got {', '.join(bad)}")
+        if self.notify_urls() and not self.batch_notify_secret:
+            raise ValueError("BATCH_NOTIFY_URLS needs BATCH_NOTIFY_SECRET to sign the messages")
         return self
 
     def capped_stages(self) -> frozenset[str]:
@@ -128,6 +166,14 @@ class Settings(BaseSettings):
     def rate_limits(self) -> dict[str, RateSpec]:
         """``BATCH_RATE_LIMITS`` parsed: service -> token bucket."""
         return parse_rate_limits(self.batch_rate_limits)
+
+    def notify_urls(self) -> list[str]:
+        """``BATCH_NOTIFY_URLS`` split on commas (empty: notifications go to the log)."""
+        return [url.strip() for url in self.batch_notify_urls.split(",") if url.strip()]
+
+    def retention_days(self, kind: str) -> int:
+        """Days a checkpoint ``kind`` is kept (``BATCH_RETENTION_<KIND>_DAYS``; 0: for ever)."""
+        return int(getattr(self, f"batch_retention_{kind}_days"))
 
     def chunk_optimal(self, stage: str) -> int:
         """Return the optimal chunk size for ``stage``."""

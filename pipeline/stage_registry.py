@@ -42,6 +42,9 @@ class Stage:
     scheduled_time_limit: int
     #: the stage a rejection that a rewrite can fix sends the item back to (QC: writing)
     rewrite_stage: str | None = None
+    #: the circuit breaker its calls go through (``pipeline.breaker``): ``writer``, or
+    #: ``publisher`` (one circuit per publisher domain); None: it calls nobody
+    circuit: str | None = None
 
     @property
     def task_name(self) -> str:
@@ -79,6 +82,7 @@ WRITING: Final = Stage(
     capped=True,
     publisher_capped=False,
     scheduled_time_limit=2 * 3600,
+    circuit="writer",
 )
 QC: Final = Stage(
     name="qc",
@@ -107,6 +111,7 @@ DELIVERY: Final = Stage(
     capped=True,
     publisher_capped=True,
     scheduled_time_limit=30 * 60,
+    circuit="publisher",
 )
 
 #: Every stage, in the order an order passes them.

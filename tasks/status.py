@@ -10,6 +10,7 @@ from celery_app import app
 from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.models import Batch
+from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
 from pipeline.stage_registry import STAGE_NAMES
@@ -96,7 +97,14 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         },
         "created_at": batch.created_at.isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
+        "waiting_on": [] if finished else _waiting_on(batch.id),
     }
+
+
+def _waiting_on(batch_id: str) -> list[dict[str, object]]:
+    """Open circuits the batch's orders wait for (why it may not be moving)."""
+    with transaction() as session:
+        return circuit_waits(session, batch_id)
 
 
 @app.task(name="batchline.get_batch_status", ignore_result=False)

@@ -95,6 +95,11 @@ class PublisherServer:
         with self._state.lock:
             self._state.failures.extend([Failure(status, retry_after)] * count)
 
+    def stop_failing(self) -> None:
+        """Drop the failures still programmed by :meth:`fail_next` (the outage is over)."""
+        with self._state.lock:
+            self._state.failures.clear()
+
     def hold(self, seconds: float, *, count: int = 1) -> None:
         """Publish the next ``count`` requests, then delay each response by ``seconds``."""
         with self._state.lock:
