@@ -119,7 +119,7 @@ def reconfigure() -> None:
     app._local.__dict__.pop("backend", None)
 
 
-app = Celery("batchline", include=["tasks", "recovery.tasks"])
+app = Celery("batchline", include=["tasks", "recovery.tasks", "recovery.recover"])
 app.conf.update(celery_config(get_settings()))
 
 

@@ -108,9 +108,17 @@ def claim_items(
 
 _LATEST_OUTPUTS = text(
     """
-    SELECT DISTINCT ON (item_id) item_id, output FROM stage_outputs
-    WHERE item_id = ANY(:ids) AND stage = :stage AND ok = :ok
-    ORDER BY item_id, id DESC
+    SELECT DISTINCT ON (i.id) i.id, o.output
+    FROM items i
+    -- The item's lineage: itself, or for a recovery item its root and the root's
+    -- other recoveries (ix_items_origin_item_id), so a recovered order reads the
+    -- outputs its earlier batches stored instead of producing them again.
+    JOIN items l ON l.id = i.id
+        OR (i.origin_item_id IS NOT NULL
+            AND (l.id = i.origin_item_id OR l.origin_item_id = i.origin_item_id))
+    JOIN stage_outputs o ON o.item_id = l.id AND o.stage = :stage AND o.ok = :ok
+    WHERE i.id = ANY(:ids)
+    ORDER BY i.id, o.id DESC
     """
 )
 
@@ -118,7 +126,11 @@ _LATEST_OUTPUTS = text(
 def latest_outputs(
     session: Session, item_ids: Sequence[int], stage: str, *, ok: bool = True
 ) -> dict[int, Any]:
-    """Return each item's newest successful (or, with ``ok=False``, failed) output of ``stage``."""
+    """Return each item's newest successful (or, with ``ok=False``, failed) output of ``stage``.
+
+    Read across the item's recovery lineage: a recovery item resumes from the
+    outputs its lineage already has (outputs are never copied to it).
+    """
     rows = session.execute(_LATEST_OUTPUTS, {"ids": list(item_ids), "stage": stage, "ok": ok})
     return {int(item_id): output for item_id, output in rows}
 

@@ -53,6 +53,13 @@ _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_ID_PATTERN)
 ]
+#: A Celery task name (``batchline.maintenance.log_completion``, ``myapp.tasks.notify``).
+TaskName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[A-Za-z_][\w.:-]*$"
+    ),
+]
 AnchorText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
@@ -142,6 +149,8 @@ class SubmitOptions(BaseModel):
     warm_cache: bool | None = None
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
     batch_id: Identifier | None = None
+    #: a registered Celery task called once with the final status (checked at submit)
+    on_complete: TaskName | None = None
 
 
 class Submission(BaseModel):
@@ -156,7 +165,11 @@ class Submission(BaseModel):
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON: a reused ``batch_id`` must bring the same content."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        payload = self.model_dump(mode="json")
+        if payload["options"].get("on_complete") is None:
+            # Absent as before the option existed: earlier batches keep their digest.
+            payload["options"].pop("on_complete", None)
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -171,6 +184,7 @@ def _field_path(location: tuple[int | str, ...], prefix: str) -> str:
 _PATTERN_HINTS = {
     "publisher_domain": "must be a domain name such as blog.example.com",
     "language": "must be a two-letter ISO 639-1 code such as en",
+    "on_complete": "must be a Celery task name such as myapp.tasks.batch_done",
 }
 _ID_HINT = "may hold only letters, digits and . _ : @ - and must start with a letter or digit"
 

@@ -31,6 +31,7 @@ from metrics.progress import COMPLETE_FIELD
 from metrics.redis_client import redis_client
 from pipeline.settings import get_settings
 from recovery.slots import reconcile_slots
+from tasks.completion import resend_completions
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.status import refresh_progress
@@ -57,6 +58,8 @@ class SweepReport:
     finalized: list[str] = field(default_factory=list)
     rebuilt_progress: int = 0
     expired_idempotency_keys: int = 0
+    #: on_complete callbacks sent from the outbox, results stored again for lost ones
+    completions: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the task's return value and the CLI's output)."""
@@ -119,8 +122,10 @@ def _sweep(client: redis.Redis) -> SweepReport:
         report.fed = feed_lanes()
     report.finalized = _finalize_stragglers()
     report.rebuilt_progress = _rebuild_lost_progress(client)
+    report.completions = resend_completions()
     changed = (report.redispatched, report.cancelled, report.finalized, report.rebuilt_progress)
-    if any(changed) or report.fed or report.rescored or report.released_slots:
+    completed = any(report.completions.values())
+    if any(changed) or completed or report.fed or report.rescored or report.released_slots:
         log.info("sweep", **report.as_dict())
     return report
 

@@ -6,8 +6,10 @@ import structlog
 
 from ledger.batches import finalize_if_done
 from ledger.db import transaction
+from ledger.lineage import note_recovery_finalized
 from metrics.progress import mark_finished
 from metrics.redis_client import redis_client
+from tasks.completion import complete
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +23,8 @@ def finalize_if_complete(batch_id: str) -> str | None:
     """
     with transaction() as session:
         status = finalize_if_done(session, batch_id)
+        if status is not None:
+            note_recovery_finalized(session, batch_id, status)
     if status is None:
         return None
     log.info("batch.finalized", batch_id=batch_id, status=status)
@@ -28,4 +32,5 @@ def finalize_if_complete(batch_id: str) -> str | None:
         mark_finished(redis_client(), batch_id, status)
     except Exception as error:
         log.warning("progress.unavailable", batch_id=batch_id, error=str(error))
+    complete(batch_id)  # the task_id resolves; on_complete is sent (or left to the sweeper)
     return status

@@ -114,15 +114,21 @@ def handle_qc(order: OrderDocument, previous: Any, context: StageContext) -> dic
 
 
 def handle_delivery(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
-    """Publish the article once per idempotency key; return the receipt."""
-    rendered = render_delivery(order, _need(previous, "writing"), batch_id=context.batch_id)
-    key = rendered["idempotency_key"]
+    """Publish the article once per idempotency key; return the receipt.
+
+    The key is the order's lineage's (its first batch and the order id), so the
+    original batch and every recovery of it publish the order at most once; the
+    publisher is told that batch too, so a repeated request carries the same body.
+    """
     prepared = context.prepared or {}
+    lineage = str(prepared.get("lineage_batch_id") or context.batch_id)
+    rendered = render_delivery(order, _need(previous, "writing"), batch_id=lineage)
+    key = rendered["idempotency_key"]
     receipt = prepared.get("receipt")  # remembered from an earlier run of this delivery
     if receipt is None:
         receipt = publisher().publish(
             key=key,
-            batch_id=context.batch_id,
+            batch_id=lineage,
             order_id=order.order_id,
             html_document=rendered["html_document"],
             metadata=_delivery_metadata(order, prepared.get("publisher")),

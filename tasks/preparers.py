@@ -17,6 +17,7 @@ from ledger.catalog import customers_by_id, recent_orders
 from ledger.db import transaction
 from ledger.idempotency import remembered_many
 from ledger.items import ClaimedItem, article_signatures, latest_outputs, output_counts
+from ledger.lineage import lineage_root
 from pipeline.history import PreflightContext, PreflightRules
 from pipeline.settings import get_settings
 from pipeline.stages.delivery import idempotency_key
@@ -110,17 +111,22 @@ def prepare_qc(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
 def prepare_delivery(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, Any]:
     """Per item: its publisher's profile and the receipt of an earlier publish, if any.
 
-    The receipts come from the ledger's idempotency keys in one query for the chunk,
+    The receipts come from the ledger's idempotency keys in one query for the chunk
+    (and one for the lineage's root batch, part of the key),
     so a redelivered chunk skips its already published orders without a round trip each.
     """
-    keys = {item.item_id: idempotency_key(batch_id, _value(item, "order_id")) for item in items}
     with transaction() as session:
+        # The key names the order's lineage (the batch it was first submitted in),
+        # so a recovery of it finds, and the publisher recognises, an earlier publish.
+        lineage = lineage_root(session, batch_id)
+        keys = {item.item_id: idempotency_key(lineage, _value(item, "order_id")) for item in items}
         receipts = remembered_many(session, keys.values())
     publishers = publisher_profiles(_field(items, "publisher_domain"))
     return {
         item.item_id: {
             "publisher": publishers.get(_value(item, "publisher_domain")),
             "receipt": receipts.get(keys[item.item_id]),
+            "lineage_batch_id": lineage,
         }
         for item in items
     }

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from celery_app import app
 from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
+from ledger.lineage import lineage_links
 from ledger.models import Batch
 from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
@@ -97,6 +98,7 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         },
         "created_at": batch.created_at.isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
+        **_lineage(batch.id),
         "waiting_on": [] if finished else _waiting_on(batch.id),
     }
 
@@ -105,6 +107,12 @@ def _waiting_on(batch_id: str) -> list[dict[str, object]]:
     """Open circuits the batch's orders wait for (why it may not be moving)."""
     with transaction() as session:
         return circuit_waits(session, batch_id)
+
+
+def _lineage(batch_id: str) -> dict[str, Any]:
+    """The recovery links of the batch (origin, root, round, recovered_by)."""
+    with transaction() as session:
+        return lineage_links(session, batch_id)
 
 
 @app.task(name="batchline.get_batch_status", ignore_result=False)

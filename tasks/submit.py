@@ -36,11 +36,13 @@ def submit_batch(
         documents: the orders (see ``pipeline.manifest.OrderDocument``).
         project_uuid: the project the batch belongs to.
         priority: ``high``, ``normal`` or ``low`` (default ``BATCH_DEFAULT_PRIORITY``).
-        options: ``warm_cache``, ``max_retries`` and a client-chosen ``batch_id``.
+        options: ``warm_cache``, ``max_retries``, a client-chosen ``batch_id`` and
+            ``on_complete`` (a registered task called once with the final status).
 
     Returns:
         ``{"batch_id", "task_id"}``; ``task_id`` is the batch's handle: the id of
-        its ``start_batch`` task, which feeds its lane.
+        its ``start_batch`` task, which feeds its lane, and the id its final status
+        is stored under when it finalizes (``AsyncResult(task_id).get()``).
 
     Raises:
         ManifestError: the input is invalid (nothing is written).
@@ -54,6 +56,7 @@ def submit_batch(
         options,
         max_items=settings.batch_max_items,
     )
+    _check_on_complete(submission.options.on_complete)
     batch_id = submission.options.batch_id or uuid.uuid4().hex
     existing = _existing(batch_id, submission)
     if existing is not None:
@@ -75,6 +78,17 @@ def submit_batch(
         return existing
     _start(batch_id, submission, task_id)
     return {"batch_id": batch_id, "task_id": task_id}
+
+
+def _check_on_complete(name: str | None) -> None:
+    """``options.on_complete`` must name a task this app knows, or it could never run."""
+    if name is None:
+        return
+    from celery_app import app
+
+    app.loader.import_default_modules()  # the app's ``include`` modules register theirs
+    if name not in app.tasks:
+        raise ManifestError("options.on_complete", f"no registered Celery task {name!r}")
 
 
 def _existing(batch_id: str, submission: Submission) -> dict[str, str] | None:

@@ -59,7 +59,8 @@ class _State:
     requests: Counter[str] = field(default_factory=Counter)
     publishes: Counter[str] = field(default_factory=Counter)
     urls: dict[str, str] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
+    #: programmed outcomes of the next requests: a failure, or None for a normal answer
+    failures: list[Failure | None] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     published_total: int = 0
@@ -99,6 +100,12 @@ class PublisherServer:
         """Drop the failures still programmed by :meth:`fail_next` (the outage is over)."""
         with self._state.lock:
             self._state.failures.clear()
+
+    def fail_every_other(self, count: int, *, status: int = 503) -> None:
+        """The next ``2 * count`` requests alternate: fail, answer, fail, answer (a flaky
+        endpoint that never fails twice in a row, so no circuit opens)."""
+        with self._state.lock:
+            self._state.failures.extend([Failure(status), None] * count)
 
     def hold(self, seconds: float, *, count: int = 1) -> None:
         """Publish the next ``count`` requests, then delay each response by ``seconds``."""
