@@ -84,10 +84,11 @@ class Stack:
         return [_answer(child) for child in children]
 
 
-def _answer(child: subprocess.Popen[str]) -> Any:
+def _answer(child: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 0
-    return json.loads(out.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +291,19 @@ def _finished_batch(*, finalized: bool = True) -> str:
             )
         )
     return batch_id
+
+
+def test_cli_recover_prints_the_recovery_and_what_was_skipped(service_env: dict[str, str]) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app as cli
+
+    batch_id = _finished_batch()  # one failed order without a stored failure: DATA
+    runner = CliRunner()
+    skipped = runner.invoke(cli, ["recover", batch_id])
+    assert skipped.exit_code == 0
+    assert "nothing to recover" in skipped.output and "skipped 1: needs_retry_all" in skipped.output
+    taken = runner.invoke(cli, ["recover", batch_id, "--all", "--order", "only", "--json"])
+    assert json.loads(taken.output)["recovery_batch_id"] == f"{batch_id}.r1"
+    refused = runner.invoke(cli, ["recover", batch_id, "--order", "nope"])
+    assert refused.exit_code == 1 and "options.order_ids" in refused.output
