@@ -56,6 +56,10 @@ COMMANDS = (
     ('make bench BENCH_ARGS="--sizes 1000,10000"', "smaller sizes only"),
     ('make bench BENCH_ARGS="--scenarios A,B,C,D"', "throughput only"),
     ('make bench BENCH_ARGS="--scenarios priority,fairness"', "latency and fairness only"),
+    (
+        'make bench BENCH_ARGS="--scenarios E --e-runs 2:2000,10:2000 --append"',
+        "real latency (E), added to the results file",
+    ),
     ('make bench BENCH_ARGS="--render-only"', "redraw this page from var/bench/results.json"),
     ("REDIS_URL=redis://host:6379/0 DATABASE_URL=postgresql://u@host/db make bench", "own servers"),
 )
@@ -231,6 +235,24 @@ def render_chart(runs: dict[tuple[str, int], RunResult], chart_path: Path) -> No
     plt.close(figure)
 
 
+def realistic_chart_path(chart_path: Path) -> Path:
+    """Where scenario E's chart goes: beside the throughput chart."""
+    return chart_path.with_name("bench-e-in-flight.png")
+
+
+def _realistic(runs: Sequence[RunResult], doc_path: Path, chart_path: Path) -> list[str]:
+    """Scenario E's section, with its chart drawn beside the throughput chart.
+
+    Imported late: bench.report_realistic uses this module's table helpers.
+    """
+    from bench import report_realistic
+
+    e_chart = realistic_chart_path(chart_path)
+    drawn = report_realistic.render_chart(runs, e_chart)
+    link = Path(os.path.relpath(e_chart, doc_path.parent)).as_posix() if drawn else None
+    return report_realistic.section(runs, link)
+
+
 def render(results_path: Path, doc_path: Path, chart_path: Path) -> None:
     """Write the benchmark document and its chart from a results file.
 
@@ -249,7 +271,8 @@ def render(results_path: Path, doc_path: Path, chart_path: Path) -> None:
     lines += _reproduce(results.meta)
     if runs:
         lines += _throughput(runs) + _resources(runs)
-    lines += _one_offs(results.runs) + _failures(results.meta) + _skipped(results.meta) + _notes()
+    lines += _one_offs(results.runs) + _realistic(results.runs, doc_path, chart_path)
+    lines += _failures(results.meta) + _skipped(results.meta) + _notes()
     doc_path.parent.mkdir(parents=True, exist_ok=True)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))  # sections end with a blank line
     doc_path.write_text(text.rstrip() + "\n")

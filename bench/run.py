@@ -2,6 +2,8 @@
 
 ``python -m bench.run --sizes 1000,10000 --scenarios A,B`` runs a subset;
 ``--render-only`` redraws the document from an existing results file.
+``python -m bench.run --scenarios E --e-runs 2:2000,10:500 --append`` runs the
+real-latency scenario and adds its runs to those already in ``--out``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.realistic_config import DEFAULT_RUNS, RealisticOptions, parse_env, parse_runs
 from bench.registry import resolve
 from bench.results import Results, RunResult
 
@@ -32,6 +35,11 @@ ONE_OFF_SCENARIOS: dict[str, str] = {
     "priority": "bench.batchline:run_priority",
     "fairness": "bench.batchline:run_fairness",
 }
+#: Scenarios run once per ``--e-runs`` entry: ``fn(bench, RealisticRun, RealisticOptions)``.
+LATENCY_SCENARIOS: dict[str, str] = {
+    "E": "bench.realistic:run_realistic",
+}
+_ALL = {**SIZE_SCENARIOS, **ONE_OFF_SCENARIOS, **LATENCY_SCENARIOS}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join([*SIZE_SCENARIOS, *ONE_OFF_SCENARIOS]),
-        help="comma-separated, among " + ", ".join([*SIZE_SCENARIOS, *ONE_OFF_SCENARIOS]),
+        default=",".join(_ALL),
+        help="comma-separated, among " + ", ".join(_ALL),
     )
     parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
     parser.add_argument("--doc", type=Path, default=Path("docs/BENCHMARKS.md"))
@@ -58,7 +66,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SCENARIO=N",
         help="run SCENARIO only up to N orders (e.g. D=10000: D at 100,000 takes ~40 min)",
     )
+    _realistic_options(parser)
     return parser
+
+
+def _realistic_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scenario E (real latency)")
+    group.add_argument(
+        "--e-runs",
+        default=DEFAULT_RUNS,
+        metavar="LATENCY_S:ORDERS,...",
+        help=f"writer latency (s) and orders per E run (default {DEFAULT_RUNS})",
+    )
+    group.add_argument(
+        "--e-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for E's workers, e.g. BATCH_CAP_GLOBAL=8 (repeatable)",
+    )
+    group.add_argument(
+        "--e-webhook-ms", type=int, default=200, help="the publisher's answer time (ms)"
+    )
+    group.add_argument(
+        "--e-unavailable",
+        type=float,
+        default=0.02,
+        help="share of first webhook requests answered 503 + Retry-After",
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="keep the runs already in --out and add these"
+    )
 
 
 def _parse_list(parser: argparse.ArgumentParser, value: str) -> list[str]:
@@ -80,7 +118,7 @@ def _sizes(parser: argparse.ArgumentParser, value: str) -> list[int]:
 
 def _scenarios(parser: argparse.ArgumentParser, value: str) -> list[str]:
     scenarios = _parse_list(parser, value)
-    unknown = [s for s in scenarios if s not in SIZE_SCENARIOS and s not in ONE_OFF_SCENARIOS]
+    unknown = [s for s in scenarios if s not in _ALL]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     return scenarios
@@ -92,14 +130,22 @@ def _check_modules(parser: argparse.ArgumentParser, scenarios: list[str]) -> Non
     Only located, not imported: bench.naive must not read REDIS_URL before
     bench_services sets it.
     """
-    registry = {**SIZE_SCENARIOS, **ONE_OFF_SCENARIOS}
     for name in scenarios:
-        module = registry[name].partition(":")[0]
+        module = _ALL[name].partition(":")[0]
         if importlib.util.find_spec(module) is None:
             parser.error(f"scenario {name} needs module {module}, which does not exist yet")
 
 
 def _describe(run: RunResult) -> str:
+    if run.scenario in LATENCY_SCENARIOS:
+        extra = run.extra
+        return (
+            f"{run.scenario:>8} {run.orders:>8,} orders at {extra['writer_latency_s']:g} s: "
+            f"{run.items_per_s:.2f} orders/s ({run.seconds:.0f} s), writer calls in flight "
+            f"peak {extra['writer_in_flight_peak']} mean {extra['writer_in_flight_mean']:.1f}, "
+            f"workers {run.worker_rss_mb:.0f} MB, "
+            f"delivered once {extra['delivered_once']}/{run.orders}"
+        )
     return (
         f"{run.scenario:>8} {run.orders:>8,} orders: {run.items_per_s:>9,.0f} items/s "
         f"({run.seconds:.2f} s), submit {run.submit_seconds:.2f} s, "
@@ -148,6 +194,33 @@ def _limits(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, int
     return limits
 
 
+def _stamped(call: Callable[..., RunResult], meta: dict[str, Any]) -> Callable[..., RunResult]:
+    """``call`` whose result also records this invocation's command and date.
+
+    An E run may be appended to a results file recorded by another command
+    (``--append``), so its section must name its own.
+    """
+
+    def stamped(*args: Any) -> RunResult:
+        run = call(*args)
+        commit = meta.get("machine", {}).get("commit")
+        stamp = {"command": meta.get("command"), "date": meta.get("date"), "commit": commit}
+        run.extra = {**stamp, **run.extra}
+        return run
+
+    return stamped
+
+
+def _run_realistic(
+    results: Results, out: Path, bench: Any, realistic: tuple[list[Any], RealisticOptions]
+) -> None:
+    runs, options = realistic
+    for name in LATENCY_SCENARIOS:
+        call = _stamped(resolve(LATENCY_SCENARIOS[name]), results.meta["this_run"])
+        for run in runs:
+            _record(results, out, name, run.orders, call, bench, run, options)
+
+
 def _run_all(
     results: Results,
     out: Path,
@@ -155,12 +228,15 @@ def _run_all(
     sizes: list[int],
     scenarios: list[str],
     limits: dict[str, int],
+    realistic: tuple[list[Any], RealisticOptions],
 ) -> None:
     from bench.measure import machine_info
     from bench.services import bench_services
 
     with bench_services(work_dir.resolve()) as bench:
-        results.meta["machine"] = machine_info()
+        # An appended run keeps the machine of the runs it joins; its own goes in this_run.
+        results.meta["this_run"]["machine"] = machine_info()
+        results.meta.setdefault("machine", results.meta["this_run"]["machine"])
         results.save(out)
         for size in sizes:
             for name in [s for s in SIZE_SCENARIOS if s in scenarios]:
@@ -170,6 +246,8 @@ def _run_all(
                 _record(results, out, name, size, resolve(SIZE_SCENARIOS[name]), bench, size)
         for name in [s for s in ONE_OFF_SCENARIOS if s in scenarios]:
             _record(results, out, name, None, resolve(ONE_OFF_SCENARIOS[name]), bench)
+        if any(name in scenarios for name in LATENCY_SCENARIOS):
+            _run_realistic(results, out, bench, realistic)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,20 +267,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes, scenarios = _sizes(parser, args.sizes), _scenarios(parser, args.scenarios)
     limits = _limits(parser, args.max_orders)
     _check_modules(parser, scenarios)
-    results = Results(
-        meta={
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": shlex.join(["python", "-m", "bench.run", *args_list]),
-            "sizes": sizes,
-            "scenarios": scenarios,
-        }
-    )
-    _run_all(results, args.out, args.work_dir, sizes, scenarios, limits)
+    try:
+        realistic = (parse_runs(args.e_runs), _options(args))
+    except ValueError as error:
+        parser.error(str(error))
+    this_run = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", "-m", "bench.run", *args_list]),
+    }
+    results = _results(args.out, args.append, this_run, sizes, scenarios)
+    failed_before = len(results.meta.get("failures", []))
+    _run_all(results, args.out, args.work_dir, sizes, scenarios, limits, realistic)
     from bench.report import render
 
     render(args.out, args.doc, args.chart)
     print(f"results in {args.out}; wrote {args.doc} and {args.chart}", flush=True)
-    return 1 if results.meta.get("failures") else 0
+    return 1 if len(results.meta.get("failures", [])) > failed_before else 0
+
+
+def _options(args: argparse.Namespace) -> RealisticOptions:
+    return RealisticOptions(
+        webhook_latency_s=args.e_webhook_ms / 1000,
+        unavailable_rate=args.e_unavailable,
+        env=parse_env(args.e_env),
+    )
+
+
+def _results(
+    out: Path, append: bool, this_run: dict[str, Any], sizes: list[int], scenarios: list[str]
+) -> Results:
+    """A fresh results file, or with ``append`` the one at ``out`` noting this run."""
+    if append and out.exists():
+        results = Results.load(out)
+        results.meta.setdefault("appended", []).append(this_run)
+    else:
+        results = Results(meta={**this_run, "sizes": sizes, "scenarios": scenarios})
+    results.meta["this_run"] = this_run
+    return results
 
 
 if __name__ == "__main__":
