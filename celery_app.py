@@ -119,7 +119,10 @@ def reconfigure() -> None:
     app._local.__dict__.pop("backend", None)
 
 
-app = Celery("batchline", include=["tasks", "recovery.tasks", "recovery.recover"])
+app = Celery(
+    "batchline",
+    include=["tasks", "recovery.tasks", "recovery.recover", "recovery.analysis_tasks"],
+)
 app.conf.update(celery_config(get_settings()))
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from cli.catalog_cmd import catalog_app
+from cli.failures_cmd import failures
 from cli.recover_cmd import recover
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
@@ -24,6 +25,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
+app.command("failures")(failures)
 app.command("recover")(recover)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line

@@ -127,10 +127,17 @@ def _high_error_rate(f: _Findings) -> Recommendation | None:
     rate = percent(f.facts.total_failures, f.facts.total_orders)
     if rate <= f.thresholds.high_error_rate:
         return None
+    passing = f.by_recoverability()["recoverable"] * 2 >= f.facts.total_failures
+    # Mostly transient failures point at a service, not at the orders themselves.
+    advice = (
+        "make sure their common cause is over before recovering"
+        if passing
+        else "review the input data before recovering anything"
+    )
     return Recommendation(
         "high_error_rate",
         f"{rate:g} % of the batch's orders failed (over {f.thresholds.high_error_rate:g} %):"
-        " review the input data before recovering anything",
+        f" {advice}",
         {"error_rate": rate, "threshold": f.thresholds.high_error_rate},
         f.inspect(),
     )
@@ -187,11 +194,11 @@ def _network(f: _Findings) -> Recommendation | None:
     if not counts:
         return None
     publishers = f.publishers_of(counts)
-    named = f" (publishers: {', '.join(publishers)})" if publishers else ""
+    named = f" at {', '.join(publishers)}" if publishers else ""
     return Recommendation(
         "network",
         f"{counts.total()} failures could not reach a service or got a server error"
-        f" ({_listed(counts)}){named}: check connectivity and the endpoint, then recover",
+        f"{named} ({_listed(counts)}): check connectivity and the endpoint, then recover",
         {"failures": counts.total(), "codes": sorted_counts(counts), "publishers": publishers},
         f"batchline recover {f.batch_id}",
     )
@@ -277,7 +284,8 @@ def _recoverable(f: _Findings) -> Recommendation | None:
         return None
     return Recommendation(
         "recover",
-        f"{counts.total()} failures were passing ({_listed(counts)}): recover them",
+        f"{counts.total()} failures were transient ({_listed(counts)}): recover them once"
+        " their cause is over",
         {"recoverable_count": counts.total(), "codes": sorted_counts(counts)},
         f"batchline recover {f.batch_id}",
     )

@@ -107,17 +107,13 @@ def dominant_group(
     others_orders = facts.total_orders - top.orders
     others_rate = percent(total - top.failures, others_orders)
     rate = percent(top.failures, top.orders)
-    if share < t.dominant_share or (others_orders and rate < t.dominant_ratio * others_rate):
+    # With every order of the batch it holds every failure too: that says nothing.
+    if not others_orders or share < t.dominant_share or rate < t.dominant_ratio * others_rate:
         return None
-    against = (
-        f"the other orders {others_rate:g} %"
-        if others_orders
-        else "it has every order of the batch"
-    )
     return Pattern(
         f"dominant_{kind}",
         f"{kind} {top.key} has {top.failures} of {total} failures ({share:.0%});"
-        f" {rate:g} % of its {top.orders} orders failed, {against}",
+        f" {rate:g} % of its {top.orders} orders failed, {others_rate:g} % of the others",
         {
             kind: top.key,
             "failures": top.failures,

@@ -47,6 +47,8 @@ class Failed:
     duration_ms: float = 0.0
     #: the stable reason code (``pipeline.classify.reason_code``) analysis counts by
     code: str = ""
+    #: the stage's tries, the failing one included (the item's counter resets when it fails)
+    attempts: int = 0
 
     @property
     def needs_manual_intervention(self) -> bool:
@@ -59,6 +61,7 @@ class Failed:
             "error": self.reason,
             "category": self.category,
             "code": self.code,
+            "attempts": self.attempts,
             "needs_manual_intervention": self.needs_manual_intervention,
             "details": self.details,
         }
@@ -137,6 +140,7 @@ def outcome_of_error(
         details,
         duration_ms,
         reason_code(error),
+        attempts=attempt,
     )
 
 

@@ -75,12 +75,12 @@ def test_reason_code_of_any_exception(error: BaseException, code: str) -> None:
     assert reason_code(error) == code
 
 
-def test_a_failed_outcome_stores_its_code() -> None:
+def test_a_failed_outcome_stores_its_code_and_its_tries() -> None:
     error = QualityRejected("word_count: 120 words", code="word_count")
-    outcome = outcome_of_error(5, error, attempt=1, max_retries=3)
+    outcome = outcome_of_error(5, error, attempt=2, max_retries=3)
     assert isinstance(outcome, Failed)
     assert outcome.code == "word_count"
-    assert outcome.output()["code"] == "word_count"
+    assert (outcome.output()["code"], outcome.output()["attempts"]) == ("word_count", 2)
 
 
 # --- the raise sites ----------------------------------------------------------------
