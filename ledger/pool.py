@@ -93,17 +93,24 @@ def unqueue(session: Session, item_ids: Sequence[int], states: Sequence[str]) ->
 
 _RETURN_TO_POOL = text(
     f"""
+    WITH lost AS (
+        -- Skipping rows another session holds locked: recovery never waits on a
+        -- stranger's locks (a frozen worker's); a later sweep takes them back.
+        SELECT i.id FROM items i JOIN batches b ON b.id = i.batch_id
+        WHERE b.status = 'RUNNING' AND {open_sql("i.state")}
+          AND (:batch_id = '' OR i.batch_id = :batch_id)
+          AND (
+                (i.lease_expires_at IS NOT NULL AND i.lease_expires_at < now())
+             OR (i.lease_owner IS NULL AND i.queued_at IS NOT NULL
+                 AND ((i.lane = ANY(:idle_lanes)
+                       AND i.queued_at < now() - make_interval(secs => :grace))
+                      OR i.queued_at < now() - make_interval(secs => :stale)))
+          )
+        ORDER BY i.id
+        FOR UPDATE OF i SKIP LOCKED
+    )
     UPDATE items AS i SET lease_owner = NULL, lease_expires_at = NULL, queued_at = NULL
-    FROM batches b
-    WHERE b.id = i.batch_id AND b.status = 'RUNNING' AND {open_sql("i.state")}
-      AND (:batch_id = '' OR i.batch_id = :batch_id)
-      AND (
-            (i.lease_expires_at IS NOT NULL AND i.lease_expires_at < now())
-         OR (i.lease_owner IS NULL AND i.queued_at IS NOT NULL
-             AND ((i.lane = ANY(:idle_lanes)
-                   AND i.queued_at < now() - make_interval(secs => :grace))
-                  OR i.queued_at < now() - make_interval(secs => :stale)))
-      )
+    FROM lost WHERE i.id = lost.id
     RETURNING i.lane
     """
 )

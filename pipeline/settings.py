@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     batch_sweep_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     batch_sweep_grace_seconds: float = Field(default=10.0, ge=0)
     batch_idempotency_ttl_hours: int = Field(default=24, ge=1)
+    #: longest a ledger session waits for a row lock before its statement fails (and
+    #: its task retries): a frozen peer can stall nobody for longer
+    batch_db_lock_timeout_ms: int = Field(default=30_000, ge=100, le=3_600_000)
+    #: longest the sweeper waits for a row lock; a step that would wait longer is
+    #: skipped and runs again in the next sweep, so sweeps keep completing
+    batch_sweep_lock_timeout_ms: int = Field(default=2_000, ge=50, le=60_000)
+    #: PostgreSQL ends a session idle inside a transaction for this long (a frozen or
+    #: cut-off worker), releasing its locks; no transaction of ours waits on anything
+    #: outside the ledger, so seconds would do
+    batch_db_idle_in_transaction_timeout_s: int = Field(default=60, ge=5, le=86_400)
+    #: seconds of silence before TCP keepalive probes a ledger connection (both ends);
+    #: a dead peer is noticed after about twice this
+    batch_db_keepalive_idle_s: int = Field(default=30, ge=1, le=7_200)
     celery_worker_max_tasks_per_child: int = Field(default=50, ge=1)
     celery_worker_max_memory_per_child: int = Field(default=200_000, ge=10_000)
     batch_anchor_window_days: int = Field(default=30, ge=1, le=365)

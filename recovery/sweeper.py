@@ -8,17 +8,21 @@ wound down, missed finalizes happen, and lost progress hashes are rebuilt.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import redis
 import structlog
 from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from celery_app import LANES
 from ledger.controls import halt_reason
-from ledger.db import transaction
+from ledger.db import is_lock_timeout, short_lock_waits, transaction
 from ledger.pool import refresh_scores, return_to_pool
 from ledger.sweeps import (
     active_batches,
@@ -37,6 +41,7 @@ from tasks.finalize import finalize_if_complete
 from tasks.status import refresh_progress
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -60,6 +65,8 @@ class SweepReport:
     expired_idempotency_keys: int = 0
     #: on_complete callbacks sent from the outbox, results stored again for lost ones
     completions: dict[str, int] = field(default_factory=dict)
+    #: steps skipped because rows stayed locked past BATCH_SWEEP_LOCK_TIMEOUT_MS
+    deferred_steps: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the task's return value and the CLI's output)."""
@@ -78,7 +85,8 @@ def sweep() -> SweepReport:
     if not lock.acquire():
         return SweepReport(skipped=True)
     try:
-        return _sweep(client)
+        with short_lock_waits(get_settings().batch_sweep_lock_timeout_ms):
+            return _sweep(client)
     finally:
         _release(lock)
 
@@ -104,25 +112,32 @@ def _sweep(client: redis.Redis) -> SweepReport:
     report = SweepReport(idle_lanes=idle_lanes(client))
     with transaction() as session:
         report.halted = halt_reason(session) is not None
-        cancelled = cancel_idle_items(session)
-        report.expired_idempotency_keys = delete_expired_idempotency_keys(session)
-        returned = return_to_pool(
+
+    def pool(session: Session) -> dict[str, int]:
+        return return_to_pool(
             session,
             idle_lanes=report.idle_lanes,
             grace_seconds=settings.batch_sweep_grace_seconds,
             stale_seconds=settings.batch_queued_stale_seconds,
         )
-        report.rescored = refresh_scores(session)
+
+    # One transaction per step: a step that meets a stranger's lock gives up alone.
+    cancelled = _bounded(report, "cancel", _in_transaction(cancel_idle_items), dict[str, int]())
+    report.expired_idempotency_keys = _bounded(
+        report, "expire_keys", _in_transaction(delete_expired_idempotency_keys), 0
+    )
+    returned = _bounded(report, "return_to_pool", _in_transaction(pool), dict[str, int]())
     report.redispatched = sum(returned.values())
+    report.rescored = _bounded(report, "rescore", _in_transaction(refresh_scores), 0)
     report.cancelled = sum(cancelled.values())
     for batch_id in cancelled:
         refresh_progress(batch_id)
     report.released_slots = reconcile_slots(client)
     if not report.halted:  # after a halt, only resume-all sends work again
-        report.fed = feed_lanes()
-    report.finalized = _finalize_stragglers()
+        report.fed = _bounded(report, "feed", feed_lanes, 0)
+    report.finalized = _finalize_stragglers(report)
     report.rebuilt_progress = _rebuild_lost_progress(client)
-    report.completions = resend_completions()
+    report.completions = _bounded(report, "completions", resend_completions, dict[str, int]())
     changed = (report.redispatched, report.cancelled, report.finalized, report.rebuilt_progress)
     completed = any(report.completions.values())
     if any(changed) or completed or report.fed or report.rescored or report.released_slots:
@@ -130,10 +145,39 @@ def _sweep(client: redis.Redis) -> SweepReport:
     return report
 
 
-def _finalize_stragglers() -> list[str]:
+def _in_transaction(work: Callable[[Session], _T]) -> Callable[[], _T]:
+    def run() -> _T:
+        with transaction() as session:
+            return work(session)
+
+    return run
+
+
+def _bounded(report: SweepReport, step: str, work: Callable[[], _T], otherwise: _T) -> _T:
+    """Run one step; if it would wait on a row lock past the sweep's bound, skip it.
+
+    The rows stay as they are and the next sweep tries again: recovery never
+    waits on a stranger's locks (a frozen worker keeps them until PostgreSQL ends
+    its idle transaction).
+    """
+    try:
+        return work()
+    except DBAPIError as error:
+        if not is_lock_timeout(error):
+            raise
+        report.deferred_steps.append(step)
+        log.warning("sweep.step_deferred", step=step, reason="rows locked by another session")
+        return otherwise
+
+
+def _finalize_stragglers(report: SweepReport) -> list[str]:
     with transaction() as session:
         ready = batches_ready_to_finalize(session)
-    return [batch_id for batch_id in ready if finalize_if_complete(batch_id)]
+    return [
+        batch_id
+        for batch_id in ready
+        if _bounded(report, f"finalize:{batch_id}", partial(finalize_if_complete, batch_id), None)
+    ]
 
 
 def _rebuild_lost_progress(client: redis.Redis) -> int:
