@@ -134,6 +134,9 @@ def bench_services(work_dir: Path) -> Iterator[BenchEnv]:
                 "REDIS_URL": redis_url_with_db(urls.redis_url, BENCH_REDIS_DB),
                 "DATABASE_URL": database_url,
                 "BATCH_OUTPUT_DIR": str(work_dir / "outbox"),
+                # Without the default preflight limit (100/min), which would set every
+                # scenario's pace; scenario E sets its own limits.
+                "BATCH_RATE_LIMITS": "writer=60/min:20",
             }
             log_dir = work_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -137,8 +137,10 @@ DESCRIPTIONS: dict[str, str] = {
         " publisher domain; `0` = no cap"
     ),
     "batch_rate_limits": (
-        "Token buckets shared by every worker: comma-separated"
-        " `service=RATE/UNIT[:BURST][:per-key]`; empty = no limits. See"
+        "Limits shared by every worker: comma-separated"
+        " `service=RATE/UNIT[:BURST][:conc=N][:per-key]` (UNIT `s`, `min`, `h`: a token"
+        " bucket; `day`: a quota per UTC day; `conc=N`: calls in flight at once);"
+        " services `writer`, `delivery`, `preflight`; empty = no limits. See"
         " [Rate limits](architecture.md#rate-limits)"
     ),
     "batch_rate_limit_max_wait_seconds": (

@@ -59,6 +59,32 @@ def rate_bucket_key(service: str, key: str = "") -> str:
 
 def breaker_key(circuit: str) -> str:
     """A circuit breaker's state (hash): ``batch:breaker:<circuit>``, e.g. ``publisher:<domain>``."""
+def rate_quota_key(service: str, key: str = "") -> str:
+    """A service's daily quota (hash: UTC ``day``, ``used``): ``batch:quota:<service>[:<key>]``."""
+    suffix = f"{service}:{key}" if key else service
+    return f"{get_settings().redis_prefix_batch}quota:{suffix}"
+
+
+def call_slot_key(service: str, key: str = "") -> str:
+    """A service's calls in flight (``conc=N``, leased): ``batch:calls:<service>[:<key>]``.
+
+    Not under ``slots:``: the sweeper reconciles those against items in the ledger,
+    and a call's holder is a process, not an item; these free themselves by lease.
+    """
+    suffix = f"{service}:{key}" if key else service
+    return f"{get_settings().redis_prefix_batch}calls:{suffix}"
+
+
+def customer_cache_key(customer_id: str) -> str:
+    """Cached customer profile (JSON with its catalog generation): ``batch:cache:customer:<id>``."""
+    return f"{get_settings().redis_prefix_batch}cache:customer:{customer_id}"
+
+
+def catalog_generation_key() -> str:
+    """Counter bumped after every catalog import: ``batch:cache:catalog-generation``."""
+    return f"{get_settings().redis_prefix_batch}cache:catalog-generation"
+
+
     return f"{get_settings().redis_prefix_batch}breaker:{circuit}"
 
 

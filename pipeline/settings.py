@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     batch_capped_stages: str = ",".join(stage.name for stage in STAGES if stage.capped)
     #: stages whose items also hold a slot of their publisher domain (its site's load)
     batch_publisher_capped_stages: str = ",".join(s.name for s in STAGES if s.publisher_capped)
-    batch_rate_limits: str = "writer=60/min:20"
+    # The writer's bucket, and the batch guide's preflight limit (100/min, burst 20).
+    batch_rate_limits: str = "writer=60/min:20,preflight=100/min:20"
     batch_rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
     batch_stage_handlers: Literal["real", "noop"] = "real"
 

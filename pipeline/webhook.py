@@ -37,8 +37,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import ConfigurationError, PermanentError, RateLimited, TransientError
-from pipeline.limits import NoRateGate, RateGate
-from pipeline.pacing import pace
+from pipeline.limits import CallGate, NoRateGate
+from pipeline.pacing import CALL_LEASE_MARGIN_SECONDS, paced
 
 _SUCCESS: Final = frozenset({200, 201})
 _CONFLICT: Final = 409
@@ -135,7 +135,7 @@ class WebhookPublisher:
         client: httpx.Client | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
-        gate: RateGate | None = None,
+        gate: CallGate | None = None,
         gate_max_wait: float = 2.0,
     ) -> None:
         self._endpoint_for = endpoint_for
@@ -206,8 +206,12 @@ class WebhookPublisher:
             "metadata": metadata,
         }
         domain = str(metadata["publisher_domain"])
-        pace(self._gate, "delivery", domain, max_wait=self._gate_max_wait)
-        response = self._post(endpoint, key, payload)
+        # A conc=N slot of delivery is held for the request only; its lease outlives the timeout.
+        lease = self._timeout + CALL_LEASE_MARGIN_SECONDS
+        with paced(
+            self._gate, "delivery", domain, max_wait=self._gate_max_wait, lease_seconds=lease
+        ):
+            response = self._post(endpoint, key, payload)
         body = _published_or_raise(response, endpoint)
         return {
             "idempotency_key": key,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from ledger.db import transaction
 from ledger.idempotency import remember
@@ -25,6 +25,7 @@ from metrics.redis_client import redis_client
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
+from pipeline.pacing import paced
 from pipeline.publishing import FilesystemPublisher, Publisher
 from pipeline.settings import get_settings
 from pipeline.stages.delivery import render_delivery
@@ -45,6 +46,10 @@ class StageContext:
 
 
 Handler = Callable[[OrderDocument, Any, StageContext], dict[str, Any]]
+
+#: A ``conc=N`` slot of preflight (pure, milliseconds) frees itself this long after
+#: its worker died mid-call.
+PREFLIGHT_SLOT_LEASE_SECONDS: Final = 60.0
 
 
 @lru_cache(maxsize=1)
@@ -87,8 +92,19 @@ def _need(previous: Any, stage: str) -> dict[str, Any]:
 
 
 def handle_preflight(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:
-    """Check the order against the catalog and its customer's history; build the prompt."""
-    return run_preflight(order, context.prepared)
+    """Check the order against the catalog and its customer's history; build the prompt.
+
+    Each order is one ``preflight`` call of ``BATCH_RATE_LIMITS`` (the batch guide's
+    100/min, burst 20): a longer wait defers the order as ``RateLimited``.
+    """
+    settings = get_settings()
+    with paced(
+        rate_gate(),
+        "preflight",
+        max_wait=settings.batch_rate_limit_max_wait_seconds,
+        lease_seconds=PREFLIGHT_SLOT_LEASE_SECONDS,
+    ):
+        return run_preflight(order, context.prepared)
 
 
 def handle_writing(order: OrderDocument, previous: Any, context: StageContext) -> dict[str, Any]:

@@ -79,6 +79,9 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             # Recovery tests wait for sweeps: make them frequent.
             "BATCH_SWEEP_INTERVAL_SECONDS": "1",
             "BATCH_SWEEP_GRACE_SECONDS": "2",
+            # Without the default preflight limit (100/min): tests submit hundreds of
+            # orders; the limits have tests of their own that set them.
+            "BATCH_RATE_LIMITS": "writer=60/min:20",
         }
         try:
             apply_environment(env)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from pipeline.errors import ConfigurationError
-from pipeline.limits import RateGate
+from pipeline.limits import CallGate
 from pipeline.manifest import OrderDocument
 from pipeline.stages.html_article import normalise_url, parse_article
 from pipeline.stages.preflight import DEFAULT_TARGET_WORDS
@@ -221,7 +221,7 @@ def ensure_link(fragment: str, target_url: str, anchor_text: str) -> tuple[str, 
     return (fragment, False) if repaired is None else (repaired, True)
 
 
-def make_writer(settings: Settings, gate: RateGate | None = None) -> Writer:
+def make_writer(settings: Settings, gate: CallGate | None = None) -> Writer:
     """Return the writer ``settings.writer_backend`` names.
 
     ``gate`` is the shared rate limit the HTTP writer takes a token from per request.

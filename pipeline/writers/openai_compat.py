@@ -27,9 +27,9 @@ from pipeline.errors import (
     RateLimited,
     TransientError,
 )
-from pipeline.limits import NoRateGate, RateGate
+from pipeline.limits import CallGate, NoRateGate
 from pipeline.manifest import OrderDocument
-from pipeline.pacing import pace
+from pipeline.pacing import CALL_LEASE_MARGIN_SECONDS, paced
 from pipeline.stages.html_article import parse_article
 from pipeline.stages.vocabulary import VOCABULARIES
 from pipeline.writers.base import ensure_link, fill_prompt, length_bounds
@@ -169,7 +169,7 @@ class OpenAICompatibleWriter:
         sleep: Callable[[float], None] = time.sleep,
         temperature: float = 0.7,
         max_wait: float = 30.0,
-        gate: RateGate | None = None,
+        gate: CallGate | None = None,
         gate_max_wait: float = 2.0,
     ) -> None:
         """Configure the writer.
@@ -278,11 +278,18 @@ class OpenAICompatibleWriter:
 
     def _post(self, payload: dict[str, Any]) -> httpx.Response:
         """One request; raise :class:`_Retryable` or the final error for a failure."""
-        pace(self._gate, "writer", max_wait=self._gate_max_wait, sleep=self._sleep)
         try:
-            response = self._client.post(
-                self.endpoint, json=payload, headers=self._headers, timeout=self.timeout
-            )
+            # A conc=N slot of the writer is held for this request only, not its retries' waits.
+            with paced(
+                self._gate,
+                "writer",
+                max_wait=self._gate_max_wait,
+                lease_seconds=self.timeout + CALL_LEASE_MARGIN_SECONDS,
+                sleep=self._sleep,
+            ):
+                response = self._client.post(
+                    self.endpoint, json=payload, headers=self._headers, timeout=self.timeout
+                )
         except httpx.TimeoutException as error:
             raise _Retryable(
                 f"writer service timed out after {self.timeout}s: {error!r}", code="writer_timeout"

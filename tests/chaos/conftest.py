@@ -32,6 +32,8 @@ CHAOS_SETTINGS = {
     "BATCH_VISIBILITY_TIMEOUT": "15",
     "BATCH_SWEEP_INTERVAL_SECONDS": "1",
     "BATCH_SWEEP_GRACE_SECONDS": "2",
+    # Without the default preflight limit (100/min): faults, not pacing, set the pace here.
+    "BATCH_RATE_LIMITS": "writer=60/min:20",
 }
 
 
