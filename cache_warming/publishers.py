@@ -1,4 +1,4 @@
-"""Publisher profiles read through a Redis cache, and ``warm_cache_before_batch``.
+"""Publisher profiles read through a Redis cache (warmed by ``cache_warming.warming``).
 
 Preflight and QC need the profile of every order's publisher; a chunk asks for
 all its domains at once (one MGET). Misses are read from the ledger in one query
@@ -9,7 +9,6 @@ read per domain, and a catalog import drops the entries it changed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import redis
 
@@ -67,18 +66,3 @@ def forget_publishers(domains: Iterable[str]) -> None:
     keys = [publisher_cache_key(domain) for domain in domains]
     if keys:
         redis_client().delete(*keys)
-
-
-def warm_cache_before_batch(documents: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Load the profiles of every publisher the batch uses into the cache, before it starts.
-
-    Returns how many domains the batch names and how many are in the catalog.
-    """
-    domains = {str(doc.get("publisher_domain", "")).lower() for doc in documents}
-    domains.discard("")
-    profiles = publisher_profiles(domains)
-    return {
-        "domains": len(domains),
-        "cached": len(profiles),
-        "unknown": len(domains) - len(profiles),
-    }

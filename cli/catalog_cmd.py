@@ -74,19 +74,22 @@ def read_catalog_files(paths: Sequence[Path]) -> Catalog:
     return merge_catalogs([(str(path), read_catalog_file(path)) for path in paths])
 
 
-def _forget_cached(publishers: Sequence[PublisherProfile]) -> None:
-    """Drop the imported publishers from the profile cache, so workers see the change now."""
+def _forget_cached(catalog: Catalog) -> None:
+    """Drop the imported entries from the profile caches, so workers see the change now."""
     import redis
 
+    from cache_warming.customers import forget_customers
     from cache_warming.publishers import CACHE_TTL_SECONDS, forget_publishers
 
-    if not publishers:
+    if not catalog.publishers and not catalog.customers:
         return
     try:
-        forget_publishers(p.domain for p in publishers)
+        if catalog.customers:
+            forget_customers()
+        forget_publishers(p.domain for p in catalog.publishers)
     except (redis.RedisError, SettingsError) as error:
         errors.print(
-            f"note: cached publisher profiles not dropped ({error});"
+            f"note: cached profiles not dropped ({error});"
             f" workers see the change within {CACHE_TTL_SECONDS} s",
             markup=False,
             highlight=False,
@@ -111,7 +114,7 @@ def import_catalog(
         _fail(str(error))
     with transaction() as session:
         customers, publishers = upsert_catalog(session, catalog)
-    _forget_cached(catalog.publishers)
+    _forget_cached(catalog)
     console.print(f"imported {customers} customers and {publishers} publishers", highlight=False)
 
 

@@ -97,6 +97,7 @@ def ledger_report(batch_ids: list[str]) -> dict[str, Any]:
 
 def seed_catalog() -> int:
     """Load the sample catalog (customers and publishers) the demo's orders use."""
+    from cache_warming.customers import forget_customers
     from cache_warming.publishers import forget_publishers
     from ledger.catalog import upsert_catalog
     from ledger.db import transaction
@@ -105,6 +106,7 @@ def seed_catalog() -> int:
     with transaction() as session:
         upsert_catalog(session, catalog)
     forget_publishers(p.domain for p in catalog.publishers)
+    forget_customers()
     return len(catalog.customers) + len(catalog.publishers)
 
 

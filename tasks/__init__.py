@@ -8,5 +8,6 @@ from __future__ import annotations
 from tasks import stages as _stages  # noqa: F401 - registers the stage tasks with the app
 from tasks.status import batch_status, get_batch_status
 from tasks.submit import BatchConflict, submit_batch
+from tasks import warming as _warming  # noqa: F401 - registers the warm task
 
 __all__ = ["BatchConflict", "batch_status", "get_batch_status", "submit_batch"]

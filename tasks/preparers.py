@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from cache_warming.customers import customer_profiles
 from cache_warming.publishers import publisher_profiles
-from ledger.catalog import customers_by_id, recent_orders
+from ledger.catalog import recent_orders
 from ledger.db import transaction
 from ledger.idempotency import remembered_many
 from ledger.items import ClaimedItem, article_signatures, latest_outputs, output_counts
@@ -49,8 +50,10 @@ def prepare_preflight(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, 
     now = datetime.now(UTC)
     days = max(rules.anchor_window_days, rules.duplicate_window_days)
     customer_ids = _field(items, "customer_id")
+    customers = customer_profiles(customer_ids)  # cached; a catalog import invalidates it
+    # The history is read from the ledger every time, never cached: it must include an
+    # order placed a moment ago (cache_warming.warming says why and what warms it).
     with transaction() as session:
-        customers = customers_by_id(session, sorted(customer_ids))
         history = recent_orders(
             session,
             sorted(customer_ids),
