@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_init, worker_process_init
 from kombu.entity import Queue
 
@@ -100,8 +101,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 # A sweep nobody ran in time is replaced by the next one, not queued up.
                 "options": {"expires": settings.batch_sweep_interval_seconds},
             },
+            # Retention once a day at BATCH_PRUNE_AT (UTC: the app's timezone).
+            "prune": {
+                "task": "batchline.maintenance.prune",
+                "schedule": _daily_at(settings.batch_prune_at),
+            },
         },
     )
+
+
+def _daily_at(hh_mm: str) -> crontab:
+    hour, minute = hh_mm.split(":")
+    return crontab(hour=int(hour), minute=int(minute))
 
 
 def reconfigure() -> None:

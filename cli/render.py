@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+from pipeline.retention import describe as describe_pruned
+from pipeline.retention import is_pruned
 from pipeline.stage_registry import STAGE_NAMES
 
 
@@ -71,6 +73,8 @@ def timings_table(timings: dict[str, dict[str, Any]]) -> Table:
 
 def _summary(ok: bool, output: dict[str, Any]) -> str:
     # Told apart by what the output holds, so a new stage needs no case here.
+    if is_pruned(output):
+        return describe_pruned(output)
     if output.get("rewrite"):
         return "sent back for a rewrite: " + "; ".join(output.get("feedback", []))
     if not ok:

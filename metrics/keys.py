@@ -1,7 +1,9 @@
 """Every Redis key batchline writes is built here, and only here.
 
-Prefixes come from ``REDIS_PREFIX_BATCH`` and ``REDIS_PREFIX_METRICS`` so
-several installations can share one Redis. To inspect a batch by hand:
+Prefixes come from ``REDIS_PREFIX_BATCH`` and ``REDIS_PREFIX_METRICS``: they keep
+batchline's keys apart from other applications' in one Redis database. They do not
+separate two batchline installations (Celery's queues and keys carry no prefix): give
+each its own database number (docs/deployment.md). To inspect a batch by hand:
 ``redis-cli HGETALL batch:progress:<batch_id>``.
 """
 
@@ -57,8 +59,6 @@ def rate_bucket_key(service: str, key: str = "") -> str:
     return f"{get_settings().redis_prefix_batch}rate:{suffix}"
 
 
-def breaker_key(circuit: str) -> str:
-    """A circuit breaker's state (hash): ``batch:breaker:<circuit>``, e.g. ``publisher:<domain>``."""
 def rate_quota_key(service: str, key: str = "") -> str:
     """A service's daily quota (hash: UTC ``day``, ``used``): ``batch:quota:<service>[:<key>]``."""
     suffix = f"{service}:{key}" if key else service
@@ -85,6 +85,8 @@ def catalog_generation_key() -> str:
     return f"{get_settings().redis_prefix_batch}cache:catalog-generation"
 
 
+def breaker_key(circuit: str) -> str:
+    """A circuit breaker's state (hash): ``batch:breaker:<circuit>``."""
     return f"{get_settings().redis_prefix_batch}breaker:{circuit}"
 
 

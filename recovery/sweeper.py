@@ -38,6 +38,7 @@ from recovery.slots import reconcile_slots
 from tasks.completion import resend_completions
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
+from tasks.notify import resend_unsent
 from tasks.status import refresh_progress
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,8 @@ class SweepReport:
     expired_idempotency_keys: int = 0
     #: on_complete callbacks sent from the outbox, results stored again for lost ones
     completions: dict[str, int] = field(default_factory=dict)
+    #: notifications recorded but never sent (sender died, message lost), enqueued again
+    notifications: int = 0
     #: steps skipped because rows stayed locked past BATCH_SWEEP_LOCK_TIMEOUT_MS
     deferred_steps: list[str] = field(default_factory=list)
 
@@ -138,9 +141,13 @@ def _sweep(client: redis.Redis) -> SweepReport:
     report.finalized = _finalize_stragglers(report)
     report.rebuilt_progress = _rebuild_lost_progress(client)
     report.completions = _bounded(report, "completions", resend_completions, dict[str, int]())
+    report.notifications = _bounded(
+        report, "notifications", partial(resend_unsent, settings.batch_sweep_grace_seconds), 0
+    )
     changed = (report.redispatched, report.cancelled, report.finalized, report.rebuilt_progress)
     completed = any(report.completions.values())
-    if any(changed) or completed or report.fed or report.rescored or report.released_slots:
+    busy = report.fed or report.rescored or report.released_slots or report.notifications
+    if any(changed) or completed or busy:
         log.info("sweep", **report.as_dict())
     return report
 

@@ -9,7 +9,9 @@ from ledger.db import transaction
 from ledger.lineage import note_recovery_finalized
 from metrics.progress import mark_finished
 from metrics.redis_client import redis_client
+from pipeline.notify import FINALIZED
 from tasks.completion import complete
+from tasks.notify import record_notification
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +27,8 @@ def finalize_if_complete(batch_id: str) -> str | None:
         status = finalize_if_done(session, batch_id)
         if status is not None:
             note_recovery_finalized(session, batch_id, status)
+            # In the finalize's own transaction: the notice exists if and only if it ended.
+            record_notification(session, batch_id, FINALIZED, {"status": status})
     if status is None:
         return None
     log.info("batch.finalized", batch_id=batch_id, status=status)

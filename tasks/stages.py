@@ -21,6 +21,7 @@ from tasks.chunk_runner import ChunkReport, run_chunk
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.notify import after_chunk
 from tasks.status import refresh_progress
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,8 @@ def _emit_progress(request: ChunkMessage, report: ChunkReport) -> None:
             refresh_progress(request.batch_id)
     except FEED_ERRORS as error:  # progress is rebuildable from the ledger (the sweeper)
         log.warning("progress.unavailable", batch_id=request.batch_id, error=str(error))
+        return
+    after_chunk(request.batch_id, delivered + len(report.failed))  # 25/50/75/100 % notices
 
 
 def _hand_on(request: ChunkMessage, report: ChunkReport) -> None:
