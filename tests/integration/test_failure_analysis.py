@@ -13,17 +13,18 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy.orm import Session
 
 from cli.sample_orders import orders_built_to_fail
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
-from ledger.db import transaction
+from ledger.db import engine, transaction
 from ledger.models import Batch, Item, StageOutput
 from recovery.analysis import UnknownBatch, analyze_batch_failures
 from tests.integration.helpers import (
@@ -214,6 +215,75 @@ def test_an_order_that_failed_again_in_a_recovery_is_problematic(
     assert first["problematic_items"] == second["problematic_items"] == expected
     # and the recovery's last good stage is the one its origin got through
     assert second["failed_documents"][0]["last_good_stage"] == "qc"
+
+
+def test_the_analysis_reads_the_ledger_in_five_statements_whatever_the_size(
+    service_env: dict[str, str],
+) -> None:
+    # Given a one-order batch and a batch of many orders, all failed
+    small, large = f"fs-{uuid.uuid4().hex[:6]}", f"fm-{uuid.uuid4().hex[:6]}"
+    with transaction() as session:
+        _failed_item(session, small, ok_stages=("preflight",))
+        _failed_batch(session, large, orders=40)
+
+    # When each is analysed, then each costs the same five statements
+    for batch_id, failures in ((small, 1), (large, 40)):
+        with _statements() as statements:
+            assert analyze_batch_failures(batch_id)["total_failures"] == failures
+        assert len([sql for sql in statements if "batches" in sql or "items" in sql]) == 5
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Every SQL statement the ledger's engine runs meanwhile (connection set-up included)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine(), "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine(), "before_cursor_execute", record)
+
+
+def _failed_batch(session: Session, batch_id: str, *, orders: int) -> None:
+    """A finished batch whose ``orders`` orders all failed QC with word_count."""
+    session.add(
+        Batch(
+            id=batch_id,
+            project_uuid="tests",
+            priority="normal",
+            status="FAILED",
+            options={},
+            manifest_sha256="0" * 64,
+            total_items=orders,
+            finalized_at=func.now(),
+        )
+    )
+    session.flush()
+    items = [
+        Item(
+            batch_id=batch_id,
+            position=n,
+            order_id=f"{batch_id}-{n}",
+            customer_id=f"customer-{n % 3}",
+            publisher_domain=f"site-{n % 4}.example",
+            document={},
+            state="FAILED",
+            error_class="QualityRejected",
+            error_message="word_count: too short",
+        )
+        for n in range(orders)
+    ]
+    session.add_all(items)
+    session.flush()
+    failure = {"error": "word_count", "category": "PERMANENT", "code": "word_count"}
+    session.add_all(
+        StageOutput(item_id=item.id, stage="qc", attempt=1, ok=False, output=failure)
+        for item in items
+    )
 
 
 def _submit(batch: dict[str, Any], env: dict[str, str], tmp_path: Path) -> None:
