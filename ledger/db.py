@@ -71,7 +71,9 @@ def engine() -> Engine:
             settings.require_database_url(),
             pool_pre_ping=True,  # survive a PostgreSQL restart without a failed task
             pool_size=5,
-            max_overflow=5,
+            # A chunk's concurrent calls (BATCH_IO_CONCURRENCY) may each write briefly
+            # (a delivery's idempotency key); extra connections close when returned.
+            max_overflow=max(5, settings.batch_io_concurrency),
             connect_args=connect_args(settings),
         )
     return _engine

@@ -48,6 +48,9 @@ class Outcome:
     error_class: str | None = None
     error_message: str | None = None
     receipt: dict[str, Any] | None = field(default=None)
+    #: when this item's own run started and ended (its concurrency slots held);
+    #: None: the chunk's span passed to record_outcomes
+    span: tuple[datetime, datetime] | None = None
 
 
 _CLAIM = text(
@@ -184,7 +187,8 @@ _RECORD = text(
     WITH v AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
         AS v(item_id bigint, new_state text, error_class text, error_message text,
-             ok boolean, output jsonb, duration_ms float8)
+             ok boolean, output jsonb, duration_ms float8, started_at timestamptz,
+             finished_at timestamptz)
     ), moved AS (
         UPDATE items AS i SET state = v.new_state, error_class = v.error_class,
                error_message = v.error_message, lease_owner = NULL, lease_expires_at = NULL,
@@ -203,7 +207,8 @@ _RECORD = text(
                coalesce((SELECT max(o.attempt) FROM stage_outputs o
                          WHERE o.item_id = v.item_id AND o.stage = CAST(:stage AS varchar)), 0) + 1,
                v.ok, v.output, v.duration_ms,
-               CAST(:started_at AS timestamptz), CAST(:finished_at AS timestamptz),
+               coalesce(v.started_at, CAST(:started_at AS timestamptz)),
+               coalesce(v.finished_at, CAST(:finished_at AS timestamptz)),
                moved.publisher_domain
         FROM v JOIN moved ON moved.id = v.item_id
     )
@@ -239,6 +244,8 @@ def record_outcomes(
             "ok": o.ok,
             "output": o.output,
             "duration_ms": o.duration_ms,
+            "started_at": o.span[0].isoformat() if o.span else None,
+            "finished_at": o.span[1].isoformat() if o.span else None,
         }
         for o in outcomes
     ]

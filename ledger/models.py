@@ -182,7 +182,7 @@ class StageOutput(Base):
     ok: Mapped[bool] = mapped_column(nullable=False)
     output: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     duration_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
-    #: the chunk held the item from ``started_at`` (slots taken) to ``finished_at``
+    #: the item ran (its slots held) from ``started_at`` to ``finished_at``
     #: (outcome about to commit), by the worker's clock: caps are audited from these
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from pipeline.classify import error_class_name, reason_code
 from pipeline.errors import BatchlineError, ErrorCategory, RewriteNeeded
 from pipeline.retry_policy import RetryStrategy, decide
+
+#: When an item's run started and ended (wall clock, UTC).
+Span = tuple[datetime, datetime]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Done:
     item_id: int
     output: dict[str, Any]
     duration_ms: float = 0.0
+    span: Span | None = None
 
     @property
     def receipt(self) -> dict[str, Any] | None:
@@ -49,6 +54,7 @@ class Failed:
     code: str = ""
     #: the stage's tries, the failing one included (the item's counter resets when it fails)
     attempts: int = 0
+    span: Span | None = None
 
     @property
     def needs_manual_intervention(self) -> bool:
@@ -75,6 +81,7 @@ class Rewrite:
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
+    span: Span | None = None
 
     def output(self) -> dict[str, Any]:
         """The stored QC report, marked as a rewrite."""
@@ -144,19 +151,27 @@ def outcome_of_error(
     )
 
 
+def with_span(outcome: ItemOutcome, span: Span) -> ItemOutcome:
+    """``outcome`` with the span of the run that produced it (retries and halts have none)."""
+    if isinstance(outcome, Done | Failed | Rewrite):
+        return replace(outcome, span=span)
+    return outcome
+
+
 def out_of_time(
-    running: int | None, waiting: Sequence[int], *, attempt: int, max_retries: int
+    running: Sequence[tuple[int, int]], waiting: Sequence[int], *, max_retries: int
 ) -> list[ItemOutcome]:
     """The soft-time-limit rule: what the items left when a chunk runs out of time become.
 
-    The item that was running pays for its try like any timeout (it may be what
-    is slow, and its budget bounds that); the items that never ran are retried
-    at once without spending an attempt: running out of time is not their fault.
+    ``running`` holds ``(item_id, attempt)`` of the items whose call was under way.
+    Each pays for its try like any timeout (it may be what is slow, and its budget
+    bounds that); the items that never ran are retried at once without spending
+    an attempt: running out of time is not their fault.
     """
-    left: list[ItemOutcome] = []
-    if running is not None:
-        timeout = TimeoutError("the stage's soft time limit struck while this order ran")
-        left.append(outcome_of_error(running, timeout, attempt, max_retries))
+    timeout = TimeoutError("the stage's soft time limit struck while this order ran")
+    left: list[ItemOutcome] = [
+        outcome_of_error(item_id, timeout, attempt, max_retries) for item_id, attempt in running
+    ]
     reason = "not run: the chunk reached its soft time limit"
     left.extend(Retry(item_id, reason, spends_budget=False) for item_id in waiting)
     return left

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     batch_rate_limits: str = "writer=60/min:20,preflight=100/min:20"
     batch_rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
     batch_stage_handlers: Literal["real", "noop"] = "real"
+    #: outside calls (writer, webhooks) one worker process makes at once within a chunk
+    batch_io_concurrency: int = Field(default=32, ge=1, le=256)
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)
@@ -135,7 +137,6 @@ class Settings(BaseSettings):
     breaker_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     #: how long an open circuit defers its orders before one probe is let through
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0, le=86_400)
-
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:

@@ -38,6 +38,9 @@ class Stage:
     capped: bool
     #: by default also holds a slot of the order's publisher domain (its site takes the load)
     publisher_capped: bool
+    #: its items wait on outside services (an LLM, a publisher's webhook): a chunk runs
+    #: their calls concurrently (``BATCH_IO_CONCURRENCY``) instead of one after another
+    io_bound: bool
     #: the guide's time limit for one scheduled run of the stage, in seconds
     scheduled_time_limit: int
     #: the stage a rejection that a rewrite can fix sends the item back to (QC: writing)
@@ -68,6 +71,7 @@ PREFLIGHT: Final = Stage(
     chunk_max=25,
     capped=False,
     publisher_capped=False,
+    io_bound=False,
     scheduled_time_limit=30 * 60,
 )
 WRITING: Final = Stage(
@@ -77,10 +81,14 @@ WRITING: Final = Stage(
     success_state=ItemState.QC,
     input_stage="preflight",
     terminal_success=False,
-    chunk_optimal=5,
-    chunk_max=10,
+    # The guide's 5 / 10 assumed one call after another. A chunk's calls now run
+    # concurrently, so a chunk is the unit of concurrency: two worker processes
+    # with chunks of 25 keep the 50 global writer slots busy.
+    chunk_optimal=25,
+    chunk_max=50,
     capped=True,
     publisher_capped=False,
+    io_bound=True,
     scheduled_time_limit=2 * 3600,
     circuit="writer",
 )
@@ -95,6 +103,7 @@ QC: Final = Stage(
     chunk_max=100,
     capped=False,
     publisher_capped=False,
+    io_bound=False,
     scheduled_time_limit=3600,
     rewrite_stage="writing",
 )
@@ -110,6 +119,7 @@ DELIVERY: Final = Stage(
     chunk_max=200,
     capped=True,
     publisher_capped=True,
+    io_bound=True,
     scheduled_time_limit=30 * 60,
     circuit="publisher",
 )

@@ -9,9 +9,11 @@ is decided by ``pipeline.outcomes``.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
@@ -35,8 +37,10 @@ from metrics.redis_client import redis_client
 from pipeline.chunk import ChunkMessage
 from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
+from pipeline.notify import HALTED
 from pipeline.outcomes import (
     ChunkSummary,
+    Deferred,
     Done,
     Failed,
     Halt,
@@ -47,12 +51,16 @@ from pipeline.outcomes import (
     out_of_time,
     outcome_of_error,
     summarise,
+    with_span,
 )
 from pipeline.settings import get_settings
 from pipeline.stage_registry import Stage, stage_named
 from pipeline.states import ItemState
+from tasks.chunk_threads import run_concurrently
+from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.notify import record_notification
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 
@@ -107,7 +115,7 @@ class ChunkReport:
 
 
 def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> ChunkReport:
-    """Claim the chunk's items and their slots, run the stage on each, commit all at once.
+    """Claim the chunk's items, run the stage on each, commit all outcomes at once.
 
     ``reclaim``: the message is a retry or a redelivery, so leases its earlier run
     holds under the same task id may be taken back. An outage of the ledger or
@@ -116,21 +124,76 @@ def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> Ch
     """
     runtime = runtime_for(message.stage)
     claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
-    users = [_slot_user(runtime.stage, item) for item in claimed]
-    granted: list[bool] = []
+    run = ChunkRun(runtime, message, owner, inputs)
     try:
-        granted = take_slots(redis_client(), users)
-        slotted = _drop_unslotted(claimed, granted, owner)
-        report = _run_claimed(runtime, message, owner, slotted, inputs)
+        outcomes = _outcomes(run, claimed) if claimed else []
+        report = _commit(run, claimed, outcomes)
     except INFRASTRUCTURE_ERRORS:
         _refund(claimed, owner)
         raise
     finally:
-        if any(granted):
-            give_back(redis_client(), [u for u, ok in zip(users, granted, strict=True) if ok])
-    report.unslotted = len(claimed) - len(slotted)
-    report.released_slots = any(granted) and is_capped(runtime.stage.name)
+        run.give_back_all()  # only on an exception is anything still held here
     return report
+
+
+@dataclass
+class ChunkRun:
+    """One run of a chunk: what its items share, and the slots they hold right now.
+
+    An item takes its concurrency slots just before its call and gives them back
+    right after, so a slot is held for the call, not for the whole chunk. Items
+    of an I/O-bound stage run in threads, hence the lock.
+    """
+
+    runtime: StageRuntime
+    message: ChunkMessage
+    owner: str
+    inputs: dict[int, object]
+    prepared: dict[int, object] = field(default_factory=dict)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: items that found no free slot: back to the pool, attempt refunded
+    unslotted: list[int] = field(default_factory=list)
+    #: some item held (and gave back) a slot, so waiting work may fit now
+    used_slots: bool = False
+    #: the circuit breakers as this chunk sees them (items bound for an open one wait)
+    circuits: ChunkCircuits = field(default_factory=ChunkCircuits)
+    _held: set[SlotUser] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def stage(self) -> Stage:
+        """The stage this chunk runs."""
+        return self.runtime.stage
+
+    def take(self, user: SlotUser) -> bool:
+        """Take ``user``'s slots (True at once for an uncapped stage)."""
+        if not take_slots(redis_client(), [user])[0]:
+            return False
+        if is_capped(user.stage):
+            with self._lock:
+                self._held.add(user)
+                self.used_slots = True
+        return True
+
+    def give_back(self, user: SlotUser) -> None:
+        """Give ``user``'s slots back."""
+        with self._lock:
+            if user not in self._held:
+                return
+            self._held.discard(user)
+        give_back(redis_client(), [user])
+
+    def no_slot(self, item_id: int) -> None:
+        """Note that ``item_id`` found no free slot: it goes back to the pool."""
+        with self._lock:
+            self.unslotted.append(item_id)
+
+    def give_back_all(self) -> None:
+        """Give back whatever is still held (after an error cut items short)."""
+        with self._lock:
+            held, self._held = list(self._held), set()
+        if held:
+            give_back(redis_client(), held)
 
 
 def _refund(claimed: list[ClaimedItem], owner: str) -> None:
@@ -174,93 +237,92 @@ def _slot_user(stage: Stage, item: ClaimedItem) -> SlotUser:
     return SlotUser(item.item_id, stage.name, item.customer_id, item.publisher_domain)
 
 
-def _drop_unslotted(
-    claimed: list[ClaimedItem], granted: list[bool], owner: str
-) -> list[ClaimedItem]:
-    """Hand items that got no concurrency slot back to the pool, without spending an attempt."""
-    denied = [item.item_id for item, ok in zip(claimed, granted, strict=True) if not ok]
-    if denied:
-        with transaction() as session:
-            release_items(session, denied, owner, refund_attempt=True)
-        log.info("chunk.deferred_for_slots", items=len(denied))
-    return [item for item, ok in zip(claimed, granted, strict=True) if ok]
-
-
-def _run_claimed(
-    runtime: StageRuntime,
-    message: ChunkMessage,
-    owner: str,
-    claimed: list[ClaimedItem],
-    inputs: dict[int, object],
-) -> ChunkReport:
-    started = datetime.now(UTC)
-    outcomes = _outcomes(runtime, message, claimed, inputs) if claimed else []
-    return _commit(runtime.stage, message, owner, claimed, outcomes, started)
-
-
-def _outcomes(
-    runtime: StageRuntime,
-    message: ChunkMessage,
-    claimed: list[ClaimedItem],
-    inputs: dict[int, object],
-) -> list[ItemOutcome]:
+def _outcomes(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
     ids = [item.item_id for item in claimed]
     try:
-        prepared = runtime.prepare(message.batch_id, claimed)
+        run.prepared = run.runtime.prepare(run.message.batch_id, claimed)
     except SoftTimeLimitExceeded:
         # Out of time before any order ran (a stalled worker, a slow query): no
         # order's fault, so none fails and none pays an attempt.
-        log.warning("chunk.soft_time_limit", stage=message.stage, left=len(ids), preparing=True)
+        log.warning("chunk.soft_time_limit", stage=run.stage.name, left=len(ids), preparing=True)
         return not_prepared(ids, "the chunk reached its soft time limit while preparing")
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as error:  # e.g. a stored catalog entry that no longer validates
         # Every item ends with the reason (DATA: for an operator) instead of the chunk
         # failing as a whole and coming back through the sweeper for ever.
-        return [_of_error(message, item, error, 0.0) for item in claimed]
-    return _run_items(runtime, message, claimed, inputs, prepared)
+        return [_of_error(run.message, item, error, 0.0) for item in claimed]
+    settings = get_settings()
+    workers = min(settings.batch_io_concurrency, len(claimed))
+    if run.stage.io_bound and workers > 1:
+        # Calls still under way when the soft limit strikes may finish before the hard one.
+        grace = max(0.0, settings.batch_task_time_limit - settings.batch_task_soft_time_limit - 5)
+        return run_concurrently(
+            claimed,
+            partial(attempt_item, run),
+            workers=workers,
+            max_retries=run.message.max_retries,
+            grace=grace,
+        )
+    return _run_in_turn(run, claimed)
 
 
-def _run_items(
-    runtime: StageRuntime,
-    message: ChunkMessage,
-    claimed: list[ClaimedItem],
-    inputs: dict[int, object],
-    prepared: dict[int, object],
-) -> list[ItemOutcome]:
+def _run_in_turn(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
     outcomes: list[ItemOutcome] = []
     for index, item in enumerate(claimed):
         try:
-            context = StageContext(message.batch_id, item.attempts, prepared.get(item.item_id))
-            outcomes.append(_run_item(runtime, message, item, inputs.get(item.item_id), context))
+            outcome = attempt_item(run, item)
         except SoftTimeLimitExceeded:
             # Out of time: keep what finished; the rest is retried at once.
             waiting = [i.item_id for i in claimed[index + 1 :]]
-            log.warning("chunk.soft_time_limit", stage=message.stage, left=len(waiting) + 1)
-            outcomes.extend(
-                out_of_time(
-                    item.item_id, waiting, attempt=item.attempts, max_retries=message.max_retries
-                )
-            )
-            break
+            log.warning("chunk.soft_time_limit", stage=run.stage.name, left=len(waiting) + 1)
+            running = [(item.item_id, item.attempts)]
+            return outcomes + out_of_time(running, waiting, max_retries=run.message.max_retries)
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes
 
 
+def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
+    """Run one item inside its concurrency slots; None when no slot was free.
+
+    An item without a slot goes back to the pool with its attempt refunded: the
+    feeder sent it because a slot looked free, and another worker took it first.
+    """
+    waiting = run.circuits.hold(run.stage, item, run.message.batch_id)
+    if waiting is not None:
+        return waiting  # its circuit is open: no slot, no call, no attempt spent
+    user = _slot_user(run.stage, item)
+    if not run.take(user):
+        run.no_slot(item.item_id)
+        return None
+    try:
+        context = StageContext(run.message.batch_id, item.attempts, run.prepared.get(item.item_id))
+        return _run_item(run, item, run.inputs.get(item.item_id), context)
+    finally:
+        run.give_back(user)
+
+
 def _run_item(
-    runtime: StageRuntime,
-    message: ChunkMessage,
-    item: ClaimedItem,
-    previous: object,
-    context: StageContext,
+    run: ChunkRun, item: ClaimedItem, previous: object, context: StageContext
 ) -> ItemOutcome:
-    started = time.perf_counter()
+    began, started = datetime.now(UTC), time.perf_counter()
+    outcome = _call_handler(run, item, previous, context, started)
+    return with_span(outcome, (began, datetime.now(UTC)))
+
+
+def _call_handler(
+    run: ChunkRun, item: ClaimedItem, previous: object, context: StageContext, started: float
+) -> ItemOutcome:
     try:
         order = _stored_order(item)
-        output = runtime.handle(order, previous, context)
+        output = run.runtime.handle(order, previous, context)
     except (SoftTimeLimitExceeded, *INFRASTRUCTURE_ERRORS):
         raise  # the chunk's problem, not the order's: the whole chunk is retried
     except Exception as error:  # poison isolation: one item never sinks its chunk
-        return _of_error(message, item, error, _elapsed_ms(started))
+        waiting = run.circuits.failed(run.stage, item, run.message.batch_id, error)
+        return waiting or _of_error(run.message, item, error, _elapsed_ms(started))
+    run.circuits.succeeded(run.stage, item, run.message.batch_id)
     return Done(item.item_id, output, _elapsed_ms(started))
 
 
@@ -303,6 +365,7 @@ def _ledger_row(stage: Stage, outcome: ItemOutcome, attempt: int) -> Outcome | N
                 attempt,
                 outcome.duration_ms,
                 receipt=outcome.receipt,
+                span=outcome.span,
             )
         case Failed():
             return Outcome(
@@ -314,40 +377,49 @@ def _ledger_row(stage: Stage, outcome: ItemOutcome, attempt: int) -> Outcome | N
                 outcome.duration_ms,
                 error_class=outcome.error_class,
                 error_message=outcome.reason[:2000],
+                span=outcome.span,
             )
         case Rewrite():
             back_to = stage_named(stage.rewrite_stage or stage.name).work_state
             return Outcome(
-                outcome.item_id, back_to, False, outcome.output(), attempt, outcome.duration_ms
+                outcome.item_id,
+                back_to,
+                False,
+                outcome.output(),
+                attempt,
+                outcome.duration_ms,
+                span=outcome.span,
             )
     return None
 
 
-def _commit(
-    stage: Stage,
-    message: ChunkMessage,
-    owner: str,
-    claimed: list[ClaimedItem],
-    outcomes: list[ItemOutcome],
-    started: datetime,
-) -> ChunkReport:
+def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcome]) -> ChunkReport:
+    stage, message = run.stage, run.message
     attempts = {item.item_id: item.attempts for item in claimed}
     rows = [_ledger_row(stage, o, attempts[o.item_id]) for o in outcomes]
     recorded = [row for row in rows if row is not None]
     with transaction() as session:
+        if run.unslotted:
+            release_items(session, run.unslotted, run.owner, refund_attempt=True)
+            log.info("chunk.deferred_for_slots", items=len(run.unslotted))
         moved = record_outcomes(
             session,
             stage=stage.name,
             stage_state=stage.work_state,
-            owner=owner,
+            owner=run.owner,
             outcomes=recorded,
-            span=(started, datetime.now(UTC)),
+            span=(run.started, datetime.now(UTC)),
         )
         store_receipts(session, message.batch_id, [r for r in recorded if r.item_id in moved])
         summary = summarise(outcomes, moved)
-        _defer(session, owner, summary)
-        _halt(session, stage, message, owner, summary.halts)
-    return ChunkReport(claimed=len(claimed), summary=summary)
+        _defer(session, run.owner, summary)
+        _halt(session, stage, message, run.owner, summary.halts)
+    return ChunkReport(
+        claimed=len(claimed),
+        summary=summary,
+        unslotted=len(run.unslotted),
+        released_slots=run.used_slots,
+    )
 
 
 def _defer(session: Session, owner: str, summary: ChunkSummary) -> None:
@@ -355,6 +427,26 @@ def _defer(session: Session, owner: str, summary: ChunkSummary) -> None:
     hold = summary.retry_delay + get_settings().batch_lease_seconds
     for ids, refund in ((summary.refunded_retries, True), (summary.spent_retries, False)):
         defer_items(session, ids, owner=owner, hold_seconds=hold, refund_attempt=refund)
+    _wait_for_circuits(session, owner, summary.deferred)
+
+
+def _wait_for_circuits(session: Session, owner: str, deferred: tuple[Deferred, ...]) -> None:
+    """Lease items bound for an open circuit to it until its cool-down ends, attempt refunded.
+
+    When the lease runs out the sweeper puts them back in the pool (``return_to_pool``).
+    """
+    for circuit in sorted({d.circuit for d in deferred}):
+        waiting = [d for d in deferred if d.circuit == circuit]
+        defer_items(
+            session,
+            [d.item_id for d in waiting],
+            owner=owner,
+            hold_seconds=seconds_until(max(d.not_before for d in waiting)),
+            refund_attempt=True,
+            reservation=f"circuit@{circuit}"[:128],
+        )
+    if deferred:
+        log.info("chunk.waiting_on_circuits", items=len(deferred))
 
 
 def _halt(
@@ -363,10 +455,11 @@ def _halt(
     if not halts:
         return
     first = halts[0]
-    halt(
-        session,
-        reason=f"CRITICAL in {stage.name} of item {first.item_id}: {first.reason}",
-        data={"batch_id": message.batch_id, "item_id": first.item_id, "stage": stage.name},
+    data = {"batch_id": message.batch_id, "item_id": first.item_id, "stage": stage.name}
+    reason = f"CRITICAL in {stage.name} of item {first.item_id}: {first.reason}"
+    halt(session, reason=reason, data=data)
+    record_notification(
+        session, message.batch_id, HALTED, {**data, "reason": reason}, emergency=True
     )
     # The item goes back untouched: after inspection, resume-all runs it again.
     release_items(session, [h.item_id for h in halts], owner)

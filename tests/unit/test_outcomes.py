@@ -72,13 +72,13 @@ def test_a_rewrite_request_is_a_rewrite_not_a_failure() -> None:
 
 
 def test_running_out_of_time_charges_only_the_order_that_was_running() -> None:
-    left = out_of_time(7, [8, 9], attempt=1, max_retries=3)
+    left = out_of_time([(7, 1)], [8, 9], max_retries=3)
     assert [type(o) for o in left] == [Retry, Retry, Retry]
     assert [o.spends_budget for o in left if isinstance(o, Retry)] == [True, False, False]
 
 
 def test_a_running_order_out_of_budget_fails_when_time_runs_out_again() -> None:
-    left = out_of_time(7, [], attempt=4, max_retries=3)
+    left = out_of_time([(7, 4)], [], max_retries=3)
     assert isinstance(left[0], Failed) and left[0].error_class == "TimeoutError"
 
 

@@ -61,7 +61,7 @@ def test_a_default_matches_the_documented_value(attribute: str, expected: object
 
 @pytest.mark.parametrize(
     ("stage", "optimal", "maximum"),
-    [("preflight", 10, 25), ("writing", 5, 10), ("qc", 20, 100), ("delivery", 50, 200)],
+    [("preflight", 10, 25), ("writing", 25, 50), ("qc", 20, 100), ("delivery", 50, 200)],
 )
 def test_default_chunk_sizes_match_the_documented_values(
     stage: str, optimal: int, maximum: int

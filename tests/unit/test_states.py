@@ -39,7 +39,7 @@ EXPECTED_MOVES = {
     (S.APPROVED, S.DELIVERED),
     (S.APPROVED, S.FAILED),
     (S.FAILED, S.PENDING),
-    # Cancelling a batch ends orders waiting between stages too (docs/architecture.md: design decisions).
+    # Cancelling a batch ends orders waiting between stages too (docs/architecture.md).
     (S.PREFLIGHT, S.CANCELLED),
     (S.WRITING, S.CANCELLED),
     (S.QC, S.CANCELLED),

@@ -1,0 +1,81 @@
+"""Run a chunk's items concurrently in a bounded thread pool, keeping the time-limit rules.
+
+For stages whose items wait on outside services (the writer's LLM, publishers'
+webhooks), calls one after another would hold a worker process idle for the
+sum of their latencies. Threads suit this: the writer and the publisher are
+synchronous httpx clients (thread-safe, with a connection pool), every call
+still takes a token from the shared Redis buckets, and each item's ledger
+writes use their own session. The pool is bounded by ``BATCH_IO_CONCURRENCY``.
+
+Celery's soft time limit is raised in the main thread only; the threads carry
+on. Items that had not started are cancelled and retried without spending an
+attempt; calls under way get ``grace`` seconds to finish (each has its own
+HTTP timeout) and are kept if they do, retried as timed out if not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+
+from ledger.items import ClaimedItem
+from pipeline.outcomes import ItemOutcome, out_of_time
+
+log = structlog.get_logger(__name__)
+
+Attempt = Callable[[ClaimedItem], ItemOutcome | None]
+
+
+def run_concurrently(
+    claimed: Sequence[ClaimedItem],
+    attempt: Attempt,
+    *,
+    workers: int,
+    max_retries: int,
+    grace: float,
+) -> list[ItemOutcome]:
+    """Run ``attempt`` on every item with at most ``workers`` at once; outcomes in item order.
+
+    ``attempt`` returns None for an item it handed back (no slot). An exception an
+    attempt raises (an infrastructure error) is raised here once every call has
+    ended, so no thread is left running against a chunk that is being retried.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchline-io")
+    futures = [pool.submit(attempt, item) for item in claimed]
+    try:
+        wait(futures)
+    except SoftTimeLimitExceeded:
+        log.warning("chunk.soft_time_limit", items=len(claimed), concurrent=True)
+        return _out_of_time(pool, claimed, futures, max_retries=max_retries, grace=grace)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return _collect(futures)
+
+
+def _collect(futures: Sequence[Future[ItemOutcome | None]]) -> list[ItemOutcome]:
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [outcome for future in futures if (outcome := future.result()) is not None]
+
+
+def _out_of_time(
+    pool: ThreadPoolExecutor,
+    claimed: Sequence[ClaimedItem],
+    futures: Sequence[Future[ItemOutcome | None]],
+    *,
+    max_retries: int,
+    grace: float,
+) -> list[ItemOutcome]:
+    pool.shutdown(wait=False, cancel_futures=True)
+    wait([f for f in futures if not f.cancelled()], timeout=grace)
+    finished = [f for f in futures if f.done() and not f.cancelled()]
+    outcomes = _collect(finished)
+    pairs = list(zip(claimed, futures, strict=True))
+    waiting = [item.item_id for item, future in pairs if future.cancelled()]
+    running = [(item.item_id, item.attempts) for item, future in pairs if not future.done()]
+    return outcomes + out_of_time(running, waiting, max_retries=max_retries)

@@ -1,0 +1,154 @@
+"""A chunk of an I/O-bound stage runs its items' calls concurrently, and loses nothing.
+
+These call the chunk runner in this process with a stand-in writer (a sleep
+stands for the LLM's answer time, so overlap is certain); the ledger, its
+leases, the Redis concurrency slots and the thread pool are the real ones.
+Overlap is read from the spans the ledger stores per item, not from a clock.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
+
+from ledger.db import transaction
+from ledger.models import Item, StageOutput
+from pipeline.audit import max_overlap
+from pipeline.chunk import ChunkMessage
+from pipeline.errors import PermanentError
+from pipeline.settings import get_settings
+from tasks.chunk_runner import run_chunk
+from tasks.submit import submit_batch
+from tests.integration.helpers import make_orders
+from tests.integration.stage_patch import patch_stage
+
+pytestmark = pytest.mark.integration
+
+ORDERS = 6
+
+
+@pytest.fixture()
+def written(service_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[int]]]:
+    """A batch whose orders passed preflight and wait for writing."""
+    monkeypatch.setattr("tasks.submit._start", lambda *_: None)
+    batch_id = f"io-{uuid.uuid4().hex[:8]}"
+    submit_batch(make_orders(ORDERS, batch_id), "it", "normal", {"batch_id": batch_id})
+    with transaction() as session:
+        ids = sorted(session.scalars(select(Item.id).where(Item.batch_id == batch_id)))
+    message = ChunkMessage(stage="preflight", batch_id=batch_id, item_ids=tuple(ids))
+    assert run_chunk(message, "preflight-task@test").succeeded == ids
+    yield batch_id, ids
+    from tasks.control import cancel_batch
+
+    cancel_batch(batch_id)
+
+
+@pytest.fixture()
+def io_concurrency(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("BATCH_IO_CONCURRENCY", "3")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("BATCH_IO_CONCURRENCY")
+    get_settings.cache_clear()
+
+
+class SlowWriter:
+    """Sleeps like an LLM call; fails the orders named in ``failing``; counts calls at once."""
+
+    def __init__(self, seconds: float, failing: frozenset[str] = frozenset()) -> None:
+        self.seconds, self.failing = seconds, failing
+        self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+    def __call__(self, order: Any, previous: Any, context: Any) -> dict[str, Any]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(self.seconds)
+            if order.order_id in self.failing:
+                raise PermanentError(f"the writer refused {order.order_id}")
+            return {"title": "t", "html": "<p>x</p>", "word_count": 1, "writer": "slow"}
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _write(batch: tuple[str, list[int]], task: str = "writing-task"):
+    message = ChunkMessage(stage="writing", batch_id=batch[0], item_ids=tuple(batch[1]))
+    return run_chunk(message, f"{task}@test", reclaim=True)
+
+
+def _rows(item_ids: list[int]) -> dict[int, tuple[str, int]]:
+    with transaction() as session:
+        query = select(Item.id, Item.state, Item.attempts).where(Item.id.in_(item_ids))
+        return {int(i): (str(state), int(n)) for i, state, n in session.execute(query)}
+
+
+def _writing_spans(item_ids: list[int]) -> list[tuple[Any, Any]]:
+    with transaction() as session:
+        query = select(StageOutput.started_at, StageOutput.finished_at).where(
+            StageOutput.item_id.in_(item_ids), StageOutput.stage == "writing"
+        )
+        return [(started, finished) for started, finished in session.execute(query)]
+
+
+def test_a_writing_chunk_runs_its_calls_at_once_up_to_the_bound(
+    written, io_concurrency, monkeypatch
+) -> None:
+    writer = SlowWriter(0.4)
+    patch_stage(monkeypatch, "writing", handle=writer)
+
+    report = _write(written)
+
+    # Then every order moved on, at most BATCH_IO_CONCURRENCY (3) calls ran at once,
+    # and the ledger's own per-item spans show them overlapping
+    assert report.succeeded == written[1]
+    assert writer.most == 3
+    assert 2 <= max_overlap(_writing_spans(written[1])) <= 3
+    assert {state for state, _ in _rows(written[1]).values()} == {"QC"}
+
+
+def test_a_failing_call_fails_only_its_order(written, io_concurrency, monkeypatch) -> None:
+    with transaction() as session:
+        failing = str(session.scalar(select(Item.order_id).where(Item.id == written[1][1])))
+    patch_stage(monkeypatch, "writing", handle=SlowWriter(0.1, frozenset({failing})))
+
+    report = _write(written)
+
+    assert report.failed == [written[1][1]]
+    assert sorted(report.succeeded) == [i for i in written[1] if i != written[1][1]]
+
+
+def test_a_soft_time_limit_keeps_finished_calls_and_charges_no_order_that_never_started(
+    written, io_concurrency, monkeypatch
+) -> None:
+    # Given three calls at once of one second each, and the soft limit at half a second
+    patch_stage(monkeypatch, "writing", handle=SlowWriter(1.0))
+
+    def soft_limit(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded("soft limit")
+
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        report = _write(written)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    # Then the three calls under way finished within the grace and moved on, and the
+    # three that never started are retried without paying an attempt
+    rows = _rows(written[1])
+    started, waiting = written[1][:3], written[1][3:]
+    assert sorted(report.succeeded) == started
+    assert sorted(report.retry_ids) == waiting
+    assert [rows[i] for i in started] == [("QC", 0)] * 3
+    assert [rows[i] for i in waiting] == [("WRITING", 0)] * 3
