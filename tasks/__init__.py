@@ -8,8 +8,8 @@ from __future__ import annotations
 from tasks import notify as _notify  # noqa: F401 - registers batchline.maintenance.notify
 from tasks import retention as _retention  # noqa: F401 - registers batchline.maintenance.prune
 from tasks import stages as _stages  # noqa: F401 - registers the stage tasks with the app
+from tasks import warming as _warming  # noqa: F401 - registers the warm task
 from tasks.status import batch_status, get_batch_status
 from tasks.submit import BatchConflict, submit_batch
-from tasks import warming as _warming  # noqa: F401 - registers the warm task
 
 __all__ = ["BatchConflict", "batch_status", "get_batch_status", "submit_batch"]
