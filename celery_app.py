@@ -132,7 +132,7 @@ def reconfigure() -> None:
 
 app = Celery(
     "batchline",
-    include=["tasks", "recovery.tasks", "recovery.recover", "recovery.analysis_tasks"],
+    include=["tasks", "recovery.tasks"],
 )
 app.conf.update(celery_config(get_settings()))
 

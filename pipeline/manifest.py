@@ -37,9 +37,14 @@ class ManifestError(ValueError):
     """A submission was rejected; ``field`` names where, the message says why."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
+        # Both parts as the exception's args: Celery rebuilds a task's exception for
+        # the caller's .get() as cls(*args), so the type and the field survive the trip.
+        super().__init__(field, problem)
         self.field = field
         self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
 
 
 def _no_control_chars(value: str) -> str:

@@ -14,7 +14,6 @@ import redis
 import structlog
 from sqlalchemy.orm import Session
 
-from celery_app import app
 from ledger.db import transaction
 from ledger.lineage import (
     Origin,
@@ -148,15 +147,3 @@ def _start(recovery_id: str, lane: str, items: int) -> None:
     except redis.RedisError as error:
         log.warning("feeder.unavailable", batch_id=recovery_id, error=str(error))
 
-
-@app.task(name="batchline.recovery.recover_failed_batch", ignore_result=False)
-def recover_failed_batch_task(batch_id: str, options: dict[str, Any] | None = None) -> Any:
-    """Celery form of :func:`recover_failed_batch` (``.apply_async(args=[id], kwargs=...)``).
-
-    A refusal is returned, not raised, as ``{"error", "field"}``: a caller's ``.get()``
-    then sees why instead of a re-raised exception type it may not import.
-    """
-    try:
-        return recover_failed_batch(batch_id, options)
-    except RecoveryRefused as refused:
-        return {"error": str(refused), "field": refused.field}

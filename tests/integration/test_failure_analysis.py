@@ -45,7 +45,7 @@ def test_preflight_and_qc_refusals_are_counted_by_reason(
     workers: Any, service_env: dict[str, str]
 ) -> None:
     # Given a batch of the demo's orders built to fail: six of nine fail
-    from recovery.analysis_tasks import analyze_batch_failures as analysis_task
+    from recovery.tasks import analyze_batch_failures as analysis_task
     from tasks import submit_batch
 
     tag = f"fa-{uuid.uuid4().hex[:6]}"
@@ -131,7 +131,7 @@ def test_preflight_and_qc_refusals_are_counted_by_reason(
 
 
 def test_an_unknown_batch_is_refused_and_nothing_is_written(workers: Any) -> None:
-    from recovery.analysis_tasks import analyze_batch_failures as analysis_task
+    from recovery.tasks import analyze_batch_failures as analysis_task
 
     before = ledger_counts()
     with pytest.raises(UnknownBatch, match="no-such-batch"):
