@@ -78,21 +78,21 @@ def _run(
 
 def _lock_entries(lock: Path) -> dict[str, tuple[str, set[str]]]:
     """name -> (its requirement lines with hashes, the packages it is required by)."""
-    entries = {}
+    entries: dict[str, tuple[str, set[str]]] = {}
     for entry in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text()):
         if not entry[:1].isalnum():
             continue
-        name = canonicalize_name(re.split(r"[=;\s]", entry, maxsplit=1)[0])
+        name = str(canonicalize_name(re.split(r"[=;\s]", entry, maxsplit=1)[0]))
         lines = [line for line in entry.splitlines() if not line.lstrip().startswith("#")]
         via = set(re.findall(r"#\s+(?:via\s+)?([A-Za-z0-9._-]+)", entry))
-        entries[name] = ("\n".join(lines), {canonicalize_name(v) for v in via})
+        entries[name] = ("\n".join(lines), {str(canonicalize_name(v)) for v in via})
     return entries
 
 
 def _locked_closure(lock: Path, roots: tuple[str, ...]) -> str:
     """``roots`` and everything they need, as pinned in ``lock``, as a requirements file."""
     entries = _lock_entries(lock)
-    wanted = {canonicalize_name(root) for root in roots}
+    wanted = {str(canonicalize_name(root)) for root in roots}
     assert wanted <= set(entries), f"{roots} not all in {lock.name}"
     grown = True
     while grown:
