@@ -176,7 +176,14 @@ def _run_as_ids() -> tuple[int, int] | tuple[None, None]:
     """Return (uid, gid) of the unprivileged account when we are root, else Nones."""
     if os.geteuid() != 0:
         return None, None
-    account = pwd.getpwnam(_UNPRIVILEGED_USER)
+    try:
+        account = pwd.getpwnam(_UNPRIVILEGED_USER)
+    except KeyError:
+        raise EmbeddedServiceError(
+            f"embedded postgres: PostgreSQL refuses to run as root and there is no user"
+            f" {_UNPRIVILEGED_USER!r} to run it as; fix: create one (useradd --system"
+            f" {_UNPRIVILEGED_USER}), run as another user, or set DATABASE_URL"
+        ) from None
     return account.pw_uid, account.pw_gid
 
 
@@ -489,8 +496,16 @@ class EmbeddedPostgres(_EmbeddedServer):
         return row is not None and row[0] == str(self._data_dir)
 
     def _after_first_start(self) -> None:
-        with psycopg.connect(self._admin_conninfo(self._running_port()), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._database)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._database))
+        try:
+            with psycopg.connect(self._admin_conninfo(self._running_port()), autocommit=True) as c:
+                c.execute(create)
+        except psycopg.Error as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise EmbeddedServiceError(
+                f"embedded {self.name}: cannot create database {self._database!r}: {reason};"
+                " fix: the cause above, or set DATABASE_URL"
+            ) from error
 
     @staticmethod
     def _admin_conninfo(port: int) -> str:

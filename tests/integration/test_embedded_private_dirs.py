@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import shutil
 import stat
 import sys
@@ -173,3 +174,14 @@ def test_a_failed_start_ends_the_cli_with_one_line_and_no_traceback(
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["error: embedded postgres: cannot run initdb; fix: set DATABASE_URL"]
+
+
+def test_no_unprivileged_account_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_user(name: str) -> None:
+        raise KeyError(name)
+
+    monkeypatch.setattr(pwd, "getpwnam", no_such_user)
+    with pytest.raises(EmbeddedServiceError) as failure:
+        EmbeddedPostgres()
+    message = str(failure.value)
+    assert "\n" not in message and "'nobody'" in message and "fix: " in message
