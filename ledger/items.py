@@ -111,17 +111,25 @@ def claim_items(
 
 _LATEST_OUTPUTS = text(
     """
-    SELECT DISTINCT ON (i.id) i.id, o.output
-    FROM items i
-    -- The item's lineage: itself, or for a recovery item its root and the root's
-    -- other recoveries (ix_items_origin_item_id), so a recovered order reads the
-    -- outputs its earlier batches stored instead of producing them again.
-    JOIN items l ON l.id = i.id
-        OR (i.origin_item_id IS NOT NULL
-            AND (l.id = i.origin_item_id OR l.origin_item_id = i.origin_item_id))
-    JOIN stage_outputs o ON o.item_id = l.id AND o.stage = :stage AND o.ok = :ok
-    WHERE i.id = ANY(:ids)
-    ORDER BY i.id, o.id DESC
+    WITH chunk AS (SELECT id, origin_item_id FROM items WHERE id = ANY(:ids)),
+    -- The item's lineage: itself, and for a recovery item its root and the root's
+    -- other recoveries, so a recovered order reads the outputs its earlier batches
+    -- stored instead of producing them again. Three index look-ups joined by UNION
+    -- ALL: an OR in one join condition cannot use an index and scanned all items.
+    lineage AS (
+        SELECT c.id AS item_id, c.id AS source_id FROM chunk c
+        UNION ALL
+        SELECT c.id, c.origin_item_id FROM chunk c WHERE c.origin_item_id IS NOT NULL
+        UNION ALL
+        SELECT c.id, l.id FROM chunk c
+        JOIN items l ON l.origin_item_id = c.origin_item_id AND l.id <> c.id
+            AND l.origin_item_id IS NOT NULL  -- the partial ix_items_origin_item_id
+        WHERE c.origin_item_id IS NOT NULL
+    )
+    SELECT DISTINCT ON (lineage.item_id) lineage.item_id, o.output
+    FROM lineage
+    JOIN stage_outputs o ON o.item_id = lineage.source_id AND o.stage = :stage AND o.ok = :ok
+    ORDER BY lineage.item_id, o.id DESC
     """
 )
 

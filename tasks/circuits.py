@@ -73,10 +73,13 @@ class ChunkCircuits:
 
     A circuit found closed is not asked again for the rest of the chunk (one Redis
     call per circuit and chunk while all is well); one found open holds every
-    later item bound for it without asking.
+    later item bound for it without asking. A success is reported once per circuit
+    and chunk, and again only after a failure: it resets the consecutive-failure
+    count, which one report does as well as five hundred.
     """
 
     _closed: set[str] = field(default_factory=set)
+    _reported: set[str] = field(default_factory=set)
     _open: dict[str, float] = field(default_factory=dict)
     _probes: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,6 +117,10 @@ class ChunkCircuits:
         circuit = circuit_of(stage, item)
         if circuit is None:
             return
+        with self._lock:
+            if circuit in self._reported:
+                return
+            self._reported.add(circuit)
         try:
             before = breaker().success(circuit)
         except _BREAKER_ERRORS as error:
@@ -134,6 +141,8 @@ class ChunkCircuits:
         circuit = circuit_of(stage, item)
         if circuit is None or not counts_against(categorize(error)):
             return None
+        with self._lock:
+            self._reported.discard(circuit)  # the next success resets the count again
         try:
             view = breaker().failure(circuit)
         except _BREAKER_ERRORS as failure:

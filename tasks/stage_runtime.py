@@ -69,5 +69,7 @@ def runtime_for(stage: str) -> StageRuntime:
     record = stage_named(stage)
     runtime = next(r for r in RUNTIMES if r.stage is record)
     if get_settings().batch_stage_handlers == "noop":
-        return replace(runtime, prepare=prepare_nothing, handle=handle_nothing)
+        # Nothing is called outside: no calls to run concurrently, no circuit to guard.
+        quiet = replace(record, io_bound=False, circuit=None)
+        return StageRuntime(quiet, prepare_nothing, handle_nothing)
     return runtime
