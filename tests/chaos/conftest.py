@@ -22,6 +22,7 @@ import pytest
 from cli.embedded import EmbeddedPostgres, EmbeddedValkey
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
 from tests.support import apply_environment, restore_environment, seed_sample_catalog
+from tests.support_processes import child_pids
 
 # Short timeouts so that recovery is seen in seconds; the relations the settings
 # class enforces (lease and visibility above the hard limit) still hold.
@@ -117,12 +118,7 @@ class ChaosStack:
         self.workers.clear()
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(child) for child in found]
+_children = child_pids  # the shared /proc reader (tests/support_processes.py)
 
 
 def _wait_for_workers(count: int, timeout: float = 60.0) -> None:

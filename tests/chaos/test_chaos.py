@@ -22,6 +22,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+import celery_app
 from ledger.db import dispose_engine, transaction
 from ledger.models import Batch, Item
 from tests.chaos.conftest import CHAOS_SETTINGS, ChaosScale, ChaosStack
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 VISIBILITY = float(CHAOS_SETTINGS["BATCH_VISIBILITY_TIMEOUT"])
 SWEEP = float(CHAOS_SETTINGS["BATCH_SWEEP_INTERVAL_SECONDS"])
-LANES = ("batch.high", "batch.normal", "batch.low")
+LANES = tuple(celery_app.LANES.values())
 
 
 def _submit(orders: int, tag: str) -> str:
@@ -106,7 +107,7 @@ def _diagnose(batch_id: str, stack: ChaosStack) -> str:
         )
         items = [f"{state} owner={owner} n={n}" for state, owner, n in rows]
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    queues = {lane: client.llen(lane) for lane in (*LANES, "batch.maintenance")}
+    queues = {lane: client.llen(lane) for lane in (*LANES, celery_app.MAINTENANCE_QUEUE)}
     client.close()
     alive = [w.pid for w in stack.workers if w.poll() is None]
     logs = "\n".join(
