@@ -168,6 +168,8 @@ def test_a_failed_start_ends_the_cli_with_one_line_and_no_traceback(
         raise EmbeddedServiceError("embedded postgres: cannot run initdb; fix: set DATABASE_URL")
 
     monkeypatch.setattr(environment, "services_for", refuse)
+    # The CLI would point structlog at this test's captured stderr, which closes after it.
+    monkeypatch.setattr("metrics.logs.configure_logging", lambda *_: None)
     monkeypatch.setattr(sys, "argv", ["batchline", "demo", "--orders", "3"])
     with pytest.raises(SystemExit) as exit_:
         main.main()

@@ -33,7 +33,7 @@ def other_installation(service_env: dict[str, str]) -> Iterator[tuple[Celery, re
     url = f"{service_env['REDIS_URL'].rpartition('/')[0]}/{OTHER_INSTALLATION_DB}"
     client = redis.Redis.from_url(url)
     client.flushdb()
-    app = Celery("other-installation")
+    app = Celery("other-installation", set_as_current=False)  # leave the real app current
     app.conf.update(celery_config(Settings.model_validate({"redis_url": url})))
     try:
         yield app, client
