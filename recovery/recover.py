@@ -146,4 +146,3 @@ def _start(recovery_id: str, lane: str, items: int) -> None:
         feed_lanes((lane,))
     except redis.RedisError as error:
         log.warning("feeder.unavailable", batch_id=recovery_id, error=str(error))
-

@@ -424,6 +424,7 @@ def test_cli_rejects_a_bad_file_with_exit_2_and_writes_nothing(
 
 # --- any single bad field -------------------------------------------------------------------
 
+
 def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     # A named function: hypothesis 6.170 misreads this lambda as not using its argument.
     return st.lists(children, max_size=3) | st.dictionaries(

@@ -89,6 +89,7 @@ def test_yesterday_s_spent_quota_starts_afresh_today(client: redis.Redis, servic
 
     assert _gate(service, "3/day").wait_seconds(service) == 0.0
     day, used = client.hmget(rate_quota_key(service), "day", "used")
+    assert day is not None and used is not None
     assert (int(day), int(used)) == (today, 1)
 
 
