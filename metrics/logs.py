@@ -23,6 +23,13 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _stderr_logger(*_: object) -> structlog.PrintLogger:
+    # The stderr of the moment, not the one at configure time: a caller that swaps
+    # sys.stderr for a while (click's CliRunner, pytest's capture) and closes it after
+    # must not leave every later log line writing into a closed file.
+    return structlog.PrintLogger(file=sys.stderr)

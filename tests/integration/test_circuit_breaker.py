@@ -116,13 +116,16 @@ def test_full_endpoint_outage_waits_without_spending_attempts_then_delivers(
             # When the outage lasts several cool-downs
             wait_until(lambda: len(_waiting(tag)) == 1, timeout=120)
             outage_started = time.monotonic()
-            during: list[dict[str, tuple[str, int]]] = []
-            while time.monotonic() - outage_started < OUTAGE_SECONDS:
-                during.append(_attempts(tag))
-                time.sleep(0.5)
             from tasks.status import batch_status
 
-            waiting_on = batch_status(tag)["waiting_on"]
+            during: list[dict[str, tuple[str, int]]] = []
+            circuits_shown: set[str] = set()
+            while time.monotonic() - outage_started < OUTAGE_SECONDS:
+                during.append(_attempts(tag))
+                # Orders leave the wait for a probe now and then: collect what the
+                # status showed over the outage rather than at one moment.
+                circuits_shown |= {w["circuit"] for w in batch_status(tag)["waiting_on"]}
+                time.sleep(0.5)
             failed_requests = sum(server.requests(str(o["order_id"])) for o in orders)
 
             # Then nothing failed and no order spent more than the one try that
@@ -130,7 +133,7 @@ def test_full_endpoint_outage_waits_without_spending_attempts_then_delivers(
             assert all(state != "FAILED" for snapshot in during for state, _ in snapshot.values())
             spent = [attempts for snapshot in during for _, attempts in snapshot.values()]
             assert spent and max(spent) <= 1
-            assert waiting_on and waiting_on[0]["circuit"] == CIRCUIT
+            assert circuits_shown == {CIRCUIT}
             # the endpoint saw the failures that opened the circuit and one probe per
             # cool-down, not every order's whole budget
             assert failed_requests < ORDERS * 2
