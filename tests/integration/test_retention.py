@@ -33,7 +33,10 @@ def _batch(finalized: bool, state: str, outputs_at: datetime, orders: int = 3) -
                 id=batch_id,
                 project_uuid="tests",
                 priority="normal",
-                status="COMPLETED" if finalized else "RUNNING",
+                # An unfinished batch is PAUSED, not RUNNING: its orders (open, with
+                # no valid stored order) must never reach a worker of a later test,
+                # where they would halt the system as corrupted data.
+                status="COMPLETED" if finalized else "PAUSED",
                 options={},
                 manifest_sha256="0" * 64,
                 total_items=orders,
