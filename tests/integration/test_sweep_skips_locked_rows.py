@@ -46,7 +46,10 @@ def _insert_batch_with_lost_leases(batch_id: str) -> list[int]:
         )
         session.execute(
             text(
-                "UPDATE items SET state = 'WRITING', lease_owner = 'frozen@elsewhere',"
+                # PREFLIGHT, which reads no stored input: once the sweep pools them,
+                # a session worker may run them, and a WRITING item without its
+                # preflight output would be corrupted data that halts the system.
+                "UPDATE items SET state = 'PREFLIGHT', lease_owner = 'frozen@elsewhere',"
                 " lease_expires_at = now() - interval '1 minute' WHERE batch_id = :b"
             ),
             {"b": batch_id},
