@@ -118,9 +118,12 @@ def test_slots_are_released_after_a_worker_is_killed(
             # When the whole worker is killed while that POST waits for its answer
             _kill_whole_worker(worker)
 
-            # Then its slots are still held right after the kill: nobody gave them back
+            # Then its slots are still held right after the kill: nobody gave them back.
+            # (Calls run concurrently within the chunk, so which of its orders the
+            # publisher is holding is not known exactly: some delivery holds a slot.)
             for key in _slot_keys():
-                assert holder in holders(client, key), key
+                held = holders(client, key)
+                assert held and all(h.endswith(":delivery") for h in held), (key, holder)
             # ... and a fresh worker with the sweeper finishes the batch
             recovering_since = time.monotonic()
             recovery = [
