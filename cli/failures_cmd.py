@@ -36,7 +36,8 @@ def failures(
     ] = False,
 ) -> None:
     """Analyse a batch's failures: by category and code, patterns, advice, failed orders."""
-    from recovery.analysis import UnknownBatch, analyze_batch_failures
+    from pipeline.errors import UnknownBatch
+    from recovery.analysis import analyze_batch_failures
 
     try:
         report = analyze_batch_failures(batch_id)

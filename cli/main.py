@@ -139,7 +139,8 @@ def status(
 ) -> None:
     """Show a batch's status, progress and ETA."""
     from cli.render import status_table
-    from tasks.status import UnknownBatch, batch_status
+    from pipeline.errors import UnknownBatch
+    from tasks.status import batch_status
 
     try:
         result = batch_status(batch_id)

@@ -58,6 +58,10 @@ class BatchlineError(Exception):
         return type(self).__name__
 
 
+class UnknownBatch(BatchlineError, LookupError):
+    """No batch has this id (status, analysis and recovery all raise this one)."""
+
+
 class TransientError(BatchlineError):
     """Timeouts, dropped connections, a locked database: try again soon."""
 

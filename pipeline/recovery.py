@@ -20,17 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.chunk import DEFAULT_MAX_RETRIES
 from pipeline.errors import ErrorCategory
+from pipeline.failure_facts import recoverability
 from pipeline.lanes import Lane
 from pipeline.manifest import Identifier, ManifestError
 from pipeline.stage_registry import STAGES, Stage, stage_named
 from pipeline.states import ItemState
-
-#: Recovered without asking: the cause was passing (the guide's automatic kinds).
-RECOVERABLE: Final = frozenset(
-    {ErrorCategory.TRANSIENT, ErrorCategory.RESOURCE, ErrorCategory.RATE_LIMIT}
-)
-#: Recovered with ``retry_all``: an operator says the cause is fixed.
-MANUAL: Final = frozenset({ErrorCategory.CONFIGURATION, ErrorCategory.DATA, ErrorCategory.CRITICAL})
 
 #: Skip reasons, as counted in ``skipped``.
 SKIP_MANUAL: Final = "needs_retry_all"
@@ -122,15 +116,17 @@ def category_of(failed: FailedItem) -> ErrorCategory:
 def skip_reason(failed: FailedItem, *, retry_all: bool, named: bool) -> str | None:
     """Why ``failed`` is not recovered (None: it is).
 
-    PERMANENT only when its order is named; MANUAL only with ``retry_all`` (or named);
-    an item is recovered once (its recovery's failures are recovered from that batch).
+    Recoverable categories always (the cause was passing); manual ones (an operator
+    fixed the cause) only with ``retry_all`` or named; permanent ones only named. The
+    kinds come from :func:`recoverability`, the retry policy's own table. An item is
+    recovered once (its recovery's failures are recovered from that batch).
     """
     if failed.recovered:
         return SKIP_RECOVERED
-    category = category_of(failed)
-    if category in RECOVERABLE or named:
+    needs = recoverability(category_of(failed))
+    if needs == "recoverable" or named:
         return None
-    if category in MANUAL:
+    if needs == "manual":
         return None if retry_all else SKIP_MANUAL
     return SKIP_PERMANENT
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.db import transaction
-from pipeline.errors import BatchlineError
+from pipeline.errors import UnknownBatch
 from pipeline.failure_analysis import analyse
 from pipeline.failure_facts import (
     TIME_BUCKETS,
@@ -38,10 +38,6 @@ from pipeline.states import ItemState
 DOCUMENTS_CAP: Final = 1000
 #: ``problematic_items`` lists at most this many orders, the most failed first.
 PROBLEMATIC_CAP: Final = 1000
-
-
-class UnknownBatch(BatchlineError, LookupError):
-    """No batch has this id."""
 
 
 # An item's failure: its newest failed output that is not a QC rewrite (as

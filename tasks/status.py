@@ -14,13 +14,10 @@ from ledger.models import Batch
 from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
+from pipeline.errors import UnknownBatch
 from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
 from pipeline.status import Counters, summarize
-
-
-class UnknownBatch(LookupError):
-    """No batch has this id."""
 
 
 def _rebuild(batch: Batch) -> dict[str, str]:

@@ -26,7 +26,8 @@ from cli.sample_orders import orders_built_to_fail
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import engine, transaction
 from ledger.models import Batch, Item, StageOutput
-from recovery.analysis import UnknownBatch, analyze_batch_failures
+from pipeline.errors import UnknownBatch
+from recovery.analysis import analyze_batch_failures
 from tests.integration.helpers import (
     ledger_counts,
     register_webhook_publisher,

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from pipeline.errors import UnknownBatch
 from pipeline.recovery import RecoveryRefused
-from recovery.analysis import UnknownBatch
 from recovery.tasks import analyze_batch_failures, recover_failed_batch
 from tasks import submit_batch
 from tests.integration.helpers import make_orders, wait_for_final
