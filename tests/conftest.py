@@ -215,3 +215,26 @@ def lose_redis(service_env: dict[str, str]) -> Iterator[Callable[[], None]]:
         from recovery.sweeper import sweep
 
         sweep()
+
+
+@pytest.fixture(autouse=True)
+def _no_halt_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves the system halted without asking for the ``halt`` fixture.
+
+    The session's workers run every running batch's pooled orders, so an order a test
+    plants in a running batch and breaks (a WRITING order without its preflight output)
+    halts claiming as corrupted data, and every later test would fail far from the
+    cause. This names the test that did it, and resumes so the rest of the run is fair.
+    """
+    yield
+    if "service_env" not in request.fixturenames or "halt" in request.fixturenames:
+        return
+    from ledger.controls import halt_reason
+    from ledger.db import transaction
+    from tasks.control import resume_all
+
+    with transaction() as session:
+        reason = halt_reason(session)
+    if reason is not None:
+        resume_all()
+        pytest.fail(f"the test left the system halted: {reason}")
