@@ -24,6 +24,10 @@ errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
 #: Flower reads its basic-auth credentials (``user:password[,user2:password2]``) here.
 AUTH_VARIABLE = "FLOWER_BASIC_AUTH"
+#: The task list's columns: Flower 2.2 leaves kwargs and result out by default, and
+#: they are what names a chunk's batch, stage and size, and its failed orders.
+#: ``FLOWER_TASKS_COLUMNS`` in the environment wins.
+TASK_COLUMNS = "name,state,kwargs,result,received,runtime,worker,uuid"
 
 
 class FlowerRefused(ValueError):
@@ -53,7 +57,7 @@ def flower_command(
         raise FlowerRefused(
             f"--insecure-localhost listens on a loopback address only, not {address!r}"
         )
-    return [
+    command = [
         sys.executable,
         "-m",
         "celery",
@@ -63,6 +67,9 @@ def flower_command(
         f"--address={address}",
         f"--port={port}",
     ]
+    if "FLOWER_TASKS_COLUMNS" not in environ:
+        command.append(f"--tasks_columns={TASK_COLUMNS}")
+    return command
 
 
 def _check_credentials(credentials: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cli.flower_cmd import FlowerRefused, flower_command
+from cli.flower_cmd import TASK_COLUMNS, FlowerRefused, flower_command
 from cli.main import app
 
 
@@ -33,7 +33,7 @@ def test_insecure_localhost_refuses_an_address_others_can_reach() -> None:
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1"])
 def test_insecure_localhost_runs_on_a_loopback_address(address: str) -> None:
     argv = flower_command(port=5600, address=address, insecure_localhost=True, environ={})
-    assert argv[-2:] == [f"--address={address}", "--port=5600"]
+    assert argv[-3:-1] == [f"--address={address}", "--port=5600"]
 
 
 def test_with_credentials_it_runs_celerys_flower_on_this_app() -> None:
@@ -51,7 +51,14 @@ def test_with_credentials_it_runs_celerys_flower_on_this_app() -> None:
         "flower",
         "--address=0.0.0.0",
         "--port=5555",
+        f"--tasks_columns={TASK_COLUMNS}",
     ]
+
+
+def test_the_operators_own_task_columns_win() -> None:
+    environ = {"FLOWER_BASIC_AUTH": "ops:pw", "FLOWER_TASKS_COLUMNS": "name,state"}
+    argv = flower_command(port=5555, address="::1", insecure_localhost=False, environ=environ)
+    assert not any(arg.startswith("--tasks_columns") for arg in argv)
 
 
 def test_the_command_exits_2_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
