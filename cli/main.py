@@ -161,7 +161,9 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Processes (default BATCH_WORKER_CONCURRENCY).")
     ] = None,
-    events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
+    events: Annotated[
+        bool, typer.Option(help="Pass -E (task events are on by default, for Flower).")
+    ] = False,
 ) -> None:
     """Run a Celery worker on the given lanes (strict priority order)."""
     from cli.workers import worker_command
