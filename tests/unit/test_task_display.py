@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from metrics.logs import route_stdlib_logging, say_as_json
+from metrics.logs import configure_logging, route_stdlib_logging, say_as_json
 from metrics.task_context import bind_task, bound_order, task_fields, unbind_task
 from pipeline.chunk import ChunkMessage, chunk_kwargsrepr
 from pipeline.errors import ErrorCategory
@@ -147,6 +147,8 @@ def test_a_shutdown_notice_is_one_json_line() -> None:
 
 
 def test_structlog_lines_merge_the_bound_ids() -> None:
+    saved = structlog.get_config()  # a CLI test before may have left it at WARNING
+    configure_logging("DEBUG", "json")
     bind_task("t-1", "batchline.stage.writing", _message(2).task_kwargs())
     try:
         with structlog.testing.capture_logs(
@@ -155,4 +157,5 @@ def test_structlog_lines_merge_the_bound_ids() -> None:
             structlog.get_logger().info("item.failed")
     finally:
         unbind_task()
+        structlog.configure(**saved)
     assert logs[0]["batch_id"] == "b-1" and logs[0]["task_id"] == "t-1"
