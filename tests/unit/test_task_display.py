@@ -159,3 +159,19 @@ def test_structlog_lines_merge_the_bound_ids() -> None:
         unbind_task()
         structlog.configure(**saved)
     assert logs[0]["batch_id"] == "b-1" and logs[0]["task_id"] == "t-1"
+
+
+def test_the_publish_hook_shortens_a_retried_chunks_kwargsrepr() -> None:
+    # Celery's autoretry re-sends the chunk's kwargs with no kwargsrepr of its own.
+    from celery_app import _short_chunk_kwargsrepr
+
+    kwargs = _message(40).task_kwargs()
+    headers = {"kwargsrepr": repr(kwargs)}
+    _short_chunk_kwargsrepr(
+        sender="batchline.stage.writing", headers=headers, body=((), kwargs, {})
+    )
+    assert headers["kwargsrepr"] == _message(40).task_repr()
+
+    other = {"kwargsrepr": "{'batch_id': 'b-1'}"}
+    _short_chunk_kwargsrepr(sender="batchline.start_batch", headers=other, body=((), {}, {}))
+    assert other == {"kwargsrepr": "{'batch_id': 'b-1'}"}
