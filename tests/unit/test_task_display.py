@@ -175,3 +175,27 @@ def test_the_publish_hook_shortens_a_retried_chunks_kwargsrepr() -> None:
     other = {"kwargsrepr": "{'batch_id': 'b-1'}"}
     _short_chunk_kwargsrepr(sender="batchline.start_batch", headers=other, body=((), {}, {}))
     assert other == {"kwargsrepr": "{'batch_id': 'b-1'}"}
+
+
+def test_an_item_thread_sees_its_tasks_ids_and_its_own_order() -> None:
+    # I/O-bound stages run items in threads: their lines must still name batch and order.
+    from ledger.items import ClaimedItem
+    from tasks.chunk_threads import run_concurrently
+
+    seen: dict[int, dict[str, object]] = {}
+
+    def attempt(item: ClaimedItem) -> None:
+        with bound_order(item.item_id, item.document["order_id"]):
+            seen[item.item_id] = structlog.contextvars.get_contextvars()
+
+    items = [ClaimedItem(i, {"order_id": f"o-{i}"}, 0) for i in (1, 2, 3)]
+    bind_task("t-1", "batchline.stage.writing", _message(3).task_kwargs())
+    try:
+        run_concurrently(items, attempt, workers=3, max_retries=3, grace=0)
+    finally:
+        unbind_task()
+    assert {i: (s["batch_id"], s["order_id"]) for i, s in seen.items()} == {
+        1: ("b-1", "o-1"),
+        2: ("b-1", "o-2"),
+        3: ("b-1", "o-3"),
+    }
