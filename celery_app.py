@@ -13,15 +13,26 @@ the same order: they are declared in it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
+from celery.apps import worker as celery_worker_module
 from celery.schedules import crontab
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 from kombu.entity import Queue
 
-from metrics.logs import configure_logging
-from pipeline.chunk import ChunkMessage
+from metrics.logs import configure_logging, route_stdlib_logging, say_as_json
+from metrics.task_context import bind_task, unbind_task
+from pipeline.chunk import ChunkMessage, chunk_kwargsrepr
 from pipeline.lanes import PRIORITIES
 from pipeline.settings import Settings, get_settings
 from pipeline.stage_registry import STAGES
@@ -92,6 +103,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Keep running chunks alive when the broker connection drops: cancelling one
         # sends SIGTERM mid-transaction, and a rerun is harmless anyway (the ledger).
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Task events on by default: Flower, started as its docs say, shows every
+        # chunk (its batch, stage and lane) without workers needing --events.
+        worker_send_task_events=True,
+        # A chunk shows in Flower from the moment it is queued, not when a worker takes it.
+        task_send_sent_event=True,
         enable_utc=True,
         timezone="UTC",
         beat_schedule={
@@ -144,6 +160,52 @@ def _worker_start(**_: Any) -> None:
     from tasks.handlers import warm_up
 
     warm_up()
+
+
+@celeryd_init.connect
+def _structured_from_the_start(instance: Any = None, **_: Any) -> None:
+    # Before Celery's first words (the root warning comes before its logging set-up):
+    # warnings become log lines, and the text banner is left out of a JSON stream.
+    route_stdlib_logging(getattr(instance, "loglevel", None) or "WARNING", _log_format())
+    logging.captureWarnings(True)
+    if instance is not None and _log_format() == "json":
+        instance.quiet = True
+        # Celery prints its shutdown notices with celery.apps.worker.safe_say: as JSON.
+        celery_worker_module.safe_say = say_as_json
+
+
+def _log_format() -> str:
+    return get_settings().log_format
+
+
+@setup_logging.connect
+def _route_celery_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    # Connected, so Celery installs no handlers of its own (nor redirects stdout):
+    # its lines and kombu's are rendered like batchline's, JSON with LOG_FORMAT=json.
+    route_stdlib_logging(loglevel or "WARNING", _log_format())
+
+
+@task_prerun.connect
+def _bind_task_ids(task_id: str = "", task: Any = None, kwargs: Any = None, **_: Any) -> None:
+    # Every line a task logs (and Celery logs about it) carries its task and batch ids.
+    bind_task(task_id, getattr(task, "name", ""), kwargs)
+
+
+@task_postrun.connect
+def _unbind_task_ids(**_: Any) -> None:
+    unbind_task()
+
+
+@before_task_publish.connect
+def _short_chunk_kwargsrepr(
+    sender: str | None = None, headers: Any = None, body: Any = None, **_: Any
+) -> None:
+    # Retries (Celery's autoretry too) re-send a chunk's kwargs: Flower and the
+    # "received" log line show batch, stage, lane and size, not thousands of item ids.
+    if sender in STAGE_OF_TASK and isinstance(headers, dict) and isinstance(body, tuple | list):
+        shown = chunk_kwargsrepr(STAGE_OF_TASK[sender], body[1] if len(body) > 1 else None)
+        if shown is not None:
+            headers["kwargsrepr"] = shown
 
 
 @worker_process_init.connect

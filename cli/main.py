@@ -13,6 +13,7 @@ from rich.console import Console
 
 from cli.catalog_cmd import catalog_app
 from cli.failures_cmd import failures
+from cli.flower_cmd import flower
 from cli.recover_cmd import recover
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.command("failures")(failures)
 app.command("recover")(recover)
+app.command("flower")(flower)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
@@ -160,7 +162,9 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Processes (default BATCH_WORKER_CONCURRENCY).")
     ] = None,
-    events: Annotated[bool, typer.Option(help="Send task events (for Flower).")] = False,
+    events: Annotated[
+        bool, typer.Option(help="Pass -E (task events are on by default, for Flower).")
+    ] = False,
 ) -> None:
     """Run a Celery worker on the given lanes (strict priority order)."""
     from cli.workers import worker_command

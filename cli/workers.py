@@ -68,12 +68,16 @@ def spawn_worker(
     name: str,
     env: Mapping[str, str],
     log_path: Path,
+    loglevel: str = "WARNING",
 ) -> subprocess.Popen[bytes]:
-    """Start one worker as a child that is killed if this process dies."""
+    """Start one worker as a child that is killed if this process dies.
+
+    ``loglevel`` is Celery's (its own and kombu's lines); batchline's follow ``LOG_LEVEL``.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            worker_command(lanes, concurrency, name),
+            worker_command(lanes, concurrency, name, loglevel=loglevel),
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -57,6 +57,35 @@ class ChunkMessage(BaseModel):
         """The task's keyword arguments (JSON): everything but the stage."""
         return self.model_dump(mode="json", exclude={"stage"})
 
+    def task_repr(self) -> str:
+        """What Flower and Celery's log lines show for the message (``kwargsrepr``).
+
+        A Python dict literal of the batch, stage, lane and chunk size, not the item
+        ids (thousands of them would be cut off anyway): Flower shows it in its task
+        list and finds chunks by it (``kwargs:batch_id=<id>`` in its search box).
+        """
+        shown = {
+            "batch_id": self.batch_id,
+            "stage": self.stage,
+            "lane": self.priority,
+            "items": len(self.item_ids),
+        }
+        return repr(shown)
+
     def with_items(self, item_ids: list[int]) -> ChunkMessage:
         """The same message for other items of the chunk (a retry of some of them)."""
         return self.model_copy(update={"item_ids": tuple(item_ids)})
+
+
+def chunk_kwargsrepr(stage: str, kwargs: object) -> str | None:
+    """``ChunkMessage.task_repr`` of a stage task's keyword arguments; None if malformed.
+
+    For messages published without a ``kwargsrepr`` of their own (a Celery
+    autoretry re-sends the kwargs as they were).
+    """
+    if not isinstance(kwargs, dict):
+        return None
+    try:
+        return ChunkMessage.from_task(stage, kwargs).task_repr()
+    except InvalidChunkMessage:
+        return None

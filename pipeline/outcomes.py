@@ -195,6 +195,8 @@ class ChunkSummary:
     deferred: tuple[Deferred, ...] = ()
     #: error class -> how many of the chunk's orders failed with it
     failure_classes: dict[str, int] = field(default_factory=dict)
+    #: the recorded failures themselves (class, code, reason), in item order
+    failures: tuple[Failed, ...] = ()
 
     @property
     def retry_ids(self) -> list[int]:
@@ -234,4 +236,5 @@ def summarise(outcomes: Sequence[ItemOutcome], recorded: set[int]) -> ChunkSumma
         halts=tuple(o for o in outcomes if isinstance(o, Halt)),
         deferred=tuple(o for o in outcomes if isinstance(o, Deferred)),
         failure_classes=dict(Counter(o.error_class for o in failed)),
+        failures=tuple(failed),
     )

@@ -34,6 +34,7 @@ from ledger.items import (
 )
 from ledger.pool import unqueue
 from metrics.redis_client import redis_client
+from metrics.task_context import bound_order
 from pipeline.chunk import ChunkMessage
 from pipeline.errors import DataCorruption
 from pipeline.manifest import OrderDocument
@@ -77,6 +78,8 @@ class ChunkReport:
     unslotted: int = 0
     #: this chunk held (and has now given back) concurrency slots
     released_slots: bool = False
+    #: item id -> order id of the items that failed (what Flower's result names)
+    failed_orders: dict[int, str] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> list[int]:
@@ -288,7 +291,13 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
 
     An item without a slot goes back to the pool with its attempt refunded: the
     feeder sent it because a slot looked free, and another worker took it first.
+    Every line logged meanwhile carries the item's ``order_id``.
     """
+    with bound_order(item.item_id, item.document.get("order_id")):
+        return _attempt_in_slots(run, item)
+
+
+def _attempt_in_slots(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
     waiting = run.circuits.hold(run.stage, item, run.message.batch_id)
     if waiting is not None:
         return waiting  # its circuit is open: no slot, no call, no attempt spent
@@ -419,7 +428,12 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
         summary=summary,
         unslotted=len(run.unslotted),
         released_slots=run.used_slots,
+        failed_orders=_order_ids(claimed, set(summary.failed)),
     )
+
+
+def _order_ids(claimed: list[ClaimedItem], ids: set[int]) -> dict[int, str]:
+    return {i.item_id: str(i.document.get("order_id", "")) for i in claimed if i.item_id in ids}
 
 
 def _defer(session: Session, owner: str, summary: ChunkSummary) -> None:

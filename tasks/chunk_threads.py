@@ -15,6 +15,7 @@ HTTP timeout) and are kept if they do, retried as timed out if not.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -44,7 +45,8 @@ def run_concurrently(
     ended, so no thread is left running against a chunk that is being retried.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchline-io")
-    futures = [pool.submit(attempt, item) for item in claimed]
+    # Each call runs in a copy of the task's context: its log lines keep the bound ids.
+    futures = [pool.submit(contextvars.copy_context().run, attempt, item) for item in claimed]
     try:
         wait(futures)
     except SoftTimeLimitExceeded:

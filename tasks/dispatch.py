@@ -21,6 +21,8 @@ def publish_chunks(messages: Sequence[ChunkMessage]) -> int:
     with app.producer_or_acquire() as producer, producer.batch():
         for message in messages:
             app.tasks[stage_task_name(message.stage)].apply_async(
-                kwargs=message.task_kwargs(), producer=producer
+                kwargs=message.task_kwargs(),
+                kwargsrepr=message.task_repr(),  # what Flower shows: batch, stage, lane, size
+                producer=producer,
             )
     return len(messages)

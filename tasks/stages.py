@@ -17,6 +17,7 @@ from metrics.redis_client import redis_client
 from pipeline.chunk import ChunkMessage
 from pipeline.lanes import PRIORITIES
 from pipeline.stage_registry import STAGES, Stage, stage_named
+from tasks.chunk_result import chunk_result
 from tasks.chunk_runner import ChunkReport, run_chunk
 from tasks.feeder import feed_lanes
 from tasks.finalize import finalize_if_complete
@@ -92,10 +93,15 @@ def execute_stage(task: Task, stage: str, **kwargs: Any) -> dict[str, Any]:
     _emit_progress(message, report)
     _hand_on(message, report)
     if report.retry_ids:
-        retry = message.with_items(report.retry_ids).task_kwargs()
+        retry = message.with_items(report.retry_ids)
         # The per-item budget lives in the ledger (attempts), not in Celery's counter.
-        raise task.retry(kwargs=retry, countdown=report.retry_delay, max_retries=10_000)
-    return {"claimed": report.claimed, "ok": len(report.succeeded), "failed": len(report.failed)}
+        raise task.retry(
+            kwargs=retry.task_kwargs(),
+            kwargsrepr=retry.task_repr(),
+            countdown=report.retry_delay,
+            max_retries=10_000,
+        )
+    return chunk_result(report)
 
 
 def _register(stage: Stage) -> Task:
