@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from cli.catalog_cmd import catalog_app
+from cli.exporter_cmd import exporter
 from cli.failures_cmd import failures
 from cli.recover_cmd import recover
 from cli.workers import DEFAULT_LANES
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.command("failures")(failures)
 app.command("recover")(recover)
+app.command("exporter")(exporter)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
