@@ -53,9 +53,9 @@ def _counter(statements: list[str]) -> Any:
     return count
 
 
-def _statements_of(planted: dict[str, Any], call: Any) -> int:
+def _statements_of(planted: dict[str, Any], call: Any, *args: Any, **kwargs: Any) -> int:
     planted["statements"].clear()
-    call()
+    call(*args, **kwargs)
     return len(planted["statements"])
 
 
@@ -151,16 +151,15 @@ def test_each_call_runs_the_same_number_of_statements_whatever_the_size(
     collector, now = planted["collector"], datetime.now(UTC)
     # a 5-order batch and an 8-order one; a 1-hour window and a 3-day one
     report = {
-        _statements_of(planted, lambda: collector.get_performance_report(batch))
+        _statements_of(planted, collector.get_performance_report, batch)
         for batch in ("k-done", "k-high", "k-low")
     }
     window = {
-        _statements_of(planted, lambda: collector.get_batch_metrics(now - span, now))
+        _statements_of(planted, collector.get_batch_metrics, now - span, now)
         for span in (timedelta(hours=1), timedelta(days=3))
     }
     errors = {
-        _statements_of(planted, lambda: collector.get_error_summary(hours=hours))
-        for hours in (1, 72)
+        _statements_of(planted, collector.get_error_summary, hours=hours) for hours in (1, 72)
     }
     assert report == {7} and window == {3} and errors == {1}
 
