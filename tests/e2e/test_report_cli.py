@@ -61,7 +61,7 @@ def test_png_report_is_a_chart_of_the_collector_figures(
     assert out.read_bytes().startswith(PNG_SIGNATURE)
     with Image.open(out) as image:
         assert image.size == (1200, 800)
-        charted = json.loads(image.text[PNG_KEY])
+        charted = json.loads(image.info[PNG_KEY])
     assert charted == chart_data(planted["reports"]["k-done"])
     assert charted["latency_ms"]["writing"] == [3000, 3000, 3000]
 
