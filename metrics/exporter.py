@@ -51,6 +51,25 @@ MAX_OUTPUTS_PER_SCRAPE: Final = 200_000
 #: ``<queue>\x06\x16<step>`` (its default steps); step 0 is the bare name.
 _PRIORITY_STEPS: Final = (0, 3, 6, 9)
 _PRIORITY_SEP: Final = "\x06\x16"
+#: Every metric family a scrape yields (docs/metrics.md explains each; a test holds
+#: the scrape to this list, and the alert rules in deploy/prometheus to it).
+EXPORTED_METRICS: Final = frozenset(
+    {
+        "batchline_lane_messages",
+        "batchline_pool_items",
+        "batchline_items",
+        "batchline_batches",
+        "batchline_oldest_waiting_seconds",
+        "batchline_running_batch_idle_seconds",
+        "batchline_slots_in_use",
+        "batchline_slots_limit",
+        "batchline_rate_tokens",
+        "batchline_stage_seconds",
+        "batchline_errors",
+        "batchline_halted",
+        "batchline_scrape_seconds",
+    }
+)
 #: The concurrency caps a scrape reports, with the setting holding each limit.
 SLOT_SCOPES: Final = ("global", "customer", "publisher")
 

@@ -21,6 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from metrics.exporter import EXPORTED_METRICS
 from tests.support_metrics import KNOWN, own_ledger, plant_known_state
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +33,11 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _families(url: str) -> set[str]:
+    body = httpx.get(url, timeout=30).raise_for_status().text
+    return {family.name for family in text_string_to_metric_families(body)}
 
 
 def _scrape(
@@ -152,6 +158,9 @@ def test_every_metric_reports_the_planted_state(exporter: dict[str, Any]) -> Non
         if name == "batchline_errors_total"
     }
     assert errors == KNOWN["errors"]
+
+    # And nothing else: the families are the documented list (counters drop "_total")
+    assert _families(exporter["url"]) == EXPORTED_METRICS
 
 
 def test_counters_grow_with_new_stage_runs_between_scrapes(exporter: dict[str, Any]) -> None:
