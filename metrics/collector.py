@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
 from metrics.keys import error_bucket_key
+from pipeline.stage_registry import STAGE_NAMES
 
 #: How many slowest orders and top failure reasons a report lists.
 TOP = 10
@@ -44,9 +45,17 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _in_stage_order(rows: Sequence[Any]) -> list[Any]:
+    # Rows come in whatever order GROUP BY left them; people read stages in pipeline order.
+    order = {name: index for index, name in enumerate(STAGE_NAMES)}
+    return sorted(rows, key=lambda row: (order.get(row[0], len(order)), row[0]))
+
+
 def _stage_figures(rows: Sequence[Any], seconds: float | None) -> dict[str, dict[str, Any]]:
     figures: dict[str, dict[str, Any]] = {}
-    for stage, runs, ok, failed, rewrites, p50, p95, top, total, first, last in rows:
+    for stage, runs, ok, failed, rewrites, p50, p95, top, total, first, last in _in_stage_order(
+        rows
+    ):
         span = seconds if seconds is not None else _span_seconds(first, last)
         figures[stage] = {
             "runs": int(runs),
@@ -77,7 +86,7 @@ def _wait_figures(rows: Sequence[Any]) -> dict[str, dict[str, Any]]:
             "max_s": round(float(top or 0), 3),
             "total_s": round(float(total or 0), 3),
         }
-        for stage, runs, p50, p95, top, total in rows
+        for stage, runs, p50, p95, top, total in _in_stage_order(rows)
     }
 
 
@@ -292,6 +301,6 @@ def _throughput_series(rows: Sequence[Any]) -> dict[str, Any]:
     bin_seconds = float(rows[0][2]) if rows else 0.0
     bins = int(max((row[1] for row in rows), default=-1)) + 1
     per_stage: dict[str, list[int]] = {}
-    for stage, index, _bin_s, count in rows:
+    for stage, index, _bin_s, count in _in_stage_order(rows):
         per_stage.setdefault(stage, [0] * bins)[int(index)] = int(count)
     return {"bin_seconds": bin_seconds, "per_stage": per_stage}
