@@ -47,6 +47,9 @@ def report(
     if out is None:
         print(json.dumps(figures, indent=2))
         return
-    from metrics.report import write_report
+    try:
+        from metrics.report import write_report
 
-    console.print(f"wrote {write_report(figures, out)}")
+        console.print(f"wrote {write_report(figures, out)}")
+    except ModuleNotFoundError as error:  # the image installs no charting library
+        _fail(f"--out needs matplotlib ({error.name} is missing): pip install 'batchline[report]'")
