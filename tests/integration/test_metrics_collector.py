@@ -33,7 +33,8 @@ def planted(service_env: dict[str, str], isolated_redis: Any) -> Iterator[dict[s
     client = redis.Redis.from_url(isolated_redis(COLLECTOR_REDIS_DB), decode_responses=True)
     with own_ledger(service_env) as (_url, engine):
         plant_known_state(engine, client)
-        client.hset(error_bucket_key(datetime.now(UTC)), mapping={"QualityRejected": 3})
+        planted_hour = datetime.now(UTC)
+        client.hset(error_bucket_key(planted_hour), mapping={"QualityRejected": 3})
         statements: list[str] = []
         event.listen(engine, "before_cursor_execute", _counter(statements))
         try:
@@ -41,6 +42,7 @@ def planted(service_env: dict[str, str], isolated_redis: Any) -> Iterator[dict[s
                 "collector": BatchMetricsCollector(engine=engine, client=client),
                 "statements": statements,
                 "engine": engine,
+                "bucket": f"{planted_hour:%Y%m%d%H}",
             }
         finally:
             client.close()
@@ -139,7 +141,7 @@ def test_error_summary_reads_the_hourly_buckets_and_the_ledger(planted: dict[str
     summary = planted["collector"].get_error_summary(hours=24)
 
     assert summary["bucket_totals"] == {"QualityRejected": 3}
-    assert list(summary["buckets"]) == [f"{datetime.now(UTC):%Y%m%d%H}"]
+    assert list(summary["buckets"]) == [planted["bucket"]]
     assert (summary["total"], summary["by_code"]) == (1, {"word_count": 1})
     with pytest.raises(ValueError, match="hours"):
         planted["collector"].get_error_summary(hours=0)
