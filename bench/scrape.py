@@ -164,6 +164,7 @@ def measure(orders: int, runs: int) -> dict[str, Any]:
         over_http = _timed(lambda: http.get(url).raise_for_status(), runs)
     server.shutdown()
     return {
+        "scraped": _scraped_counts(generate_latest(registry).decode()),
         "open_orders": orders,
         "finished_orders": orders,
         "stage_outputs": orders * 4,
@@ -173,6 +174,23 @@ def measure(orders: int, runs: int) -> dict[str, Any]:
         "steady_over_baseline": round(statistics.median(steady) / statistics.median(baseline), 2),
         "http": _summary(over_http),
     }
+
+
+def _scraped_counts(body: str) -> dict[str, float]:
+    """What the scrape saw of the backlog: orders in the pool, open orders, running batches."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    open_states = {"PENDING", "PREFLIGHT", "WRITING", "QC", "APPROVED"}
+    seen = {"pool_items": 0.0, "open_items": 0.0, "running_batches": 0.0}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "batchline_pool_items":
+                seen["pool_items"] += sample.value
+            elif sample.name == "batchline_items" and sample.labels["state"] in open_states:
+                seen["open_items"] += sample.value
+            elif sample.name == "batchline_batches" and sample.labels["status"] == "RUNNING":
+                seen["running_batches"] += sample.value
+    return seen
 
 
 def main(argv: Sequence[str] | None = None) -> int:
