@@ -22,6 +22,12 @@ def exporter(
     host: Annotated[
         str, typer.Option(help="Address to bind (0.0.0.0 inside a container).")
     ] = "127.0.0.1",
+    settle_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds new stage outputs wait before they are counted (late commits)."
+        ),
+    ] = 30.0,  # metrics.exporter.SETTLE_SECONDS (not imported: every command would load it)
 ) -> None:
     """Serve Prometheus metrics (lanes, pool, batches, slots, rate buckets, errors) on /metrics."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -29,7 +35,7 @@ def exporter(
     from metrics.exporter import BatchlineCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BatchlineCollector())
+    registry.register(BatchlineCollector(settle_seconds=settle_seconds))
     server, thread = start_http_server(port, addr=host, registry=registry)
     console.print(f"batchline exporter: http://{host}:{server.server_port}/metrics")
     try:

@@ -9,8 +9,9 @@ whatever the backlog (docs/BENCHMARKS.md has the figure at 100,000 orders):
 - batches by status, the halt switch;
 - stage outputs written since the previous scrape (primary-key range), which feed the
   ``batchline_stage_seconds`` histogram and ``batchline_errors_total``: both count
-  from the exporter's start, like any Prometheus counter (the first scrape reads
-  the history, at most :data:`MAX_OUTPUTS_PER_SCRAPE` rows, later ones catch up).
+  from the exporter's start, like any Prometheus counter (the history is read
+  :data:`MAX_OUTPUTS_PER_SCRAPE` rows per scrape at most), each id range once it
+  has settled (:data:`SETTLE_SECONDS`).
 
 Every metric is named and explained in docs/metrics.md.
 """
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import redis
@@ -47,6 +48,9 @@ STAGE_SECONDS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 #: Stage outputs one scrape reads at most, so a first scrape over years of history
 #: stays short; the next scrapes catch up.
 MAX_OUTPUTS_PER_SCRAPE: Final = 200_000
+#: How long new stage outputs wait before they are counted: a transaction that took an
+#: id first may commit after one that took a later id (see _StageOutputTotals).
+SETTLE_SECONDS: Final = 30.0
 #: kombu's Redis transport keeps a queue's prioritised messages in sibling lists
 #: ``<queue>\x06\x16<step>`` (its default steps); step 0 is the bare name.
 _PRIORITY_STEPS: Final = (0, 3, 6, 9)
@@ -81,9 +85,21 @@ def lane_queue_keys(lane: str) -> list[str]:
 
 
 class _StageOutputTotals:
-    """Counts of stage outputs since the exporter started, advanced by id each scrape."""
+    """Counts of stage outputs since the exporter started, advanced by id as ids settle.
 
-    def __init__(self) -> None:
+    Ids are taken when a row is inserted, and rows become visible when their
+    transaction commits. So a scrape can see id 101 before a slower transaction commits
+    id 100. An id range is therefore counted only once ``settle_seconds`` have passed
+    since a scrape saw its top id. A row still uncommitted that long after its id was
+    passed would be missed; chunk transactions commit within milliseconds of inserting.
+    """
+
+    def __init__(self, settle_seconds: float, clock: Callable[[], float]) -> None:
+        self.settle_seconds = settle_seconds
+        self.clock = clock
+        #: (when a scrape saw it, the newest output id then), oldest first
+        self.seen: deque[tuple[float, int]] = deque()
+        self.settled = 0
         self.after = 0
         self.buckets: dict[str, list[int]] = defaultdict(
             lambda: [0] * (len(STAGE_SECONDS_BUCKETS) + 1)
@@ -93,7 +109,11 @@ class _StageOutputTotals:
         self.lock = threading.Lock()
 
     def advance(self, session: Session) -> None:
-        upto = min(q.last_output_id(session), self.after + MAX_OUTPUTS_PER_SCRAPE)
+        now = self.clock()
+        self.seen.append((now, q.last_output_id(session)))
+        while self.seen and self.seen[0][0] <= now - self.settle_seconds:
+            self.settled = max(self.settled, self.seen.popleft()[1])
+        upto = min(self.settled, self.after + MAX_OUTPUTS_PER_SCRAPE)
         if upto <= self.after:
             return
         for stage, bucket, count, seconds in q.duration_buckets(
@@ -115,12 +135,22 @@ class BatchlineCollector(Collector):
     Args:
         engine: the ledger's engine (default: this process's, from ``DATABASE_URL``).
         client: a Redis client with decoded responses (default: this process's).
+        settle_seconds: how long a range of new stage outputs waits before it is
+            counted (see :class:`_StageOutputTotals`).
+        clock: monotonic seconds, for the settling.
     """
 
-    def __init__(self, engine: Engine | None = None, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        client: redis.Redis | None = None,
+        *,
+        settle_seconds: float = SETTLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._client = client
-        self._outputs = _StageOutputTotals()
+        self._outputs = _StageOutputTotals(settle_seconds, clock)
         self._running: list[str] = []
         self.last_scrape_seconds = 0.0
 

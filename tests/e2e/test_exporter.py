@@ -53,6 +53,10 @@ def _scrape(
             if time.monotonic() > give_up:
                 raise
             time.sleep(0.2)
+    return _samples(body)
+
+
+def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(body)
@@ -80,7 +84,9 @@ def exporter(service_env: dict[str, str], isolated_redis: Any) -> Iterator[dict[
             "BATCH_RATE_LIMITS": KNOWN["rate_limits"],
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "exporter", "--port", str(port)],
+            # Settled at once: this test scrapes right after writing outputs
+            # (test_new_outputs_are_counted_once_settled covers the settling).
+            [sys.executable, "-m", "cli", "exporter", "--port", str(port), "--settle-seconds", "0"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -190,3 +196,36 @@ def test_counters_grow_with_new_stage_runs_between_scrapes(exporter: dict[str, A
     assert after[count] == before[count] + 1
     writing = ("batchline_stage_seconds_count", (("stage", "writing"),))
     assert after[writing] == before[writing]
+
+
+def test_new_outputs_are_counted_once_settled(
+    service_env: dict[str, str], isolated_redis: Any
+) -> None:
+    # Given a planted ledger and a collector that lets new outputs settle for 30 s
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from metrics.exporter import BatchlineCollector
+
+    client = redis.Redis.from_url(isolated_redis(EXPORTER_REDIS_DB), decode_responses=True)
+    now = [1000.0]
+    with own_ledger(service_env) as (_url, engine):
+        plant_known_state(engine, client)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            BatchlineCollector(engine, client, settle_seconds=30, clock=lambda: now[0])
+        )
+
+        def preflight_runs() -> float:
+            body = generate_latest(registry).decode()
+            return _samples(body)[("batchline_stage_seconds_count", (("stage", "preflight"),))]
+
+        # When it scrapes before and after the outputs have settled
+        first = preflight_runs()
+        now[0] += 29
+        early = preflight_runs()
+        now[0] += 2
+        settled = preflight_runs()
+
+        # Then the six planted runs are counted once 30 s have passed since they were seen
+        assert (first, early, settled) == (0, 0, KNOWN["stage_counts"]["preflight"])
+        client.close()
