@@ -12,9 +12,11 @@ import typer
 from rich.console import Console
 
 from cli.catalog_cmd import catalog_app
+from cli.exporter_cmd import exporter
 from cli.failures_cmd import failures
 from cli.flower_cmd import flower
 from cli.recover_cmd import recover
+from cli.report_cmd import report
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -29,6 +31,8 @@ app.add_typer(catalog_app, name="catalog")
 app.command("failures")(failures)
 app.command("recover")(recover)
 app.command("flower")(flower)
+app.command("exporter")(exporter)
+app.command("report")(report)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 

@@ -121,6 +121,15 @@ class Item(Base):
             "id",
             postgresql_where=text(pooled_sql()),
         ),
+        # The exporter's "how many wait in each lane, at which stage, since when?"
+        # as an index-only scan (metrics.exporter, every scrape).
+        Index(
+            "ix_items_pool_state",
+            "lane",
+            "state",
+            "updated_at",
+            postgresql_where=text(pooled_sql()),
+        ),
         # The sweeper's question "which messages may have been lost?".
         Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),
         # A lineage's members, found from its root: recovery items only.

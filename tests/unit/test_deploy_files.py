@@ -178,12 +178,14 @@ def test_kustomization_renders_every_manifest_it_lists(rendered_k8s: list[dict[s
     assert kinds == [
         "ConfigMap/batchline-config",
         "Deployment/batchline-beat",
+        "Deployment/batchline-exporter",
         "Deployment/batchline-flower",
         "Deployment/batchline-worker-high",
         "Deployment/batchline-worker-low",
         "Deployment/batchline-worker-normal",
         "Job/batchline-migrate",
         "PersistentVolumeClaim/batchline-outbox",
+        "Service/batchline-exporter",
         "Service/batchline-flower",
     ]
 
