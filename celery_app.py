@@ -20,6 +20,7 @@ from celery.schedules import crontab
 from celery.signals import worker_init, worker_process_init
 from kombu.entity import Queue
 
+from beat_schedule import beat_entries
 from metrics.logs import configure_logging
 from pipeline.chunk import ChunkMessage
 from pipeline.lanes import PRIORITIES
@@ -106,6 +107,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "batchline.maintenance.prune",
                 "schedule": _daily_at(settings.batch_prune_at),
             },
+            # Scheduled stages' windows and the daily summary (docs/schedules.md).
+            **beat_entries(settings),
         },
     )
 

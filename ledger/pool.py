@@ -40,6 +40,7 @@ _CANDIDATES = text(
     FROM items i JOIN batches b ON b.id = i.batch_id
     WHERE i.lane = :lane AND {pooled_sql("i.")}
       AND b.status = 'RUNNING'
+      AND NOT (i.state = ANY(:held))
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     ORDER BY i.score DESC, i.fair_rank, i.id
     LIMIT :limit
@@ -47,9 +48,16 @@ _CANDIDATES = text(
 )
 
 
-def candidates(session: Session, lane: str, limit: int) -> list[Candidate]:
-    """The lane's pooled items of running batches, best first (none while halted)."""
-    rows = session.execute(_CANDIDATES, {"lane": lane, "limit": limit})
+def candidates(
+    session: Session, lane: str, limit: int, held: Sequence[str] = ()
+) -> list[Candidate]:
+    """The lane's pooled items of running batches, best first (none while halted).
+
+    Items in ``held`` states stay in the pool: their scheduled stage's window is
+    shut (``ledger.windows.held_states``).
+    """
+    params = {"lane": lane, "limit": limit, "held": list(held)}
+    rows = session.execute(_CANDIDATES, params)
     return [
         Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
         for i, b, state, customer, domain, retries in rows
