@@ -14,6 +14,7 @@ from rich.console import Console
 from cli.catalog_cmd import catalog_app
 from cli.failures_cmd import failures
 from cli.recover_cmd import recover
+from cli.schedule_cmd import schedule
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.command("failures")(failures)
 app.command("recover")(recover)
+app.command("schedule")(schedule)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 

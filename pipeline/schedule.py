@@ -254,16 +254,18 @@ def min_gap(period: int, offsets: Sequence[int]) -> int:
     return min([*gaps, period - ordered[-1] + ordered[0]])
 
 
-def stage_time_limits(scheduled: bool, stage: str, soft: int, hard: int) -> tuple[int, int]:
+def stage_time_limits(schedule: StageSchedule, soft: int, hard: int) -> tuple[int, int]:
     """A stage task's (soft, hard) time limits in seconds.
 
-    A scheduled stage gets the guide's limit for one run (``scheduled_time_limit``),
-    the soft one a tenth earlier, as 540/600 for continuous stages (``soft``/``hard``).
+    A chunk of a scheduled stage may run as long as its run's window, which is
+    the guide's limit for a run by default (``Stage.scheduled_time_limit``:
+    30 min, 2 h, 1 h, 30 min); the soft limit comes a tenth earlier, as 540 does
+    before 600. A continuous stage, or a window shorter than ``hard``, keeps
+    ``soft``/``hard`` (``BATCH_TASK_SOFT_TIME_LIMIT``/``BATCH_TASK_TIME_LIMIT``).
     """
-    if not scheduled:
+    if schedule.continuous or schedule.window <= hard:
         return soft, hard
-    limit = stage_named(stage).scheduled_time_limit
-    return limit - max(1, limit // 10), limit
+    return schedule.window - max(1, schedule.window // 10), schedule.window
 
 
 def window_wait(

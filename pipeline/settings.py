@@ -239,10 +239,11 @@ class Settings(BaseSettings):
         )
 
     def stage_time_limits(self, stage: str) -> tuple[int, int]:
-        """``stage``'s (soft, hard) task time limits: the guide's when it is scheduled."""
-        scheduled = not self.schedules().of(stage).continuous
+        """``stage``'s (soft, hard) task time limits: its window's when it is scheduled."""
         return stage_time_limits(
-            scheduled, stage, self.batch_task_soft_time_limit, self.batch_task_time_limit
+            self.schedules().of(stage),
+            self.batch_task_soft_time_limit,
+            self.batch_task_time_limit,
         )
 
     def capped_stages(self) -> frozenset[str]:

@@ -213,7 +213,7 @@ def test_the_guide_preset_needs_a_visibility_timeout_above_writings_two_hours(
 # --- time limits -------------------------------------------------------------------------
 
 
-def test_time_limits_are_the_guides_for_scheduled_stages_and_540_600_otherwise(
+def test_time_limits_are_the_guides_windows_for_scheduled_stages_and_540_600_otherwise(
     env: pytest.MonkeyPatch,
 ) -> None:
     for name, value in GUIDE_ENV.items():
@@ -224,7 +224,8 @@ def test_time_limits_are_the_guides_for_scheduled_stages_and_540_600_otherwise(
     assert settings.stage_time_limits("writing") == (6480, 7200)
     assert settings.stage_time_limits("qc") == (540, 600)
     assert settings.stage_time_limits("delivery") == (1620, 1800)
-    assert stage_time_limits(False, "writing", 540, 600) == (540, 600)
+    assert stage_time_limits(parse_stage("qc", "every 60s", "5s"), 540, 600) == (540, 600)
+    assert stage_time_limits(parse_stage("qc", "continuous", ""), 540, 600) == (540, 600)
 
 
 @pytest.mark.parametrize(
