@@ -56,6 +56,9 @@ def _check_settings(
 def demo(
     orders: Annotated[int, typer.Option(min=3, max=100_000, help="How many sample orders.")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    scheduled: Annotated[
+        bool, typer.Option("--scheduled", help="Run every stage in windows a few seconds apart.")
+    ] = False,
 ) -> None:
     """Start servers if needed, run workers, process sample batches at all priorities."""
     from cli.demo import run_demo
@@ -66,7 +69,7 @@ def demo(
     with prepared_environment() as urls:
         if urls.started:
             quiet.print(f"started embedded {', '.join(urls.started)}")
-        summary = run_demo(orders, quiet)
+        summary = run_demo(orders, quiet, 600.0 if scheduled else 240.0, scheduled=scheduled)
         summary["started_services"] = list(urls.started)
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.schedule import StageSchedule
+from pipeline.schedule import StageSchedule, schedule_variable
 from pipeline.settings import get_settings
+from pipeline.stage_registry import STAGE_NAMES
 
 console = Console()
 #: Run times listed per scheduled stage.
@@ -81,6 +82,36 @@ def window_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
             when = f"next window {_clock(wait['next_window'])}"
         rows.append((f"{stage} waits", f"{wait['orders']} orders; {when}"))
     return rows
+
+
+def window_note(status: dict[str, Any]) -> str:
+    """A progress bar's suffix: the orders waiting per closed window (empty: none wait)."""
+    waits = [
+        f"{stage} {wait['orders']} @{_clock(wait['next_window'])[-8:]}"
+        for stage, wait in (status.get("waiting_for_window") or {}).items()
+        if wait["orders"] and not wait["window_open_until"]
+    ]
+    return f"waiting for window: {', '.join(waits)}" if waits else ""
+
+
+#: ``batchline demo --scheduled``: every stage runs every PERIOD s for WINDOW s.
+DEMO_PERIOD, DEMO_WINDOW = 10, 6
+#: The stages' first runs, seconds after the demo starts (staggered, in stage order).
+DEMO_FIRST_RUNS = (3, 5, 7, 9)
+
+
+def compressed_schedule(start: float) -> dict[str, str]:
+    """Schedule settings that run each stage every few seconds from ``start`` (epoch seconds).
+
+    The test form ``every Ns+Ms`` is aligned to the epoch, so the offsets are
+    chosen to put each stage's first run a few seconds after ``start``.
+    """
+    env = {}
+    for stage, first in zip(STAGE_NAMES, DEMO_FIRST_RUNS, strict=True):
+        offset = (int(start) + first) % DEMO_PERIOD
+        env[schedule_variable(stage)] = f"every {DEMO_PERIOD}s+{offset}s"
+        env[schedule_variable(stage, "_WINDOW")] = f"{DEMO_WINDOW}s"
+    return env
 
 
 def _clock(iso: str | None) -> str:

@@ -261,3 +261,79 @@ def test_high_lane_is_not_gated_by_default() -> None:
     plan = parse_plan({}, {}, preset="guide", lanes="normal,low")
     assert plan.gates("writing", "normal") and plan.gates("writing", "low")
     assert not plan.gates("writing", "high")
+
+
+# --- opening a run: on time, late within its window, missed entirely ----------------------
+
+
+def test_a_window_opened_on_time_or_late_closes_on_schedule_and_a_missed_one_opens_now() -> None:
+    from tasks.windows import plan_window
+
+    qc = parse_stage("qc", "11:00,17:00,23:00", "1h")
+    run = at("2026-06-01T11:00:00")
+    on_time = plan_window(qc, run, at("2026-06-01T11:00:02"))
+    assert (on_time.opens_at, on_time.closes_at, on_time.late) == (
+        run,
+        at("2026-06-01T12:00:00"),
+        False,
+    )
+    late = plan_window(
+        qc, run, at("2026-06-01T11:20:00")
+    )  # a late beat: the window still ends at 12
+    assert (late.opens_at, late.closes_at, late.late) == (run, at("2026-06-01T12:00:00"), True)
+    missed = plan_window(
+        qc, run, at("2026-06-01T13:00:00")
+    )  # beat was down: a full window from now
+    assert (missed.opens_at, missed.closes_at, missed.late) == (
+        at("2026-06-01T13:00:00"),
+        at("2026-06-01T14:00:00"),
+        True,
+    )
+
+
+# --- the demo's compressed schedule and the CLI's wording --------------------------------
+
+
+def test_the_demo_schedule_runs_each_stage_first_a_few_seconds_after_the_start() -> None:
+    from cli.schedule_cmd import DEMO_FIRST_RUNS, compressed_schedule
+
+    start = at("2026-06-01T10:00:00").timestamp() + 5.4
+    env = compressed_schedule(start)
+    plan = parse_plan(
+        {s: env[f"BATCH_SCHEDULE_{s.upper()}"] for s in ("preflight", "writing", "qc", "delivery")},
+        {
+            s: env[f"BATCH_SCHEDULE_{s.upper()}_WINDOW"]
+            for s in ("preflight", "writing", "qc", "delivery")
+        },
+        preset="",
+        lanes="normal,low",
+    )
+    begun = datetime.fromtimestamp(start, tz=UTC)
+    runs = [s.next_run(begun) for s in plan.stages]
+    firsts = [(run - begun).total_seconds() for run in runs if run is not None]
+    assert firsts == pytest.approx([f - 0.4 for f in DEMO_FIRST_RUNS])
+
+
+def test_status_rows_and_the_demo_label_say_what_waits_for_which_window() -> None:
+    from cli.schedule_cmd import window_note, window_rows
+
+    status = {
+        "waiting_for_window": {
+            "writing": {
+                "orders": 12,
+                "window_open_until": None,
+                "next_window": "2026-06-01T15:00:00+00:00",
+            },
+            "qc": {
+                "orders": 3,
+                "window_open_until": "2026-06-01T12:00:00+00:00",
+                "next_window": "2026-06-01T17:00:00+00:00",
+            },
+        }
+    }
+    assert window_rows(status) == [
+        ("writing waits", "12 orders; next window 06-01 15:00:00"),
+        ("qc waits", "3 orders; window open until 06-01 12:00:00"),
+    ]
+    assert window_note(status) == "waiting for window: writing 12 @15:00:00"
+    assert window_rows({}) == [] and window_note({"waiting_for_window": {}}) == ""
