@@ -121,6 +121,17 @@ class Item(Base):
             "id",
             postgresql_where=text(pooled_sql()),
         ),
+        # The same question with a scheduled stage's window shut: best first within
+        # each state, so the feeder skips a held backlog without walking it.
+        Index(
+            "ix_items_pool_state",
+            "lane",
+            "state",
+            text("score DESC"),
+            "fair_rank",
+            "id",
+            postgresql_where=text(pooled_sql()),
+        ),
         # The sweeper's question "which messages may have been lost?".
         Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),
         # A lineage's members, found from its root: recovery items only.

@@ -15,6 +15,12 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+# pipeline.states.pooled_sql() as of this revision (a migration never imports app code).
+POOL_WHERE = (
+    "queued_at IS NULL AND lease_owner IS NULL"
+    " AND state IN ('PENDING', 'PREFLIGHT', 'WRITING', 'QC', 'APPROVED')"
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -34,8 +40,17 @@ def upgrade() -> None:
         sa.UniqueConstraint("stage", "run_at", name="uq_schedule_windows_stage_run"),
     )
     op.create_index("ix_schedule_windows_closes_at", "schedule_windows", ["closes_at"])
+    # The feeder's scan with a window shut: best first within each state, so a held
+    # backlog is skipped, not walked (bench/schedule_hold.py).
+    op.create_index(
+        "ix_items_pool_state",
+        "items",
+        ["lane", "state", sa.text("score DESC"), "fair_rank", "id"],
+        postgresql_where=sa.text(POOL_WHERE),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_items_pool_state", table_name="items")
     op.drop_index("ix_schedule_windows_closes_at", table_name="schedule_windows")
     op.drop_table("schedule_windows")
