@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ledger.models import ScheduleWindow
 from pipeline.schedule import SchedulePlan
 from pipeline.stage_registry import stage_named
-from pipeline.states import pooled_sql
+from pipeline.states import open_sql, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,6 @@ def open_windows(session: Session) -> list[Window]:
     return [_window(row) for row in session.scalars(query)]
 
 
-def recent_windows(session: Session, limit: int = 20) -> list[Window]:
-    """The last ``limit`` windows opened, newest first."""
-    query = select(ScheduleWindow).order_by(ScheduleWindow.run_at.desc()).limit(limit)
-    return [_window(row) for row in session.scalars(query)]
-
-
 def held_states(session: Session, plan: SchedulePlan, lane: str) -> list[str]:
     """States whose pooled items of ``lane`` must wait: their scheduled stage's window is shut.
 
@@ -103,19 +97,23 @@ def _window(row: ScheduleWindow) -> Window:
     return Window(row.stage, row.run_at, row.opens_at, row.closes_at, row.late)
 
 
-_POOLED_BY_STATE = text(
+_BY_STATE = text(
     f"""
-    SELECT i.state, count(*) FROM items i JOIN batches b ON b.id = i.batch_id
+    SELECT i.state, count(*) FILTER (WHERE {pooled_sql("i.")}), count(*)
+    FROM items i JOIN batches b ON b.id = i.batch_id
     WHERE b.status = 'RUNNING' AND (:batch_id = '' OR i.batch_id = :batch_id)
-      AND i.lane = ANY(:lanes) AND i.state = ANY(:states) AND {pooled_sql("i.")}
+      AND i.lane = ANY(:lanes) AND {open_sql("i.state")}
     GROUP BY i.state
     """
 )
 
 
-def pooled_by_state(
-    session: Session, *, lanes: Sequence[str], states: Sequence[str], batch_id: str = ""
-) -> dict[str, int]:
-    """Pooled items of running batches (or one batch) in ``lanes`` and ``states``, per state."""
-    params = {"batch_id": batch_id, "lanes": list(lanes), "states": list(states)}
-    return {str(state): int(n) for state, n in session.execute(_POOLED_BY_STATE, params)}
+def open_by_state(
+    session: Session, *, lanes: Sequence[str], batch_id: str = ""
+) -> dict[str, tuple[int, int]]:
+    """Open items of running batches (or one batch) in ``lanes``: state -> (pooled, all)."""
+    params = {"batch_id": batch_id, "lanes": list(lanes)}
+    return {
+        str(state): (int(pooled), int(total))
+        for state, pooled, total in session.execute(_BY_STATE, params)
+    }

@@ -25,11 +25,11 @@ from celery_app import app
 from ledger.batches import add_event
 from ledger.db import transaction
 from ledger.pool import unqueue
-from ledger.windows import Window, last_run, open_windows, pooled_by_state, record_window
+from ledger.windows import Window, last_run, open_by_state, open_windows, record_window
 from pipeline.chunk import ChunkMessage
 from pipeline.schedule import StageSchedule, window_wait
 from pipeline.settings import get_settings
-from pipeline.stage_registry import stage_named
+from pipeline.stage_registry import stage_for_state, stage_named
 from tasks.feeder import feed_lanes
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 
@@ -170,19 +170,18 @@ def schedule_status(batch_id: str, now: datetime | None = None) -> dict[str, Any
     if not plan.scheduled:
         return {"waiting_for_window": {}, "window_wait_seconds": 0.0}
     moment = now or datetime.now(UTC)
-    states = [s.value for sch in plan.scheduled for s in stage_named(sch.stage).entry_states]
     with transaction() as session:
         opened = {w.stage: w for w in open_windows(session)}
-        pooled = pooled_by_state(
-            session, lanes=sorted(plan.lanes), states=states, batch_id=batch_id
-        )
+        counts = open_by_state(session, lanes=sorted(plan.lanes), batch_id=batch_id)
+    pooled = {state: n for state, (n, _) in counts.items()}
     waiting = {
         sch.stage: _stage_wait(sch, pooled, opened.get(sch.stage), moment) for sch in plan.scheduled
     }
-    busy = [stage for stage, wait in waiting.items() if wait["orders"]]
+    # Every open order of a scheduled lane still has the windows ahead of its stage to pass.
+    ahead = {stage_for_state(state).name for state in counts}
     return {
         "waiting_for_window": waiting,
-        "window_wait_seconds": window_wait(plan, busy, moment, set(opened)),
+        "window_wait_seconds": round(window_wait(plan, ahead, moment, set(opened)), 1),
     }
 
 
@@ -207,7 +206,7 @@ def with_schedule(status: dict[str, Any], *, finished: bool = False) -> dict[str
     wait = fields["window_wait_seconds"]
     if wait and (eta is None or eta < wait):
         # The orders cannot be done before the windows they wait for have opened.
-        status = {**status, "estimated_time_remaining": round(wait, 1)}
+        status = {**status, "estimated_time_remaining": wait}
     return {**status, **fields}
 
 
