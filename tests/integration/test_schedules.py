@@ -3,7 +3,7 @@
 Each test runs its own worker and beat on a Redis database of its own, with
 writing scheduled; the session's workers are not started here. Orders of the
 normal lane wait in the pool for writing's window; high-lane orders pass. The
-windowed test uses the test form ``every 15s`` with a 3 s window and two beat
+windowed test uses the test form ``every 15s`` with a 4 s window and two beat
 processes; the writer sleeps 0.4 s per article, one call at a time, so a window
 cannot write every order and some wait for the next one.
 
@@ -17,6 +17,7 @@ import base64
 import contextlib
 import json
 import os
+import shelve
 import subprocess
 import sys
 import time
@@ -149,12 +150,7 @@ def _writing_chunk_sizes(url: str) -> list[int]:
 def _scheduled_env(
     service_env: dict[str, str], isolated_redis: Callable[[int], str], **extra: str
 ) -> dict[str, str]:
-    return {
-        **service_env,
-        **LONG_LIMITS,
-        "REDIS_URL": isolated_redis(SCHEDULE_REDIS_DB),
-        **extra,
-    }
+    return {**service_env, "REDIS_URL": isolated_redis(SCHEDULE_REDIS_DB), **extra}
 
 
 def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
@@ -165,7 +161,10 @@ def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
 ) -> None:
     # Given writing scheduled once a day, twelve hours from now (it cannot open in the test)
     run = (datetime.now(UTC) + timedelta(hours=12)).replace(second=0, microsecond=0)
-    env = _scheduled_env(service_env, isolated_redis, BATCH_SCHEDULE_WRITING=run.strftime("%H:%M"))
+    # (its window, and so its chunks' time limit, is the guide's 2 h: long limits needed)
+    env = _scheduled_env(
+        service_env, isolated_redis, **LONG_LIMITS, BATCH_SCHEDULE_WRITING=run.strftime("%H:%M")
+    )
     worker = spawn_worker(
         ALL_LANES, concurrency=2, name="sched1", env=env, log_path=tmp_path / "w.log"
     )
@@ -225,7 +224,7 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    period, window = 15, 3
+    period, window = 15, 4
     schedule = {
         "BATCH_SCHEDULE_WRITING": f"every {period}s",
         "BATCH_SCHEDULE_WRITING_WINDOW": f"{window}s",
@@ -300,7 +299,7 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         assert all(len(starts) == 1 for starts in _writing_starts(batch).values())
 
         # and a duplicate open_window for the same run opens nothing
-        for name, value in {**schedule, **LONG_LIMITS}.items():
+        for name, value in schedule.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         from tasks.windows import open_window
@@ -312,6 +311,15 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         get_settings.cache_clear()
         _cancel(batch)
         stop_workers([worker, *beats])
+    # and both beats did send open_window at the run times (their stores, synced on exit)
+    for n in (1, 2):
+        assert _beat_runs(tmp_path / f"s{n}", f"open-window:writing:every {period}s+0s") >= 2
+
+
+def _beat_runs(store: Path, entry: str) -> int:
+    """How often a stopped beat sent ``entry`` (its shelve store counts the runs)."""
+    with shelve.open(str(store), flag="r") as db:
+        return int(db["entries"][entry].total_run_count)
 
 
 def test_a_run_beat_missed_entirely_opens_late_once_with_an_event(
