@@ -37,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 #: An opening this long after its run time is flagged late (the window still closes on time).
 LATE_AFTER = timedelta(seconds=60)
+#: Seconds a worker's clock may lag beat's when it opens "the latest run" (capped at a
+#: quarter of the period for the test form's short periods).
+MAX_CLOCK_SKEW = 5.0
 #: What a feed after opening may meet; the next sweep feeds in its place.
 FEED_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, *INFRASTRUCTURE_ERRORS)
 
@@ -87,7 +90,10 @@ def open_window(
 
 def _run_time(schedule: StageSchedule, run_at: str | None, now: datetime) -> datetime:
     if run_at is None:
-        latest = schedule.latest_run(now)
+        # Beat sent this at a run time; a worker whose clock is a little behind beat's
+        # must still take it for that run, not the one before.
+        skew = timedelta(seconds=min(MAX_CLOCK_SKEW, schedule.period / 4))
+        latest = schedule.latest_run(now + skew)
         assert latest is not None  # a scheduled stage always has a latest run
         return latest
     try:

@@ -337,3 +337,18 @@ def test_status_rows_and_the_demo_label_say_what_waits_for_which_window() -> Non
     ]
     assert window_note(status) == "waiting for window: writing 12 @15:00:00"
     assert window_rows({}) == [] and window_note({"waiting_for_window": {}}) == ""
+
+
+def test_open_window_without_run_at_takes_the_run_beat_sent_it_for_despite_a_lagging_clock(
+    env: pytest.MonkeyPatch,
+) -> None:
+    from tasks.windows import _run_time
+
+    writing = parse_stage("writing", "09:00,15:00,21:00", "2h")
+    # beat sent at 09:00:00; this worker's clock says 08:59:58
+    assert _run_time(writing, None, at("2026-06-01T08:59:58")) == at("2026-06-01T09:00:00")
+    assert _run_time(writing, None, at("2026-06-01T10:30:00")) == at("2026-06-01T09:00:00")
+    with pytest.raises(ValueError, match="run_at: 2026-06-01T09:30:00 is not a run time"):
+        _run_time(writing, "2026-06-01T09:30:00", at("2026-06-01T10:00:00"))
+    with pytest.raises(ValueError, match="run_at: 'soon' is not an ISO date-time"):
+        _run_time(writing, "soon", at("2026-06-01T10:00:00"))
