@@ -352,3 +352,26 @@ def test_open_window_without_run_at_takes_the_run_beat_sent_it_for_despite_a_lag
         _run_time(writing, "2026-06-01T09:30:00", at("2026-06-01T10:00:00"))
     with pytest.raises(ValueError, match="run_at: 'soon' is not an ISO date-time"):
         _run_time(writing, "soon", at("2026-06-01T10:00:00"))
+
+
+def test_the_schedule_table_shows_modes_next_runs_and_open_windows() -> None:
+    from rich.console import Console
+
+    from cli.schedule_cmd import schedule_table
+
+    report = {
+        "lanes": ["low", "normal"],
+        "stages": [
+            {"stage": "preflight", "mode": "continuous", "run_times": "continuous",
+             "window_seconds": None, "next_runs": [], "open_window": None},
+            {"stage": "writing", "mode": "scheduled", "run_times": "09:00,15:00,21:00",
+             "window_seconds": 7200, "next_runs": ["2026-06-01T15:00:00+00:00"],
+             "open_window": {"closes_at": "2026-06-01T11:00:00+00:00"}},
+        ],
+    }  # fmt: skip
+    console = Console(record=True, width=160)
+    console.print(schedule_table(report))
+    text = console.export_text()
+    assert "lanes low,normal" in text
+    assert "09:00,15:00,21:00" in text and "7200 s" in text
+    assert "06-01 15:00:00" in text and "until 06-01 11:00:00" in text
