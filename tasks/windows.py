@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from ledger.db import transaction
 from ledger.pool import unqueue
 from ledger.windows import Window, last_run, open_by_state, open_windows, record_window
 from pipeline.chunk import ChunkMessage
+from pipeline.lanes import PRIORITIES
 from pipeline.schedule import StageSchedule, window_wait
 from pipeline.settings import get_settings
 from pipeline.stage_registry import stage_for_state, stage_named
@@ -135,9 +137,9 @@ def _who() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
-def _feed() -> None:
+def _feed(lanes: Sequence[str] = PRIORITIES) -> None:
     try:
-        feed_lanes()
+        feed_lanes(lanes)
     except FEED_ERRORS as error:
         # The window is recorded: the next sweep feeds.
         log.warning("feeder.unavailable", error=str(error))
@@ -146,8 +148,8 @@ def _feed() -> None:
 def defer_if_shut(message: ChunkMessage) -> bool:
     """Give a chunk's items back to the pool if its stage's window closed; True if so.
 
-    Only for a chunk's first delivery: a retry or a redelivered chunk started
-    inside the window, and a running chunk finishes.
+    The stage task asks this for a chunk's first delivery only: a retry or a
+    redelivered chunk started inside the window, and a running chunk finishes.
     """
     plan = get_settings().schedules()
     if not plan.gates(message.stage, message.priority):
@@ -163,6 +165,8 @@ def defer_if_shut(message: ChunkMessage) -> bool:
         batch_id=message.batch_id,
         items=len(message.item_ids),
     )
+    # The message's place in the lane is free: other work may take it now, not at the next sweep.
+    _feed((message.priority,))
     return True
 
 

@@ -275,6 +275,9 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         # and the orders left at the close wait in the pool for the next window
         left = _pooled_writing(batch)
         assert left > 0
+        # every order is written or back in the pool: messages taken after the close
+        # gave theirs back instead of writing them
+        assert left + len(_writing_starts(batch)) == 20
 
         def second_window_opened() -> bool:
             return len(_windows("writing")) >= 2
