@@ -30,6 +30,7 @@ from celery.signals import (
 )
 from kombu.entity import Queue
 
+from beat_schedule import beat_entries
 from metrics.logs import configure_logging, route_stdlib_logging, say_as_json
 from metrics.task_context import bind_task, unbind_task
 from pipeline.chunk import ChunkMessage, chunk_kwargsrepr
@@ -122,6 +123,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "batchline.maintenance.prune",
                 "schedule": _daily_at(settings.batch_prune_at),
             },
+            # Scheduled stages' windows and the daily summary (docs/schedules.md).
+            **beat_entries(settings),
         },
     )
 

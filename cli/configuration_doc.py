@@ -159,9 +159,14 @@ _CHUNK_FIELD = re.compile(r"batch_chunk_(?P<stage>[a-z_]+)_(?P<kind>optimal|max)
 #: Rules between two or more settings, checked at start-up (``Settings`` validators).
 RULES = (
     "`BATCH_TASK_SOFT_TIME_LIMIT` < `BATCH_TASK_TIME_LIMIT`.",
-    "`BATCH_VISIBILITY_TIMEOUT` > `BATCH_TASK_TIME_LIMIT`, so a running chunk is never"
-    " handed out twice.",
-    "`BATCH_LEASE_SECONDS` > `BATCH_TASK_TIME_LIMIT`, so a lease never ends under a running chunk.",
+    "`BATCH_VISIBILITY_TIMEOUT` > the largest stage time limit (`BATCH_TASK_TIME_LIMIT`, or"
+    " a scheduled stage's guide limit: writing 7200 s), so a running chunk is never handed"
+    " out twice.",
+    "`BATCH_LEASE_SECONDS` > the largest stage time limit, so a lease never ends under a"
+    " running chunk.",
+    "Each `BATCH_SCHEDULE_<STAGE>` parses, names no time twice, and its `_WINDOW` is no"
+    " longer than the gap between two runs; `BATCH_SCHEDULE_*` names only known stages;"
+    " `BATCH_SCHEDULE_LANES` names only lanes ([schedules](schedules.md)).",
     "Each stage's `BATCH_CHUNK_<STAGE>_OPTIMAL` ≤ `BATCH_CHUNK_<STAGE>_MAX`.",
     "`BATCH_CAPPED_STAGES` and `BATCH_PUBLISHER_CAPPED_STAGES` name only known stages.",
     "Every `BATCH_RATE_LIMITS` entry parses; a bad one is named in the error.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.sample_orders import load_catalog, orders_built_to_fail, sample_orders
+from cli.schedule_cmd import compressed_schedule, window_note
 from cli.workers import ALL_LANES, running_workers
 from pipeline.settings import get_settings
 
@@ -74,7 +76,9 @@ def watch(batches: list[DemoBatch], console: Console, timeout: float) -> dict[st
             for batch in batches:
                 status = statuses[batch.batch_id] = batch_status(batch.batch_id)
                 terminal = status["completed"] + status["failed"] + status["cancelled"]
-                bars.update(ids[batch.batch_id], completed=terminal)
+                # With scheduled stages: how many wait for which window.
+                label = f"{batch.priority:>6} {batch.batch_id} {window_note(status)}"
+                bars.update(ids[batch.batch_id], completed=terminal, description=label)
             if all(s["status"] in FINAL for s in statuses.values()):
                 break
             time.sleep(0.25)
@@ -141,8 +145,26 @@ def _wall(status: dict[str, Any], batch: DemoBatch) -> float | None:
     return round(ended - batch.submitted_at, 2)
 
 
-def run_demo(total: int, console: Console, timeout: float = 240.0) -> dict[str, Any]:
-    """Start workers, submit the sample batches, watch them and return the summary."""
+def use_compressed_schedule(console: Console) -> None:
+    """Schedule every stage every few seconds from now, for this process and its workers."""
+    from celery_app import reconfigure
+
+    os.environ.update(compressed_schedule(time.time()))
+    get_settings.cache_clear()
+    reconfigure()
+    for stage in get_settings().schedules().scheduled:
+        console.print(f"{stage.stage}: {stage.describe()}, window {stage.window} s")
+
+
+def run_demo(
+    total: int, console: Console, timeout: float = 240.0, *, scheduled: bool = False
+) -> dict[str, Any]:
+    """Start workers, submit the sample batches, watch them and return the summary.
+
+    ``scheduled``: every stage waits for windows opening every few seconds.
+    """
+    if scheduled:
+        use_compressed_schedule(console)
     settings = get_settings()
     log_dir = Path("var/log")
     specs = [

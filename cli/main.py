@@ -17,6 +17,7 @@ from cli.failures_cmd import failures
 from cli.flower_cmd import flower
 from cli.recover_cmd import recover
 from cli.report_cmd import report
+from cli.schedule_cmd import schedule
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -33,6 +34,7 @@ app.command("recover")(recover)
 app.command("flower")(flower)
 app.command("exporter")(exporter)
 app.command("report")(report)
+app.command("schedule")(schedule)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
@@ -60,6 +62,9 @@ def _check_settings(
 def demo(
     orders: Annotated[int, typer.Option(min=3, max=100_000, help="How many sample orders.")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    scheduled: Annotated[
+        bool, typer.Option("--scheduled", help="Run every stage in windows a few seconds apart.")
+    ] = False,
 ) -> None:
     """Start servers if needed, run workers, process sample batches at all priorities."""
     from cli.demo import run_demo
@@ -70,7 +75,7 @@ def demo(
     with prepared_environment() as urls:
         if urls.started:
             quiet.print(f"started embedded {', '.join(urls.started)}")
-        summary = run_demo(orders, quiet)
+        summary = run_demo(orders, quiet, 600.0 if scheduled else 240.0, scheduled=scheduled)
         summary["started_services"] = list(urls.started)
     if as_json:
         print(json.dumps(summary, indent=2))

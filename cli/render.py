@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from cli.schedule_cmd import window_rows
 from pipeline.retention import describe as describe_pruned
 from pipeline.retention import is_pruned
 from pipeline.stage_registry import STAGE_NAMES
@@ -30,6 +31,8 @@ def status_table(status: dict[str, Any]) -> Table:
     for stage in STAGE_NAMES:
         counts = status["stages"][stage]
         table.add_row(f"{stage}", f"{counts['done']} done, {counts['failed']} failed")
+    for name, text in window_rows(status):  # scheduled stages (docs/schedules.md)
+        table.add_row(name, text)
     return table
 
 

@@ -121,13 +121,18 @@ class Item(Base):
             "id",
             postgresql_where=text(pooled_sql()),
         ),
-        # The exporter's "how many wait in each lane, at which stage, since when?"
-        # as an index-only scan (metrics.exporter, every scrape).
+        # Best first within each state: with a scheduled stage's window shut the feeder
+        # skips a held backlog without walking it. updated_at rides along so the
+        # exporter's "how many wait in each lane, at which stage, since when?" is an
+        # index-only scan too (metrics.exporter, every scrape).
         Index(
             "ix_items_pool_state",
             "lane",
             "state",
-            "updated_at",
+            text("score DESC"),
+            "fair_rank",
+            "id",
+            postgresql_include=["updated_at"],
             postgresql_where=text(pooled_sql()),
         ),
         # The sweeper's question "which messages may have been lost?".
@@ -285,3 +290,25 @@ class Publisher(Base):
     domain: Mapped[str] = mapped_column(String(253), primary_key=True)
     profile: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     updated_at: Mapped[datetime] = _now()
+
+
+class ScheduleWindow(Base):
+    """One opened run of a scheduled stage (``pipeline.schedule``): at most one per run.
+
+    The unique ``(stage, run_at)`` makes opening a run idempotent: a second beat, a
+    restarted one or a late message inserts nothing. While ``opens_at <= now() <
+    closes_at`` the feeder sends the stage's pooled items of the scheduled lanes.
+    """
+
+    __tablename__ = "schedule_windows"
+    __table_args__ = (UniqueConstraint("stage", "run_at", name="uq_schedule_windows_stage_run"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), nullable=False)
+    run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    opens_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    closes_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    #: opened after its own window had passed (beat was down): once, for a full window
+    late: Mapped[bool] = mapped_column(nullable=False, default=False)
+    opened_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = _now()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pipeline import priority
 from pipeline.catalog import CustomerTier
 from pipeline.chunk import DEFAULT_MAX_RETRIES
-from pipeline.states import open_sql, pooled_sql
+from pipeline.states import OPEN_ITEM_STATES, open_sql, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -33,26 +33,64 @@ class Candidate:
     max_retries: int
 
 
+_CANDIDATE_COLUMNS = f"""
+    i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+    coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}),
+    i.score, i.fair_rank
+"""
+_CANDIDATE_WHERE = f"""
+    i.lane = :lane AND {pooled_sql("i.")}
+    AND b.status = 'RUNNING'
+    AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
+"""
 _CANDIDATES = text(
     f"""
-    SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
-           coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES})
+    SELECT {_CANDIDATE_COLUMNS}
     FROM items i JOIN batches b ON b.id = i.batch_id
-    WHERE i.lane = :lane AND {pooled_sql("i.")}
-      AND b.status = 'RUNNING'
-      AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
+    WHERE {_CANDIDATE_WHERE}
     ORDER BY i.score DESC, i.fair_rank, i.id
     LIMIT :limit
     """
 )
 
 
-def candidates(session: Session, lane: str, limit: int) -> list[Candidate]:
-    """The lane's pooled items of running batches, best first (none while halted)."""
-    rows = session.execute(_CANDIDATES, {"lane": lane, "limit": limit})
+def _per_state_candidates(states: Sequence[str]) -> str:
+    """The scan for some states only: each state's best from ``ix_items_pool_state``, merged.
+
+    One scan of ``ix_items_pool`` that filters held states out would walk past the
+    whole held backlog on every feed (``bench/schedule_hold.py``).
+    """
+    parts = [
+        f"""(SELECT {_CANDIDATE_COLUMNS}
+             FROM items i JOIN batches b ON b.id = i.batch_id
+             WHERE {_CANDIDATE_WHERE} AND i.state = :state_{n}
+             ORDER BY i.score DESC, i.fair_rank, i.id LIMIT :limit)"""
+        for n in range(len(states))
+    ]
+    union = " UNION ALL ".join(parts)
+    return f"SELECT * FROM ({union}) c ORDER BY 7 DESC, 8, 1 LIMIT :limit"
+
+
+def candidates(
+    session: Session, lane: str, limit: int, held: Sequence[str] = ()
+) -> list[Candidate]:
+    """The lane's pooled items of running batches, best first (none while halted).
+
+    Items in ``held`` states stay in the pool: their scheduled stage's window is
+    shut (``ledger.windows.held_states``).
+    """
+    params: dict[str, object] = {"lane": lane, "limit": limit}
+    if not held:
+        rows = session.execute(_CANDIDATES, params)
+    else:
+        states = sorted(s.value for s in OPEN_ITEM_STATES if s.value not in set(held))
+        if not states:
+            return []
+        params.update({f"state_{n}": state for n, state in enumerate(states)})
+        rows = session.execute(text(_per_state_candidates(states)), params)
     return [
         Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
-        for i, b, state, customer, domain, retries in rows
+        for i, b, state, customer, domain, retries, _, _ in rows
     ]
 
 

@@ -7,6 +7,7 @@ names the variable (:class:`SettingsError`).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,14 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.limits import RateSpec, parse_rate_limits
+from pipeline.schedule import (
+    DEFAULT_LANES,
+    ScheduleError,
+    SchedulePlan,
+    parse_plan,
+    stage_time_limits,
+    unknown_schedule_variables,
+)
 from pipeline.stage_registry import DELIVERY, PREFLIGHT, QC, STAGE_NAMES, STAGES, WRITING
 
 Priority = Literal["high", "normal", "low"]
@@ -138,6 +147,30 @@ class Settings(BaseSettings):
     #: how long an open circuit defers its orders before one probe is let through
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0, le=86_400)
 
+    # Fixed run times per stage (docs/schedules.md); all UTC.
+    #: `guide`: every stage at the guide's run times unless its own variable says otherwise
+    batch_schedule_preset: Literal["", "guide"] = ""
+    #: lanes the schedules apply to; other lanes' work passes scheduled stages at once
+    batch_schedule_lanes: str = DEFAULT_LANES
+    #: `continuous`, UTC times `08:00,14:00,20:00` or `every 20s+5s`; empty: the preset's
+    batch_schedule_preflight: str = ""
+    #: how long a preflight run may start chunks (`30m`, `2h`, `45s`); empty: the guide's
+    batch_schedule_preflight_window: str = ""
+    #: writing's run times (as `BATCH_SCHEDULE_PREFLIGHT`)
+    batch_schedule_writing: str = ""
+    #: how long a writing run may start chunks; empty: the guide's 2h
+    batch_schedule_writing_window: str = ""
+    #: QC's run times (as `BATCH_SCHEDULE_PREFLIGHT`)
+    batch_schedule_qc: str = ""
+    #: how long a QC run may start chunks; empty: the guide's 1h
+    batch_schedule_qc_window: str = ""
+    #: delivery's run times (as `BATCH_SCHEDULE_PREFLIGHT`)
+    batch_schedule_delivery: str = ""
+    #: how long a delivery run may start chunks; empty: the guide's 30m
+    batch_schedule_delivery_window: str = ""
+    #: the daily batch summary event, HH:MM in UTC (beat's crontab)
+    batch_summary_at: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
         for stage in STAGE_NAMES:
@@ -146,12 +179,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}_OPTIMAL must not exceed {name}_MAX")
         if self.batch_task_soft_time_limit >= self.batch_task_time_limit:
             raise ValueError("BATCH_TASK_SOFT_TIME_LIMIT must be below BATCH_TASK_TIME_LIMIT")
+        self._check_schedules()
         # A chunk still running when the broker's visibility timeout expires is
-        # delivered a second time; keep the timeout above the hard limit.
-        if self.batch_visibility_timeout <= self.batch_task_time_limit:
-            raise ValueError("BATCH_VISIBILITY_TIMEOUT must exceed BATCH_TASK_TIME_LIMIT")
-        if self.batch_lease_seconds <= self.batch_task_time_limit:
-            raise ValueError("BATCH_LEASE_SECONDS must exceed BATCH_TASK_TIME_LIMIT")
+        # delivered a second time; keep the timeout above the largest hard limit.
+        longest, why = self._longest_time_limit()
+        if self.batch_visibility_timeout <= longest:
+            raise ValueError(f"BATCH_VISIBILITY_TIMEOUT must exceed {why} ({longest} s)")
+        if self.batch_lease_seconds <= longest:
+            raise ValueError(f"BATCH_LEASE_SECONDS must exceed {why} ({longest} s)")
         for name, stages in (
             ("BATCH_CAPPED_STAGES", self.capped_stages()),
             ("BATCH_PUBLISHER_CAPPED_STAGES", self.publisher_capped_stages()),
@@ -169,6 +204,47 @@ class Settings(BaseSettings):
         if self.notify_urls() and not self.batch_notify_secret:
             raise ValueError("BATCH_NOTIFY_URLS needs BATCH_NOTIFY_SECRET to sign the messages")
         return self
+
+    def _check_schedules(self) -> None:
+        try:
+            self.schedules()
+        except ScheduleError as error:
+            raise ValueError(str(error)) from None
+        # pydantic-settings ignores variables it has no field for: a misspelt stage
+        # would silently leave that stage continuous.
+        unknown = unknown_schedule_variables(os.environ)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: no such schedule setting; stages: {', '.join(STAGE_NAMES)}"
+            )
+
+    def _longest_time_limit(self) -> tuple[int, str]:
+        limits = [(self.stage_time_limits(s)[1], s) for s in STAGE_NAMES]
+        longest, stage = max(limits)
+        if longest == self.batch_task_time_limit:
+            return longest, "BATCH_TASK_TIME_LIMIT"
+        return longest, f"the scheduled {stage} stage's time limit"
+
+    def schedules(self) -> SchedulePlan:
+        """Every stage's schedule (``BATCH_SCHEDULE_*``), parsed.
+
+        Raises:
+            ScheduleError: a schedule variable is invalid (the message names it).
+        """
+        return parse_plan(
+            {s: getattr(self, f"batch_schedule_{s}") for s in STAGE_NAMES},
+            {s: getattr(self, f"batch_schedule_{s}_window") for s in STAGE_NAMES},
+            preset=self.batch_schedule_preset,
+            lanes=self.batch_schedule_lanes,
+        )
+
+    def stage_time_limits(self, stage: str) -> tuple[int, int]:
+        """``stage``'s (soft, hard) task time limits: its window's when it is scheduled."""
+        return stage_time_limits(
+            self.schedules().of(stage),
+            self.batch_task_soft_time_limit,
+            self.batch_task_time_limit,
+        )
 
     def capped_stages(self) -> frozenset[str]:
         """Stages whose running items hold a global and a per-customer slot."""

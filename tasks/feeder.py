@@ -21,6 +21,7 @@ from redis.exceptions import LockNotOwnedError
 from celery_app import LANES
 from ledger.db import transaction
 from ledger.pool import Candidate, candidates, mark_queued
+from ledger.windows import held_states
 from metrics.keys import feeder_again_key, feeder_lock_key, queue_key
 from metrics.redis_client import redis_client
 from pipeline.chunk import ChunkMessage
@@ -95,7 +96,8 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
     settings = get_settings()
     limit = room * max(settings.chunk_optimal(stage) for stage in STAGE_NAMES)
     with transaction() as session:
-        ranked = candidates(session, lane, limit)
+        held = held_states(session, settings.schedules(), lane)
+        ranked = candidates(session, lane, limit, held)
     if not ranked:
         return 0
     fits = admissible(client, [_user(c) for c in ranked])

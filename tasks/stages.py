@@ -16,6 +16,7 @@ from metrics.progress import ChunkProgress, record_chunk
 from metrics.redis_client import redis_client
 from pipeline.chunk import ChunkMessage
 from pipeline.lanes import PRIORITIES
+from pipeline.settings import get_settings
 from pipeline.stage_registry import STAGES, Stage, stage_named
 from tasks.chunk_result import chunk_result
 from tasks.chunk_runner import ChunkReport, run_chunk
@@ -24,6 +25,7 @@ from tasks.finalize import finalize_if_complete
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import after_chunk
 from tasks.status import refresh_progress
+from tasks.windows import defer_if_shut
 
 log = structlog.get_logger(__name__)
 #: What a feed after a committed chunk may meet; the sweeper feeds in its place.
@@ -89,6 +91,9 @@ def _hand_on(request: ChunkMessage, report: ChunkReport) -> None:
 def execute_stage(task: Task, stage: str, **kwargs: Any) -> dict[str, Any]:
     """Run one chunk of ``stage`` and pass its successes on; retry what may succeed later."""
     message = ChunkMessage.from_task(stage, kwargs)
+    if not _is_second_run(task) and defer_if_shut(message):
+        # Its stage's window closed while the message waited: the items wait for the next.
+        return {"claimed": 0, "ok": 0, "failed": 0, "deferred": len(message.item_ids)}
     report = run_chunk(message, lease_owner(task), reclaim=_is_second_run(task))
     _emit_progress(message, report)
     _hand_on(message, report)
@@ -105,9 +110,14 @@ def execute_stage(task: Task, stage: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _register(stage: Stage) -> Task:
+    # A scheduled stage's chunks get the guide's limit for a run (pipeline.schedule).
+    soft, hard = get_settings().stage_time_limits(stage.name)
+
     @app.task(
         name=stage.task_name,
         bind=True,
+        soft_time_limit=soft,
+        time_limit=hard,
         autoretry_for=INFRASTRUCTURE_ERRORS,
         retry_backoff=True,
         retry_backoff_max=60,

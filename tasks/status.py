@@ -18,6 +18,7 @@ from pipeline.errors import UnknownBatch
 from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
 from pipeline.status import Counters, summarize
+from tasks.windows import with_schedule
 
 
 def _rebuild(batch: Batch) -> dict[str, str]:
@@ -80,7 +81,7 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         started_at=float(progress.get("started_at", batch.created_at.timestamp())),
         updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0),
     )
-    return {
+    status = {
         "batch_id": batch.id,
         "status": batch.status.lower(),
         "priority": batch.priority,
@@ -98,6 +99,8 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         **_lineage(batch.id),
         "waiting_on": [] if finished else _waiting_on(batch.id),
     }
+    # Orders waiting for scheduled stages' windows, and the ETA counting that wait.
+    return with_schedule(status, finished=finished)
 
 
 def _waiting_on(batch_id: str) -> list[dict[str, object]]:

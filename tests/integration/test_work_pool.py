@@ -114,6 +114,40 @@ def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
     ]  # fmt: skip
 
 
+def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
+    rolled_back: Session,
+) -> None:
+    # Given a running batch with orders waiting in PENDING, WRITING and QC
+    batch_id = _insert(rolled_back, make_orders(30, "held"), priority="normal")
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
+    )
+    rolled_back.execute(
+        text(
+            "UPDATE items SET state = CASE position % 3 WHEN 0 THEN 'PENDING'"
+            " WHEN 1 THEN 'WRITING' ELSE 'QC' END, score = 100 + position % 7"
+            " WHERE batch_id = :b"
+        ),
+        {"b": batch_id},
+    )
+
+    # When writing's window is shut (the feeder holds WRITING)
+    everything = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id == batch_id]
+    held = [
+        c for c in candidates(rolled_back, "normal", 1000, ["WRITING"]) if c.batch_id == batch_id
+    ]
+
+    # Then the held orders stay out and the others come in the same order as without a hold
+    assert len(everything) == 30
+    assert held == [c for c in everything if c.state != "WRITING"]
+    assert (
+        candidates(
+            rolled_back, "normal", 1000, ["PENDING", "PREFLIGHT", "WRITING", "QC", "APPROVED"]
+        )
+        == []
+    )
+
+
 def test_a_lane_holds_at_most_its_window_of_messages(
     service_env: dict[str, str], tmp_path: Any, isolated_redis: Callable[[int], str]
 ) -> None:
