@@ -276,3 +276,20 @@ class Publisher(Base):
     domain: Mapped[str] = mapped_column(String(253), primary_key=True)
     profile: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     updated_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """An HTTP API key (``pipeline.api_access``): only its salted hash is stored."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    scope: Mapped[str] = mapped_column(String(8), nullable=False)
+    #: the projects the key is limited to; empty: every project
+    projects: Mapped[list[str]] = mapped_column(JSONB, nullable=False, default=list)
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    #: set by ``batchline api-key revoke``; a revoked key is refused from then on
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,100 @@
+"""Test support for the HTTP API: a real ``batchline api`` process, keys, an SSE reader."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.server import spawn_api
+from cli.workers import stop_workers
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_api(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Iterator[str]:
+    """Run ``batchline api`` on a free port for the block; yield its base URL."""
+    port = free_port()
+    process = spawn_api("127.0.0.1", port, env=env, log_path=log_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_alive(base, process, timeout)
+        yield base
+    finally:
+        stop_workers([process])
+
+
+def _wait_alive(base: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the API exited with code {process.returncode}"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the API did not answer /healthz within {timeout}s")
+
+
+def make_key(scope: str, *projects: str) -> tuple[str, str]:
+    """A new API key in the ledger: ``(token, key_id)``."""
+    from ledger.api_keys import create_key
+    from ledger.db import transaction
+    from pipeline.api_access import Scope
+
+    with transaction() as session:
+        return create_key(session, name=f"test-{scope}", scope=Scope(scope), projects=projects)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event."""
+
+    id: str
+    kind: str
+    data: dict[str, Any]
+
+
+def read_events(
+    client: httpx.Client,
+    url: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int | None = None,
+    timeout: float = 180,
+) -> list[Event]:
+    """Read ``url``'s event stream until it ends (or ``stop_after`` events arrived)."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    events: list[Event] = []
+    fields: dict[str, str] = {}
+    with client.stream("GET", url, headers=headers, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                continue
+            if line:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+                continue
+            if fields:
+                events.append(Event(fields["id"], fields["event"], json.loads(fields["data"])))
+                fields = {}
+                if stop_after is not None and len(events) >= stop_after:
+                    break
+    return events
