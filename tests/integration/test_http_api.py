@@ -275,7 +275,7 @@ def test_listing_filters_and_pages_with_a_cursor(writer: httpx.Client) -> None:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert sorted(sum(pages, [])) == sorted(ids)
+    assert sorted(row for page in pages for row in page) == sorted(ids)
     assert len(pages[0]) == 2
     assert (
         writer.get("/v1/batches", params={"project": "http-list", "priority": "low"}).json()[
