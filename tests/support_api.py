@@ -6,7 +6,7 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +25,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ApiServer:
+    """A running ``batchline api``: where it answers and its process id."""
+
+    url: str
+    pid: int
+
+    def rss_mib(self) -> float:
+        """The server process's resident memory now, in MiB (``VmRSS`` from ``/proc``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+
 @contextmanager
-def running_api(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Iterator[str]:
-    """Run ``batchline api`` on a free port for the block; yield its base URL."""
+def running_api(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Iterator[ApiServer]:
+    """Run ``batchline api`` on a free port for the block."""
     port = free_port()
     process = spawn_api("127.0.0.1", port, env=env, log_path=log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_alive(base, process, timeout)
-        yield base
+        yield ApiServer(base, process.pid)
     finally:
         stop_workers([process])
 
@@ -77,8 +92,12 @@ def read_events(
     last_event_id: str | None = None,
     stop_after: int | None = None,
     timeout: float = 180,
+    on_first: Callable[[], object] | None = None,
 ) -> list[Event]:
-    """Read ``url``'s event stream until it ends (or ``stop_after`` events arrived)."""
+    """Read ``url``'s event stream until it ends (or ``stop_after`` events arrived).
+
+    ``on_first`` is called once, when the first event has arrived.
+    """
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     events: list[Event] = []
     fields: dict[str, str] = {}
@@ -95,6 +114,8 @@ def read_events(
             if fields:
                 events.append(Event(fields["id"], fields["event"], json.loads(fields["data"])))
                 fields = {}
+                if on_first is not None and len(events) == 1:
+                    on_first()
                 if stop_after is not None and len(events) >= stop_after:
                     break
     return events

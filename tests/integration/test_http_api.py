@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import ledger_counts, make_orders, wait_for_final
-from tests.support_api import make_key, read_events, running_api
+from tests.support_api import ApiServer, make_key, read_events, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -20,17 +21,22 @@ SUBMIT_RATE = "1/min:5"
 
 
 @pytest.fixture(scope="module")
-def api_url(
+def api_server(
     service_env: dict[str, str], workers: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[ApiServer]:
     env = {
         **service_env,
         "API_MAX_BODY_BYTES": str(MAX_BODY),
         "API_SUBMIT_RATE": SUBMIT_RATE,
         "API_EVENTS_INTERVAL_SECONDS": "0.2",
     }
-    with running_api(env, tmp_path_factory.mktemp("api") / "api.log") as url:
-        yield url
+    with running_api(env, tmp_path_factory.mktemp("api") / "api.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_url(api_server: ApiServer) -> str:
+    return api_server.url
 
 
 def _client(base: str, token: str | None) -> httpx.Client:
@@ -306,3 +312,41 @@ def test_readyz_reports_every_check(api_url: str) -> None:
         "halt": True,
         "workers": True,
     }
+
+
+#: Server memory allowed for 50 open streams of one batch over one open stream.
+STREAMS_MEMORY_MIB = 25.0
+
+
+def test_fifty_clients_follow_one_batch_with_flat_server_memory(
+    api_server: ApiServer, writer: httpx.Client
+) -> None:
+    # Given a batch held paused, and one client already following it (the server warm)
+    response = _submit(writer, make_orders(10, "http-fifty"), "http-fifty")
+    batch_id = response.json()["batch_id"]
+    url = f"/v1/batches/{batch_id}/events"
+    assert writer.post(f"/v1/batches/{batch_id}/pause").status_code == 200
+    assert read_events(writer, url, stop_after=1)[0].data["status"] == "paused"
+    baseline = api_server.rss_mib()
+    # When fifty clients follow it at once
+    connected = threading.Barrier(51)
+    results: list[list[Any]] = []
+
+    def follow() -> None:
+        with _client(api_server.url, writer.headers["authorization"].split()[1]) as client:
+            events = read_events(client, url, on_first=lambda: connected.wait(120))
+            results.append(events)
+
+    threads = [threading.Thread(target=follow) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    connected.wait(120)
+    with_fifty = api_server.rss_mib()
+    assert writer.post(f"/v1/batches/{batch_id}/resume").status_code == 200
+    for thread in threads:
+        thread.join(180)
+    # Then every client saw the batch complete, and the server's memory stayed flat
+    assert len(results) == 50
+    assert all(events[-1].data["status"] == "completed" for events in results)
+    print(f"API RSS: {baseline:.1f} MiB with 1 stream, {with_fifty:.1f} MiB with 51")
+    assert with_fifty - baseline < STREAMS_MEMORY_MIB, (baseline, with_fifty)
