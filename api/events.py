@@ -19,7 +19,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from fastapi import APIRouter, Header, Request
@@ -29,7 +29,13 @@ from fastapi.responses import StreamingResponse
 from api.auth import Reader, visible_batch
 from metrics.progress import is_complete, read_progress
 from metrics.redis_client import redis_client
-from pipeline.progress_events import Snapshot, event_id, milestones_between, parse_event_id
+from pipeline.progress_events import (
+    Snapshot,
+    StreamEvent,
+    event_id,
+    events_after,
+    parse_event_id,
+)
 from pipeline.settings import get_settings
 from pipeline.states import FINAL_BATCH_STATUSES
 from tasks.status import batch_status
@@ -130,20 +136,26 @@ class ProgressHub:
             await asyncio.sleep(self._interval)
 
 
-def _frame(kind: str, ident: str, data: dict[str, Any]) -> str:
-    return f"id: {ident}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(event: StreamEvent | None) -> str:
+    if event is None:
+        return ": keep-alive\n\n"
+    data = json.dumps(event.data, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
-async def _stream(hub: ProgressHub, batch_id: str, last_id: str | None) -> AsyncIterator[str]:
+async def batch_events(
+    hub: ProgressHub, batch_id: str, last_id: str | None
+) -> AsyncIterator[StreamEvent | None]:
+    """The batch's events after ``last_id`` until its final status (None: a keep-alive)."""
     sent_id, ended = last_id, parse_event_id(last_id)
     snapshots = hub.follow(batch_id, KEEPALIVE_SECONDS)
     try:
         async for snapshot in snapshots:
             if snapshot is None:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
-            for frame in _frames(snapshot, sent_id, ended):
-                yield frame
+            for event in events_after(snapshot, sent_id, ended):
+                yield event
             sent_id, ended = event_id(snapshot), snapshot.ended
             if snapshot.final:
                 return
@@ -152,20 +164,9 @@ async def _stream(hub: ProgressHub, batch_id: str, last_id: str | None) -> Async
             await snapshots.aclose()
 
 
-def _frames(snapshot: Snapshot, sent_id: str | None, ended: int) -> list[str]:
-    """The events for ``snapshot`` after the client's last id ``sent_id``."""
-    ident = event_id(snapshot)
-    frames = []
-    if ident != sent_id:
-        frames.append(_frame("progress", ident, snapshot.as_dict()))
-    for percent in milestones_between(ended, snapshot.ended, snapshot.total):
-        frames.append(
-            _frame("milestone", ident, {"batch_id": snapshot.batch_id, "percent": percent})
-        )
-    if snapshot.final:
-        final = {"batch_id": snapshot.batch_id, "status": snapshot.status}
-        frames.append(_frame("status", ident, final))
-    return frames
+async def _stream(hub: ProgressHub, batch_id: str, last_id: str | None) -> AsyncIterator[str]:
+    async for event in batch_events(hub, batch_id, last_id):
+        yield _sse(event)
 
 
 @router.get(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,3 +49,32 @@ def spawn_api(
             preexec_fn=die_with_parent(),
             cwd=Path.cwd(),
         )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_alive(base: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll ``base``/healthz until it answers 200.
+
+    Raises:
+        RuntimeError: the process exited first.
+        TimeoutError: no answer within ``timeout`` seconds.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the API did not answer /healthz within {timeout}s")

@@ -124,3 +124,36 @@ def milestones_between(before: int, now: int, total: int) -> list[int]:
     if total <= 0:
         return []
     return [p for p in MILESTONES if before * 100 < p * total <= now * 100]
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a batch's stream (an SSE event, or a WebSocket message)."""
+
+    id: str
+    kind: str
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as one JSON object (the WebSocket's message)."""
+        return {"id": self.id, "event": self.kind, "data": self.data}
+
+
+def events_after(snapshot: Snapshot, sent_id: str | None, ended: int) -> list[StreamEvent]:
+    """The events ``snapshot`` makes for a client whose last event was ``sent_id``.
+
+    A ``progress`` unless the client has this very snapshot, a ``milestone`` for each
+    share passed since ``ended`` orders had ended, and ``status`` once the batch is final.
+    """
+    ident = event_id(snapshot)
+    events = []
+    if ident != sent_id:
+        events.append(StreamEvent(ident, "progress", snapshot.as_dict()))
+    for percent in milestones_between(ended, snapshot.ended, snapshot.total):
+        events.append(
+            StreamEvent(ident, "milestone", {"batch_id": snapshot.batch_id, "percent": percent})
+        )
+    if snapshot.final:
+        final = {"batch_id": snapshot.batch_id, "status": snapshot.status}
+        events.append(StreamEvent(ident, "status", final))
+    return events

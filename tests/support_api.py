@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +11,8 @@ from typing import Any
 
 import httpx
 
-from api.server import spawn_api
+from api.server import free_port, spawn_api, wait_until_alive
 from cli.workers import stop_workers
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -47,23 +37,10 @@ def running_api(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> 
     process = spawn_api("127.0.0.1", port, env=env, log_path=log_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_alive(base, process, timeout)
+        wait_until_alive(base, process, timeout)
         yield ApiServer(base, process.pid)
     finally:
         stop_workers([process])
-
-
-def _wait_alive(base: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the API exited with code {process.returncode}"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the API did not answer /healthz within {timeout}s")
 
 
 def make_key(scope: str, *projects: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -350,3 +351,45 @@ def test_fifty_clients_follow_one_batch_with_flat_server_memory(
     assert all(events[-1].data["status"] == "completed" for events in results)
     print(f"API RSS: {baseline:.1f} MiB with 1 stream, {with_fifty:.1f} MiB with 51")
     assert with_fifty - baseline < STREAMS_MEMORY_MIB, (baseline, with_fifty)
+
+
+def _socket_events(url: str, token: str | None) -> list[dict[str, Any]]:
+    from websockets.sync.client import connect
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    events = []
+    with connect(url, additional_headers=headers, open_timeout=60) as socket:
+        for message in socket:
+            events.append(json.loads(message))
+    return events
+
+
+def test_the_websocket_sends_the_same_events_and_refuses_bad_keys(
+    api_url: str, writer: httpx.Client
+) -> None:
+    from websockets.exceptions import ConnectionClosedError, InvalidStatus
+
+    # Given a batch, and its socket URL
+    batch_id = _submit(writer, make_orders(8, "http-ws"), "http-ws").json()["batch_id"]
+    url = api_url.replace("http://", "ws://") + f"/v1/ws/batches/{batch_id}"
+    token = writer.headers["authorization"].split()[1]
+    # When a client with a key follows it to the end
+    events = _socket_events(url, token)
+    # Then it gets what the SSE stream sends: progress, every milestone, the final status
+    assert events[0]["event"] == "progress"
+    assert [e["data"]["percent"] for e in events if e["event"] == "milestone"] == [
+        25, 50, 75, 100,
+    ]  # fmt: skip
+    assert events[-1] == {
+        "id": events[-1]["id"],
+        "event": "status",
+        "data": {"batch_id": batch_id, "status": "completed"},
+    }
+    # And a reconnect from the last id gets only the final status again
+    resumed = _socket_events(f"{url}?last_event_id={events[-1]['id']}", token)
+    assert [e["event"] for e in resumed] == ["status"]
+    # A socket without a key, or of another project, is closed before anything is sent
+    other_token, _ = make_key("read", "http-ws-other")
+    for bad in (None, other_token):
+        with pytest.raises((ConnectionClosedError, InvalidStatus)):
+            _socket_events(url, bad)

@@ -59,3 +59,18 @@ def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
         with pytest.raises(ManifestError) as error:
             decode_cursor(bad, 2)
         assert error.value.field == "cursor"
+
+
+def test_events_after_skip_what_the_client_has_and_end_with_the_status() -> None:
+    from pipeline.progress_events import events_after
+
+    running = Snapshot.from_hash("b1", _hash(completed=4))
+    first = events_after(running, None, 0)
+    assert [(e.kind, e.data.get("percent")) for e in first] == [
+        ("progress", None), ("milestone", 25), ("milestone", 50),
+    ]  # fmt: skip
+    assert events_after(running, first[0].id, 4) == []
+    done = Snapshot.from_hash("b1", _hash(completed=8, status="completed"))
+    last = events_after(done, first[0].id, 4)
+    assert [e.kind for e in last] == ["progress", "milestone", "milestone", "status"]
+    assert last[-1].data == {"batch_id": "b1", "status": "completed"}
