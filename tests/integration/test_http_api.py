@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.workers import spawn_beat, stop_workers
 from tests.integration.helpers import ledger_counts, make_orders, wait_for_final
 from tests.support_api import ApiServer, make_key, read_events, running_api
 
@@ -22,8 +23,21 @@ SUBMIT_RATE = "1/min:5"
 
 
 @pytest.fixture(scope="module")
-def api_server(
+def sweeping(
     service_env: dict[str, str], workers: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Beat for the module: the sweeper ends cancelled orders and resends lost work."""
+    logs = tmp_path_factory.mktemp("api-beat")
+    beat = spawn_beat(env=service_env, log_path=logs / "beat.log", schedule_path=logs / "schedule")
+    try:
+        yield
+    finally:
+        stop_workers([beat])
+
+
+@pytest.fixture(scope="module")
+def api_server(
+    service_env: dict[str, str], sweeping: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServer]:
     env = {
         **service_env,
@@ -215,11 +229,9 @@ def test_every_auth_rule(api_url: str, writer: httpx.Client) -> None:
     wait_for_final([batch_id])
 
 
-def test_controls_listing_orders_failures_and_recovery(
-    api_url: str, writer: httpx.Client, beat: Any
-) -> None:
+def test_controls_listing_orders_failures_and_recovery(api_url: str, writer: httpx.Client) -> None:
     # Given a batch of 30 orders (the writer's rate limit keeps it running for a while);
-    # beat's sweeper cancels the orders a worker held when the cancel came
+    # the module's sweeper cancels the orders a worker held when the cancel came
 
     response = _submit(writer, make_orders(30, "http-controls"), "http-controls")
     batch_id = response.json()["batch_id"]
