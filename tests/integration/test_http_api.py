@@ -405,3 +405,26 @@ def test_the_websocket_sends_the_same_events_and_refuses_bad_keys(
     for bad in (None, other_token):
         with pytest.raises((ConnectionClosedError, InvalidStatus)):
             _socket_events(url, bad)
+
+
+def test_openapi_describes_every_v1_route(api_url: str) -> None:
+    with _client(api_url, None) as anonymous:
+        spec = anonymous.get("/openapi.json").json()
+        assert anonymous.get("/docs").status_code == 200
+    assert set(spec["paths"]) >= {
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/orders",
+        "/v1/batches/{batch_id}/events",
+        "/v1/batches/{batch_id}/pause",
+        "/v1/batches/{batch_id}/resume",
+        "/v1/batches/{batch_id}/cancel",
+        "/v1/batches/{batch_id}/recover",
+        "/v1/batches/{batch_id}/failures",
+        "/v1/orders/{order_id}",
+        "/healthz",
+        "/readyz",
+    }
+    submit = spec["paths"]["/v1/batches"]["post"]
+    assert "application/x-ndjson" in submit["requestBody"]["content"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
