@@ -217,6 +217,8 @@ def test_every_auth_rule(api_url: str, writer: httpx.Client) -> None:
         assert other.post(f"/v1/batches/{batch_id}/cancel").status_code == 404
         assert other.get(f"/v1/orders/{order_id}").status_code == 404
         assert other.get("/v1/batches?project=http-auth-a").json()["batches"] == []
+        listed = other.get("/v1/batches", params={"limit": 500}).json()["batches"]
+        assert {row["project_uuid"] for row in listed} <= {"http-auth-b"}
         assert _submit(other, make_orders(1, "http-auth-o"), "http-auth-a").status_code == 404
         # A revoked key is refused from then on
         assert revoked.get(f"/v1/batches/{batch_id}").status_code == 200
@@ -405,6 +407,16 @@ def test_the_websocket_sends_the_same_events_and_refuses_bad_keys(
     for bad in (None, other_token):
         with pytest.raises((ConnectionClosedError, InvalidStatus)):
             _socket_events(url, bad)
+
+
+def test_readyz_is_503_naming_the_halt_while_the_system_is_halted(api_url: str, halt: Any) -> None:
+    with _client(api_url, make_key("read")[0]) as reader:
+        halt("http readiness test")
+        answer = reader.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["ready"] is False
+    assert answer.json()["checks"]["halt"] == "halted: http readiness test"
+    assert answer.json()["checks"]["redis"] is True
 
 
 def test_openapi_describes_every_v1_route(api_url: str) -> None:
