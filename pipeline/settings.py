@@ -198,9 +198,13 @@ class Settings(BaseSettings):
     def api_submit_spec(self) -> RateSpec:
         """``API_SUBMIT_RATE`` parsed: the token bucket each API key submits through."""
         try:
-            return parse_rate_limits(f"submit={self.api_submit_rate}")["submit"]
+            spec = parse_rate_limits(f"submit={self.api_submit_rate}")["submit"]
         except ValueError as error:
             raise ValueError(f"API_SUBMIT_RATE: {error}") from None
+        if spec.per_day or spec.concurrency or spec.per_key:
+            # Each key already has its own bucket; a quota or a call bound means nothing here.
+            raise ValueError("API_SUBMIT_RATE takes RATE/UNIT[:BURST] only, e.g. 60/min:20")
+        return spec
 
     def cors_origins(self) -> list[str]:
         """``API_CORS_ORIGINS`` split on commas (empty: CORS off)."""
