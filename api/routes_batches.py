@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Admin, Reader, Writer, visible_batch
@@ -22,7 +22,7 @@ from ledger.db import transaction
 from ledger.listing import BatchFilter, batch_page, order_page
 from metrics.keys import rate_bucket_key
 from metrics.redis_client import redis_client
-from pipeline.api_access import Principal
+from pipeline.api_access import Principal, allows, scope_to_submit
 from pipeline.api_models import SUBMIT_BODY_SCHEMA, Accepted, BatchPage, OrderPage
 from pipeline.paging import decode_cursor, encode_cursor
 from pipeline.settings import get_settings
@@ -62,6 +62,9 @@ async def submit(request: Request, response: Response, principal: Writer) -> dic
     project = arguments["project_uuid"]
     if isinstance(project, str) and not principal.sees(project):
         raise NotFound(f"no project {project!r} for this key")
+    needed = scope_to_submit(arguments["options"])
+    if not allows(principal.scope, needed):
+        raise HTTPException(403, f"options.on_complete needs a key of scope {needed.value}")
     await run_in_threadpool(_take_submit_token, principal)
     result, created = await run_in_threadpool(_submit, arguments)
     response.status_code = 202 if created else 200

@@ -38,6 +38,17 @@ def allows(held: Scope, needed: Scope) -> bool:
     return _RANK[held] >= _RANK[needed]
 
 
+def scope_to_submit(options: object) -> Scope:
+    """The scope a submission with ``options`` needs.
+
+    ``options.on_complete`` makes a worker call a registered Celery task of the
+    caller's choosing when the batch ends: trusted code only, so ``admin``.
+    """
+    if isinstance(options, dict) and options.get("on_complete") is not None:
+        return Scope.ADMIN
+    return Scope.WRITE
+
+
 @dataclass(frozen=True)
 class Principal:
     """The caller a valid key stands for."""

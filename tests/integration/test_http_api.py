@@ -211,6 +211,9 @@ def test_every_auth_rule(api_url: str, writer: httpx.Client) -> None:
         assert _submit(reader, make_orders(1, "http-auth-r"), "x").status_code == 403
         assert reader.post(f"/v1/batches/{batch_id}/pause").status_code == 403
         assert writer.post(f"/v1/batches/{batch_id}/recover").status_code == 403
+        # Naming a task for the workers to call at the end is for admin keys only
+        hook = {"on_complete": "batchline.maintenance.sweep"}
+        assert _submit(writer, make_orders(1, "h"), "x", options=hook).status_code == 403
         # A key of another project sees nothing of project A: 404, as for no batch at all
         for path in ("", "/orders", "/failures", "/events"):
             assert other.get(f"/v1/batches/{batch_id}{path}").status_code == 404

@@ -10,6 +10,7 @@ from pipeline.api_access import (
     allows,
     hash_secret,
     new_key,
+    scope_to_submit,
     secret_matches,
     split_token,
 )
@@ -61,3 +62,10 @@ def test_the_same_secret_under_two_salts_hashes_differently() -> None:
 )
 def test_malformed_tokens_are_refused(token: str) -> None:
     assert split_token(token) is None
+
+
+def test_a_submission_naming_a_completion_task_needs_admin() -> None:
+    assert scope_to_submit({"on_complete": "myapp.batch_done"}) is Scope.ADMIN
+    assert scope_to_submit({"batch_id": "b", "on_complete": None}) is Scope.WRITE
+    assert scope_to_submit(None) is Scope.WRITE
+    assert scope_to_submit("not options") is Scope.WRITE
