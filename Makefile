@@ -28,7 +28,7 @@ UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/uv pip compile -
 	--universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade)
 lock: $(STAMP) ## refresh the lock files from pyproject.toml (UPGRADE=1 takes the newest versions allowed)
 	$(UV_COMPILE) pyproject.toml --all-extras -o requirements-dev.lock
-	$(UV_COMPILE) pyproject.toml --extra flower -c requirements-dev.lock -o requirements.lock
+	$(UV_COMPILE) pyproject.toml --extra flower --extra api -c requirements-dev.lock -o requirements.lock
 	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
 		| $(UV_COMPILE) - -c requirements-dev.lock -o requirements-build.lock
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cli.api_cmd import api, api_key_app
 from cli.catalog_cmd import catalog_app
 from cli.exporter_cmd import exporter
 from cli.failures_cmd import failures
@@ -29,6 +30,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Ledger schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(api_key_app, name="api-key")
+app.command("api")(api)
 app.command("failures")(failures)
 app.command("recover")(recover)
 app.command("flower")(flower)

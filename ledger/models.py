@@ -312,3 +312,20 @@ class ScheduleWindow(Base):
     late: Mapped[bool] = mapped_column(nullable=False, default=False)
     opened_by: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """An HTTP API key (``pipeline.api_access``): only its salted hash is stored."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    scope: Mapped[str] = mapped_column(String(8), nullable=False)
+    #: the projects the key is limited to; empty: every project
+    projects: Mapped[list[str]] = mapped_column(JSONB, nullable=False, default=list)
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    #: set by ``batchline api-key revoke``; a revoked key is refused from then on
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

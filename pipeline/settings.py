@@ -171,6 +171,18 @@ class Settings(BaseSettings):
     #: the daily batch summary event, HH:MM in UTC (beat's crontab)
     batch_summary_at: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
+    # The HTTP API (``batchline api``, docs/http-api.md).
+    #: largest request body the API reads; a larger one is refused with 413
+    api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**31)
+    #: submits per API key as RATE/UNIT[:BURST] (the BATCH_RATE_LIMITS format); 429 beyond
+    api_submit_rate: str = "60/min:20"
+    #: comma-separated origins CORS allows (empty: CORS off, browsers get no CORS headers)
+    api_cors_origins: str = ""
+    #: /readyz wants a worker consuming each lane seen within this many seconds
+    api_ready_worker_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: how often the API reads a watched batch's progress hash for its event streams
+    api_events_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
         for stage in STAGE_NAMES:
@@ -198,6 +210,7 @@ class Settings(BaseSettings):
                     f" choose from {', '.join(STAGE_NAMES)}"
                 )
         parse_rate_limits(self.batch_rate_limits)  # raises naming the bad entry
+        self.api_submit_spec()  # raises naming the bad value
         bad = [url for url in self.notify_urls() if not url.startswith(("http://", "https://"))]
         if bad:
             raise ValueError(f"BATCH_NOTIFY_URLS must be http(s) URLs, got {', '.join(bad)}")
@@ -257,6 +270,21 @@ class Settings(BaseSettings):
     def rate_limits(self) -> dict[str, RateSpec]:
         """``BATCH_RATE_LIMITS`` parsed: service -> token bucket."""
         return parse_rate_limits(self.batch_rate_limits)
+
+    def api_submit_spec(self) -> RateSpec:
+        """``API_SUBMIT_RATE`` parsed: the token bucket each API key submits through."""
+        try:
+            spec = parse_rate_limits(f"submit={self.api_submit_rate}")["submit"]
+        except ValueError as error:
+            raise ValueError(f"API_SUBMIT_RATE: {error}") from None
+        if spec.per_day or spec.concurrency or spec.per_key:
+            # Each key already has its own bucket; a quota or a call bound means nothing here.
+            raise ValueError("API_SUBMIT_RATE takes RATE/UNIT[:BURST] only, e.g. 60/min:20")
+        return spec
+
+    def cors_origins(self) -> list[str]:
+        """``API_CORS_ORIGINS`` split on commas (empty: CORS off)."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
     def notify_urls(self) -> list[str]:
         """``BATCH_NOTIFY_URLS`` split on commas (empty: notifications go to the log)."""

@@ -191,6 +191,7 @@ def test_wheel_carries_migrations_sample_data_and_every_module(installation: Ins
         assert path.relative_to(REPO).as_posix() in names
     assert "ledger/migrations/script.py.mako" in names
     assert "celery_app.py" in names and "cache_warming/__init__.py" in names
+    assert "api/app.py" in names  # batchline api
 
 
 def test_installed_code_comes_from_site_packages(

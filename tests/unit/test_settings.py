@@ -262,3 +262,18 @@ def test_settings_built_directly_do_not_touch_the_cache() -> None:
     with pytest.raises(SettingsError):
         settings.require_redis_url()
     assert get_settings.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize("value", ["fast", "5/day", "10/min:5:conc=2", "10/min:5:per-key"])
+def test_api_submit_rate_takes_a_token_bucket_only(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("API_SUBMIT_RATE", value)
+    with pytest.raises(SettingsError, match="API_SUBMIT_RATE"):
+        get_settings()
+
+
+def test_api_submit_rate_parses_to_a_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_SUBMIT_RATE", "30/min:5")
+    spec = get_settings().api_submit_spec()
+    assert (spec.per_minute, spec.burst) == (30.0, 5)
