@@ -11,9 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cli.batches_cmd import batches
 from cli.catalog_cmd import catalog_app
 from cli.failures_cmd import failures
+from cli.monitor_cmd import monitor
 from cli.recover_cmd import recover
+from cli.status_cmd import status, warn_if_halted
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -27,6 +30,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.command("failures")(failures)
 app.command("recover")(recover)
+app.command("status")(status)
+app.command("batches")(batches)
+app.command("monitor")(monitor)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
@@ -130,25 +136,7 @@ def submit(
     except ManifestError as error:
         _fail(str(error))
     print(json.dumps(result))
-
-
-@app.command()
-def status(
-    batch_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show a batch's status, progress and ETA."""
-    from cli.render import status_table
-    from tasks.status import UnknownBatch, batch_status
-
-    try:
-        result = batch_status(batch_id)
-    except UnknownBatch as error:
-        _fail(str(error), code=1)
-    if as_json:
-        print(json.dumps(result))
-    else:
-        console.print(status_table(result))
+    warn_if_halted()
 
 
 @app.command()

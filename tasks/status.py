@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,12 +12,13 @@ from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.lineage import lineage_links
 from ledger.models import Batch
+from ledger.overview import HaltState, current_halt
 from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
 from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
-from pipeline.status import Counters, summarize
+from pipeline.status import Counters, items_at_stage, summarize
 
 
 class UnknownBatch(LookupError):
@@ -83,6 +85,7 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         started_at=float(progress.get("started_at", batch.created_at.timestamp())),
         updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0),
     )
+    at_stage, halt = _ledger_now(batch.id)
     return {
         "batch_id": batch.id,
         "status": batch.status.lower(),
@@ -93,14 +96,28 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         "cancelled": counters.cancelled,
         **summarize(counters, finished=finished),
         "stages": {
-            stage: {"done": number(f"{stage}_done"), "failed": number(f"{stage}_failed")}
+            stage: {
+                "done": number(f"{stage}_done"),
+                "failed": number(f"{stage}_failed"),
+                "in_stage": 0 if finished else at_stage[stage],
+            }
             for stage in STAGE_NAMES
         },
         "created_at": batch.created_at.isoformat(),
+        "started_at": datetime.fromtimestamp(counters.started_at, UTC).isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
         **_lineage(batch.id),
         "waiting_on": [] if finished else _waiting_on(batch.id),
+        # A halt stops every batch: whoever asks about one must hear of it.
+        "halted": halt is not None,
+        "halt_reason": halt.reason if halt else None,
     }
+
+
+def _ledger_now(batch_id: str) -> tuple[dict[str, int], HaltState | None]:
+    """Items per stage (waiting for it or in it) and the system's halt, from the ledger."""
+    with transaction() as session:
+        return items_at_stage(state_counts(session, batch_id)), current_halt(session)
 
 
 def _waiting_on(batch_id: str) -> list[dict[str, object]]:
