@@ -13,6 +13,7 @@ from bench.monitor_frame import add_paused_batches, remove_batches
 from cli.monitor_snapshot import take_snapshot
 from ledger.db import engine
 
+
 @pytest.fixture()
 def statements(service_env: dict[str, str]) -> Iterator[list[str]]:
     """Every SQL statement this process sends while the test runs."""
