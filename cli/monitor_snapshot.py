@@ -58,9 +58,13 @@ def take_snapshot(*, page: int = 1, page_size: int = 20) -> dict[str, Any]:
     now = datetime.now(UTC)
     with transaction() as session:
         totals = batch_totals(session)
-        lines = list_batches(session, limit=page * page_size, open_only=True, by_priority=True)[
-            (page - 1) * page_size :
-        ]
+        lines = list_batches(
+            session,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+            open_only=True,
+            by_priority=True,
+        )
         pool = lane_pool(session)
         halt = current_halt(session)
         failures = recent_failures(session, RECENT_FAILURES)

@@ -11,7 +11,6 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -66,15 +65,16 @@ def batches_table(snapshot: dict[str, Any]) -> Table:
         f" (page {snapshot['page']} of {snapshot['pages']}, high priority first)"
     )
     table = Table(title=title)
-    for column in ("batch", "priority", "status", "progress", "done", "velocity", "ETA", "failed"):
-        table.add_column(column, justify="left" if column in ("batch", "progress") else "right")
+    table.add_column("batch", overflow="fold")
+    for column in ("priority", "status", "progress", "done", "velocity", "ETA", "failed"):
+        table.add_column(column, justify="left" if column == "progress" else "right")
     for batch in snapshot["batches"]:
         ended = batch["completed"] + batch["failed"] + batch["cancelled"]
         table.add_row(
             escape(batch["batch_id"]),
             batch["priority"],
             batch["status"],
-            ProgressBar(total=max(batch["total"], 1), completed=ended, width=20),
+            progress_bar(ended, batch["total"]),
             f"{ended}/{batch['total']} ({batch['progress_percentage']:g} %)",
             f"{batch['velocity']:g}/s",
             batch["eta_human"],
@@ -83,6 +83,12 @@ def batches_table(snapshot: dict[str, Any]) -> Table:
     if not snapshot["batches"]:
         table.add_row("(none open)", "", "", "", "", "", "", "")
     return table
+
+
+def progress_bar(done: int, total: int, width: int = 12) -> str:
+    """``done`` of ``total`` as a bar of block characters: legible in a log or a copy too."""
+    filled = round(width * done / total) if total else width
+    return "█" * filled + "░" * (width - filled)
 
 
 def slots_table(slots: dict[str, Any]) -> Table:

@@ -80,8 +80,10 @@ def _eta(status: dict[str, Any]) -> str:
     seconds = status.get("estimated_time_remaining")
     if seconds is None:
         return "unknown (no order has ended yet)"
+    if status.get("finalized_at"):
+        return "0 s (ended)"
     human = status.get("eta_human") or f"{seconds:g} s"
-    return f"{human} ({seconds:g} s)"
+    return human if seconds < 60 else f"{human} ({seconds:g} s)"
 
 
 def _lineage_rows(status: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -107,8 +109,10 @@ def stages_table(status: dict[str, Any]) -> Table:
 def failures_table(failures: Sequence[dict[str, str]], failed: int) -> Table:
     """The failed orders shown (the first N of ``failed``): class, code and reason."""
     table = Table(title=f"failed orders ({len(failures)} of {failed})")
-    for column in ("order", "stage", "error class", "code", "reason"):
+    table.add_column("order", overflow="fold")  # whole: it is what an operator copies
+    for column in ("stage", "error class", "code"):
         table.add_column(column)
+    table.add_column("reason", no_wrap=True, overflow="ellipsis")
     for failure in failures:
         table.add_row(
             failure["order_id"],

@@ -32,7 +32,7 @@ _BATCHES_SQL = f"""
           AND (:priority = '' OR b.priority = lower(:priority))
           AND (NOT :open_only OR b.status NOT IN ({_FINAL}))
         ORDER BY {{order}}
-        LIMIT :limit
+        LIMIT :limit OFFSET :offset
     )
     SELECT p.id, p.priority, p.status, p.total_items, p.created_at, p.finalized_at,
            count(*) FILTER (WHERE i.state = 'DELIVERED'),
@@ -92,6 +92,7 @@ def list_batches(
     status: str = "",
     priority: str = "",
     limit: int = 20,
+    offset: int = 0,
     open_only: bool = False,
     by_priority: bool = False,
 ) -> list[BatchLine]:
@@ -102,11 +103,18 @@ def list_batches(
         status: only batches in this status (any case); "" for all.
         priority: only this priority; "" for all.
         limit: at most this many batches.
+        offset: skip this many first (a later page).
         open_only: only batches that have not ended (running, paused, pending).
         by_priority: high first, then oldest first (what a monitor shows);
             otherwise newest first (what a list shows).
     """
-    params = {"status": status, "priority": priority, "limit": limit, "open_only": open_only}
+    params = {
+        "status": status,
+        "priority": priority,
+        "limit": limit,
+        "offset": offset,
+        "open_only": open_only,
+    }
     rows = session.execute(_BATCHES[by_priority], params).all()
     lines = [_line(row) for row in rows]
     # GROUP BY does not keep the page's order: sort again by the same key.
