@@ -82,7 +82,7 @@ def take_snapshot(*, page: int = 1, page_size: int = 20) -> dict[str, Any]:
         "open_batches": open_batches,
         "page": page,
         "pages": max(1, -(-open_batches // page_size)),
-        "batches": [_batch(line) for line in lines],
+        "batches": [_batch(line, now) for line in lines],
         "slots": _slots(client),
         "rate_limits": _rates(client, get_settings().rate_limits()),
         "errors": _errors(client, now),
@@ -116,7 +116,7 @@ def _queues(client: redis.Redis) -> dict[str, int]:
     }
 
 
-def _batch(line: BatchLine) -> dict[str, Any]:
+def _batch(line: BatchLine, now: datetime) -> dict[str, Any]:
     """An open batch with its velocity and ETA, measured as ``batch_status`` does."""
     started = line.created_at.timestamp()
     counters = Counters(
@@ -125,7 +125,7 @@ def _batch(line: BatchLine) -> dict[str, Any]:
         failed=line.failed,
         cancelled=line.cancelled,
         started_at=started,
-        updated_at=line.last_end.timestamp() if line.last_end else started,
+        updated_at=now.timestamp(),  # open batches: measured up to now, as batch_status does
     )
     summary = summarize(counters, finished=False)
     return {

@@ -37,9 +37,7 @@ _BATCHES_SQL = f"""
     SELECT p.id, p.priority, p.status, p.total_items, p.created_at, p.finalized_at,
            count(*) FILTER (WHERE i.state = 'DELIVERED'),
            count(*) FILTER (WHERE i.state = 'FAILED'),
-           count(*) FILTER (WHERE i.state = 'CANCELLED'),
-           max(i.updated_at) FILTER (WHERE i.state = 'DELIVERED' OR i.state = 'FAILED'
-                                     OR i.state = 'CANCELLED')
+           count(*) FILTER (WHERE i.state = 'CANCELLED')
     FROM page p LEFT JOIN items i ON i.batch_id = p.id
     GROUP BY p.id, p.priority, p.status, p.total_items, p.created_at, p.finalized_at
     """
@@ -63,8 +61,6 @@ class BatchLine:
     delivered: int
     failed: int
     cancelled: int
-    #: when the batch's last order ended (None: none has)
-    last_end: datetime | None
 
     @property
     def ended(self) -> int:
@@ -125,7 +121,7 @@ def list_batches(
 
 
 def _line(row: Sequence[Any]) -> BatchLine:
-    batch_id, priority, status, total, created, finalized, delivered, failed, cancelled, end = row
+    batch_id, priority, status, total, created, finalized, delivered, failed, cancelled = row
     return BatchLine(
         str(batch_id),
         str(priority),
@@ -136,7 +132,6 @@ def _line(row: Sequence[Any]) -> BatchLine:
         int(delivered),
         int(failed),
         int(cancelled),
-        end,
     )
 
 

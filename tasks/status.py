@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,7 +84,11 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         failed=number("failed"),
         cancelled=number("cancelled"),
         started_at=float(progress.get("started_at", batch.created_at.timestamp())),
-        updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0),
+        # Measured up to now while the batch runs: a stalled batch's velocity falls
+        # and its ETA grows, instead of keeping the figures of its last chunk.
+        updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0)
+        if finished
+        else time.time(),
     )
     at_stage, halt = _ledger_now(batch.id)
     return {
