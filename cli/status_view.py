@@ -109,10 +109,10 @@ def stages_table(status: dict[str, Any]) -> Table:
 def failures_table(failures: Sequence[dict[str, str]], failed: int) -> Table:
     """The failed orders shown (the first N of ``failed``): class, code and reason."""
     table = Table(title=f"failed orders ({len(failures)} of {failed})")
-    table.add_column("order", overflow="fold")  # whole: it is what an operator copies
-    for column in ("stage", "error class", "code"):
-        table.add_column(column)
-    table.add_column("reason", no_wrap=True, overflow="ellipsis")
+    # Ids, classes and codes whole (they are what an operator copies); the reason wraps.
+    for column in ("order", "stage", "error class", "code"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", ratio=1)
     for failure in failures:
         table.add_row(
             failure["order_id"],
