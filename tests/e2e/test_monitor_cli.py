@@ -35,6 +35,7 @@ def test_a_halt_and_its_waiting_batches_show_in_monitor_batches_and_status(
 ) -> None:
     from tasks import submit_batch
     from tasks.control import resume_all
+    from tasks.status import get_batch_status
 
     # Given the system halted, then three batches submitted: nothing of them can move
     tag = f"mon-{uuid.uuid4().hex[:6]}"
@@ -94,6 +95,8 @@ def test_a_halt_and_its_waiting_batches_show_in_monitor_batches_and_status(
     assert (status["halted"], status["halt_reason"]) == (True, "monitor e2e")
     assert (status["remaining"], status["velocity"], status["eta_human"]) == (5, 0.0, "unknown")
     assert status["stages"]["preflight"]["in_stage"] == 5
+    answered = get_batch_status.delay(ids["low"]).get(timeout=60)  # the Celery task form
+    assert (answered["halted"], answered["halt_reason"]) == (True, "monitor e2e")
     table = batchline("status", ids["high"], env={**service_env, **WIDE})
     assert "HALTED" in table.stdout and "monitor e2e" in table.stdout
     assert "None" not in table.stdout
