@@ -64,6 +64,15 @@ def _status_rows(status: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield "created", status["created_at"]
     yield "finalized", status.get("finalized_at") or NOT_YET
     yield from _lineage_rows(status)
+    deferred = status.get("deferred") or {}
+    if deferred.get("orders"):
+        yield (
+            "deferred",
+            (
+                f"{deferred['orders']} orders wait out a retry or rate limit"
+                f" until {deferred['until']}"
+            ),
+        )
     for wait in status.get("waiting_on", []):
         yield (
             "waiting on",

@@ -247,3 +247,23 @@ def recent_failures(session: Session, limit: int) -> list[dict[str, str]]:
         }
         for batch_id, order_id, error_class, message, at in rows
     ]
+
+
+# A deferred item is leased to its task's retry (``<task_id>@retry``, see
+# ledger.items.defer_items) until its backoff or rate-limit wait ends.
+_DEFERRED = text(
+    """
+    SELECT count(*), max(lease_expires_at) FROM items
+    WHERE batch_id = :batch_id AND lease_owner LIKE '%@retry' AND lease_expires_at > now()
+    """
+)
+
+
+def deferred_orders(session: Session, batch_id: str) -> dict[str, Any]:
+    """The batch's orders waiting out a retry's backoff or a rate limit: how many, until when.
+
+    They are neither in the pool nor running, so without this a batch that waits
+    for them looks stuck.
+    """
+    count, until = session.execute(_DEFERRED, {"batch_id": batch_id}).one()
+    return {"orders": int(count), "until": until.isoformat() if until else None}

@@ -13,7 +13,7 @@ from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.lineage import lineage_links
 from ledger.models import Batch
-from ledger.overview import HaltState, current_halt
+from ledger.overview import HaltState, current_halt, deferred_orders
 from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
@@ -90,7 +90,7 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         if finished
         else time.time(),
     )
-    at_stage, halt = _ledger_now(batch.id)
+    at_stage, deferred, halt = _ledger_now(batch.id)
     return {
         "batch_id": batch.id,
         "status": batch.status.lower(),
@@ -113,16 +113,21 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
         **_lineage(batch.id),
         "waiting_on": [] if finished else _waiting_on(batch.id),
+        "deferred": {"orders": 0, "until": None} if finished else deferred,
         # A halt stops every batch: whoever asks about one must hear of it.
         "halted": halt is not None,
         "halt_reason": halt.reason if halt else None,
     }
 
 
-def _ledger_now(batch_id: str) -> tuple[dict[str, int], HaltState | None]:
-    """Items per stage (waiting for it or in it) and the system's halt, from the ledger."""
+def _ledger_now(batch_id: str) -> tuple[dict[str, int], dict[str, Any], HaltState | None]:
+    """Items per stage (waiting for it or in it), deferred items and the halt, from the ledger."""
     with transaction() as session:
-        return items_at_stage(state_counts(session, batch_id)), current_halt(session)
+        return (
+            items_at_stage(state_counts(session, batch_id)),
+            deferred_orders(session, batch_id),
+            current_halt(session),
+        )
 
 
 def _waiting_on(batch_id: str) -> list[dict[str, object]]:
