@@ -149,6 +149,14 @@ def test_status_shows_every_count_with_units_and_the_failed_orders(
     rows = batchline("batches", "--priority", "high", "--limit", "500", env={**service_env, **WIDE})
     assert tag in rows.stdout and "9/9 (100 %)" in rows.stdout
 
+    # And the monitor's error counts (all batches, last 24 h) include this batch's failures
+    errors = _json("monitor", "--json", env=service_env)["errors"]
+    classes: dict[str, int] = {}
+    for failure in status["failed_orders"]:
+        classes[failure["error_class"]] = classes.get(failure["error_class"], 0) + 1
+    for error_class, count in classes.items():
+        assert errors["by_class"].get(error_class, 0) >= count, error_class
+
 
 def test_status_watch_refreshes_until_the_batch_ends(
     workers: Any, service_env: dict[str, str]
