@@ -109,9 +109,8 @@ def stages_table(status: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column == "stage" else "right")
     for stage in STAGE_NAMES:
         counts = status["stages"][stage]
-        table.add_row(
-            stage, str(counts.get("in_stage", 0)), str(counts["done"]), str(counts["failed"])
-        )
+        waiting = status.get("in_stage", {}).get(stage, 0)
+        table.add_row(stage, str(waiting), str(counts["done"]), str(counts["failed"]))
     return table
 
 

@@ -101,13 +101,11 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         "cancelled": counters.cancelled,
         **summarize(counters, finished=finished),
         "stages": {
-            stage: {
-                "done": number(f"{stage}_done"),
-                "failed": number(f"{stage}_failed"),
-                "in_stage": 0 if finished else at_stage[stage],
-            }
+            stage: {"done": number(f"{stage}_done"), "failed": number(f"{stage}_failed")}
             for stage in STAGE_NAMES
         },
+        # Apart from "stages", whose shape callers compare whole: where orders are now.
+        "in_stage": {stage: 0 if finished else at_stage[stage] for stage in STAGE_NAMES},
         "created_at": batch.created_at.isoformat(),
         "started_at": datetime.fromtimestamp(counters.started_at, UTC).isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,

@@ -94,7 +94,7 @@ def test_a_halt_and_its_waiting_batches_show_in_monitor_batches_and_status(
     status = _json("status", ids["high"], "--json", env=service_env)
     assert (status["halted"], status["halt_reason"]) == (True, "monitor e2e")
     assert (status["remaining"], status["velocity"], status["eta_human"]) == (5, 0.0, "unknown")
-    assert status["stages"]["preflight"]["in_stage"] == 5
+    assert status["in_stage"]["preflight"] == 5
     answered = get_batch_status.delay(ids["low"]).get(timeout=60)  # the Celery task form
     assert (answered["halted"], answered["halt_reason"]) == (True, "monitor e2e")
     table = batchline("status", ids["high"], env={**service_env, **WIDE})
@@ -129,7 +129,7 @@ def test_status_shows_every_count_with_units_and_the_failed_orders(
     assert (status["total"], status["completed"], status["failed"]) == (9, 3, 6)
     assert (status["cancelled"], status["remaining"], status["eta_human"]) == (0, 0, "0 s")
     assert status["velocity"] > 0 and status["started_at"] and status["halted"] is False
-    assert {stage["in_stage"] for stage in status["stages"].values()} == {0}
+    assert set(status["in_stage"].values()) == {0}
     assert len(status["failed_orders"]) == 6
     codes = {failure["code"] for failure in status["failed_orders"]}
     assert "publisher_language" in codes

@@ -44,7 +44,7 @@ def test_deferred_orders_show_in_the_status_with_their_end(service_env: dict[str
         assert status["deferred"]["orders"] == 2
         until = datetime.fromisoformat(status["deferred"]["until"])
         assert 500 < (until - datetime.fromisoformat(status["created_at"])).total_seconds() < 700
-        assert status["stages"]["preflight"]["in_stage"] == 2
+        assert status["in_stage"]["preflight"] == 2
         assert (status["remaining"], status["completed"]) == (2, 1)
     finally:
         remove_batches(tag)

@@ -36,10 +36,8 @@ def status(**changes: Any) -> dict[str, Any]:
         "velocity": 1.3,
         "estimated_time_remaining": 113.8,
         "eta_human": "1 min 54 s",
-        "stages": {
-            s: {"done": 1, "failed": 0, "in_stage": 3}
-            for s in ("preflight", "writing", "qc", "delivery")
-        },
+        "stages": {s: {"done": 1, "failed": 0} for s in ("preflight", "writing", "qc", "delivery")},
+        "in_stage": {"preflight": 3, "writing": 3, "qc": 3, "delivery": 3},
         "created_at": "2026-11-30T14:00:00+00:00",
         "finalized_at": None,
         "halted": False,
