@@ -90,7 +90,8 @@ def test_a_halt_and_its_waiting_batches_show_in_monitor_batches_and_status(
     # And batches and status say so too
     listed = _json("batches", "--limit", "500", "--json", env=service_env)
     assert listed["halted"] is True and listed["halt"]["reason"] == "monitor e2e"
-    assert {b["batch_id"] for b in listed["batches"]} >= set(ids.values())
+    newest_first = [b["batch_id"] for b in listed["batches"] if b["batch_id"] in shown]
+    assert newest_first == [ids["high"], ids["normal"], ids["low"]]  # submitted low first
     status = _json("status", ids["high"], "--json", env=service_env)
     assert (status["halted"], status["halt_reason"]) == (True, "monitor e2e")
     assert (status["remaining"], status["velocity"], status["eta_human"]) == (5, 0.0, "unknown")
