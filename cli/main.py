@@ -12,13 +12,16 @@ import typer
 from rich.console import Console
 
 from cli.api_cmd import api, api_key_app
+from cli.batches_cmd import batches
 from cli.catalog_cmd import catalog_app
 from cli.exporter_cmd import exporter
 from cli.failures_cmd import failures
 from cli.flower_cmd import flower
+from cli.monitor_cmd import monitor
 from cli.recover_cmd import recover
 from cli.report_cmd import report
 from cli.schedule_cmd import schedule
+from cli.status_cmd import status, warn_if_halted
 from cli.workers import DEFAULT_LANES
 from pipeline.settings import SettingsError, get_settings
 
@@ -38,6 +41,9 @@ app.command("flower")(flower)
 app.command("exporter")(exporter)
 app.command("report")(report)
 app.command("schedule")(schedule)
+app.command("status")(status)
+app.command("batches")(batches)
+app.command("monitor")(monitor)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one unbroken line
 
@@ -144,26 +150,7 @@ def submit(
     except ManifestError as error:
         _fail(str(error))
     print(json.dumps(result))
-
-
-@app.command()
-def status(
-    batch_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show a batch's status, progress and ETA."""
-    from cli.render import status_table
-    from pipeline.errors import UnknownBatch
-    from tasks.status import batch_status
-
-    try:
-        result = batch_status(batch_id)
-    except UnknownBatch as error:
-        _fail(str(error), code=1)
-    if as_json:
-        print(json.dumps(result))
-    else:
-        console.print(status_table(result))
+    warn_if_halted()
 
 
 @app.command()

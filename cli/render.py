@@ -6,34 +6,9 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.schedule_cmd import window_rows
 from pipeline.retention import describe as describe_pruned
 from pipeline.retention import is_pruned
 from pipeline.stage_registry import STAGE_NAMES
-
-
-def status_table(status: dict[str, Any]) -> Table:
-    """One batch's status as a two-column table."""
-    table = Table(title=f"batch {status['batch_id']}", show_header=False)
-    for name in (
-        "status",
-        "priority",
-        "total",
-        "completed",
-        "failed",
-        "progress_percentage",
-        "success_rate",
-        "estimated_time_remaining",
-        "created_at",
-        "finalized_at",
-    ):
-        table.add_row(name, str(status.get(name)))
-    for stage in STAGE_NAMES:
-        counts = status["stages"][stage]
-        table.add_row(f"{stage}", f"{counts['done']} done, {counts['failed']} failed")
-    for name, text in window_rows(status):  # scheduled stages (docs/schedules.md)
-        table.add_row(name, text)
-    return table
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

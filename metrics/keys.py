@@ -24,6 +24,11 @@ def error_bucket_key(hour: datetime) -> str:
     return f"{get_settings().redis_prefix_metrics}errors:{hour:%Y%m%d%H}"
 
 
+def batch_error_bucket_key(batch_id: str) -> str:
+    """Hash of one batch's failed orders by error class: ``metrics:batch-errors:<batch_id>``."""
+    return f"{get_settings().redis_prefix_metrics}batch-errors:{batch_id}"
+
+
 def queue_key(queue: str) -> str:
     """The list kombu's Redis transport keeps a queue in: its bare name (``LLEN batch.high``)."""
     return queue

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from metrics.keys import error_bucket_key, progress_key
+from metrics.keys import batch_error_bucket_key, error_bucket_key, progress_key
 from pipeline.settings import get_settings
 from pipeline.stage_registry import STAGE_NAMES
 
@@ -92,10 +92,11 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> b
     pipe.hset(key, "updated_at", time.time())
     pipe.expire(key, _ttl_seconds())
     if change.errors:
-        bucket = error_bucket_key(datetime.now(UTC))
-        for error_class, count in change.errors.items():
-            pipe.hincrby(bucket, error_class, count)
-        pipe.expire(bucket, _ttl_seconds())
+        # The hour's bucket answers "what fails now?", the batch's "what failed in it?".
+        for bucket in (error_bucket_key(datetime.now(UTC)), batch_error_bucket_key(batch_id)):
+            for error_class, count in change.errors.items():
+                pipe.hincrby(bucket, error_class, count)
+            pipe.expire(bucket, _ttl_seconds())
     complete, final, *_ = pipe.execute()
     return bool(complete) and not final
 

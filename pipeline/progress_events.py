@@ -35,7 +35,10 @@ class Snapshot:
     stages: tuple[tuple[str, int, int], ...]
     progress_percentage: float
     success_rate: float | None
+    remaining: int
+    velocity: float
     estimated_time_remaining: float | None
+    eta_human: str
 
     @property
     def ended(self) -> int:
@@ -87,7 +90,8 @@ class Snapshot:
         return cls(
             status["batch_id"], status["status"], status["total"], status["completed"],
             status["failed"], status["cancelled"], stages, status["progress_percentage"],
-            status["success_rate"], status["estimated_time_remaining"],
+            status["success_rate"], status["remaining"], status["velocity"],
+            status["estimated_time_remaining"], status["eta_human"],
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,7 +105,10 @@ class Snapshot:
             "cancelled": self.cancelled,
             "progress_percentage": self.progress_percentage,
             "success_rate": self.success_rate,
+            "remaining": self.remaining,
+            "velocity": self.velocity,
             "estimated_time_remaining": self.estimated_time_remaining,
+            "eta_human": self.eta_human,
             "stages": {stage: {"done": d, "failed": f} for stage, d, f in self.stages},
         }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,13 +13,14 @@ from ledger.batches import failed_by_stage, state_counts
 from ledger.db import transaction
 from ledger.lineage import lineage_links
 from ledger.models import Batch
+from ledger.overview import HaltState, current_halt, deferred_orders
 from ledger.pool import circuit_waits
 from metrics.progress import FINAL_FIELD, is_complete, read_progress, rebuild_progress
 from metrics.redis_client import redis_client
 from pipeline.errors import UnknownBatch
 from pipeline.stage_registry import STAGE_NAMES
 from pipeline.states import FINAL_BATCH_STATUSES
-from pipeline.status import Counters, summarize
+from pipeline.status import Counters, items_at_stage, summarize
 from tasks.windows import with_schedule
 
 
@@ -79,8 +82,13 @@ def batch_status(batch_id: str) -> dict[str, Any]:
         failed=number("failed"),
         cancelled=number("cancelled"),
         started_at=float(progress.get("started_at", batch.created_at.timestamp())),
-        updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0),
+        # Measured up to now while the batch runs: a stalled batch's velocity falls
+        # and its ETA grows, instead of keeping the figures of its last chunk.
+        updated_at=float(progress.get("finished_at") or progress.get("updated_at") or 0.0)
+        if finished
+        else time.time(),
     )
+    at_stage, deferred, halt = _ledger_now(batch.id)
     status = {
         "batch_id": batch.id,
         "status": batch.status.lower(),
@@ -94,13 +102,30 @@ def batch_status(batch_id: str) -> dict[str, Any]:
             stage: {"done": number(f"{stage}_done"), "failed": number(f"{stage}_failed")}
             for stage in STAGE_NAMES
         },
+        # Apart from "stages", whose shape callers compare whole: where orders are now.
+        "in_stage": {stage: 0 if finished else at_stage[stage] for stage in STAGE_NAMES},
         "created_at": batch.created_at.isoformat(),
+        "started_at": datetime.fromtimestamp(counters.started_at, UTC).isoformat(),
         "finalized_at": batch.finalized_at.isoformat() if batch.finalized_at else None,
         **_lineage(batch.id),
         "waiting_on": [] if finished else _waiting_on(batch.id),
+        "deferred": {"orders": 0, "until": None} if finished else deferred,
+        # A halt stops every batch: whoever asks about one must hear of it.
+        "halted": halt is not None,
+        "halt_reason": halt.reason if halt else None,
     }
     # Orders waiting for scheduled stages' windows, and the ETA counting that wait.
     return with_schedule(status, finished=finished)
+
+
+def _ledger_now(batch_id: str) -> tuple[dict[str, int], dict[str, Any], HaltState | None]:
+    """Items per stage (waiting for it or in it), deferred items and the halt, from the ledger."""
+    with transaction() as session:
+        return (
+            items_at_stage(state_counts(session, batch_id)),
+            deferred_orders(session, batch_id),
+            current_halt(session),
+        )
 
 
 def _waiting_on(batch_id: str) -> list[dict[str, object]]:

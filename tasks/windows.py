@@ -32,6 +32,7 @@ from pipeline.lanes import PRIORITIES
 from pipeline.schedule import StageSchedule, window_wait
 from pipeline.settings import get_settings
 from pipeline.stage_registry import stage_for_state, stage_named
+from pipeline.status import human_duration
 from tasks.feeder import feed_lanes
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 
@@ -216,7 +217,7 @@ def with_schedule(status: dict[str, Any], *, finished: bool = False) -> dict[str
     wait = fields["window_wait_seconds"]
     if wait and (eta is None or eta < wait):
         # The orders cannot be done before the windows they wait for have opened.
-        status = {**status, "estimated_time_remaining": wait}
+        status = {**status, "estimated_time_remaining": wait, "eta_human": human_duration(wait)}
     return {**status, **fields}
 
 

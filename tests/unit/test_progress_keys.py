@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import fakeredis
 import pytest
 
-from metrics.keys import error_bucket_key, progress_key
+from metrics.keys import batch_error_bucket_key, error_bucket_key, progress_key
 from metrics.progress import (
     ChunkProgress,
     init_progress,
@@ -287,3 +287,21 @@ def test_rebuild_of_a_batch_with_no_items_counts_zero_everywhere(
         "cancelled": "0",
     }
     assert fields["status"] == "completed"
+
+
+def test_failed_orders_count_in_the_hours_bucket_and_in_the_batchs_own(
+    client: fakeredis.FakeRedis,
+) -> None:
+    init_progress(client, "batch-1", total=10)
+
+    record_chunk(client, "batch-1", ChunkProgress("qc", 2, 3, errors={"QCRejected": 3}))
+    record_chunk(client, "batch-1", ChunkProgress("delivery", 0, 1, errors={"PublishError": 1}))
+
+    hour = client.hgetall(error_bucket_key(datetime.now(UTC)))
+    assert client.hgetall(batch_error_bucket_key("batch-1")) == {
+        "QCRejected": "3",
+        "PublishError": "1",
+    }
+    assert hour == {"QCRejected": "3", "PublishError": "1"}
+    assert batch_error_bucket_key("batch-1") == "metrics:batch-errors:batch-1"
+    assert client.ttl(batch_error_bucket_key("batch-1")) > 0

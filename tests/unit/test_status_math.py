@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.status import Counters, summarize
+from pipeline.status import Counters, human_duration, items_at_stage, summarize
 
 STARTED = 1_700_000_000.0
 
@@ -140,3 +140,47 @@ def test_percentages_stay_within_0_and_100_and_eta_is_never_negative(
     eta = status["estimated_time_remaining"]
     assert (eta is None) == (completed + failed + cancelled == 0)
     assert eta is None or eta >= 0.0
+
+
+def test_velocity_remaining_and_a_readable_eta_come_with_the_numbers() -> None:
+    # Given 100 orders of which 20 ended in the first 40 seconds
+    status = summarize(counters(100, completed=15, failed=5, elapsed=40.0), finished=False)
+
+    assert status["remaining"] == 80
+    assert status["velocity"] == 0.5
+    assert (status["estimated_time_remaining"], status["eta_human"]) == (160.0, "2 min 40 s")
+
+
+def test_before_any_order_ends_velocity_is_zero_and_the_eta_unknown() -> None:
+    status = summarize(counters(10, elapsed=30.0), finished=False)
+
+    assert (status["velocity"], status["remaining"], status["eta_human"]) == (0.0, 10, "unknown")
+
+
+def test_a_finished_batch_has_nothing_remaining_and_an_eta_of_zero_seconds() -> None:
+    status = summarize(counters(4, completed=3, cancelled=1, elapsed=8.0), finished=True)
+
+    assert (status["remaining"], status["velocity"], status["eta_human"]) == (0, 0.5, "0 s")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "unknown"),
+        (0.0, "0 s"),
+        (0.4, "0 s"),
+        (59.6, "1 min"),
+        (75, "1 min 15 s"),
+        (3600, "1 h"),
+        (3725.0, "1 h 2 min"),
+        (90_061, "1 d 1 h"),
+    ],
+)
+def test_human_duration_shows_two_units_at_most(seconds: float | None, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_items_at_stage_counts_what_waits_for_each_stage_or_is_in_it() -> None:
+    counts = {"PENDING": 3, "PREFLIGHT": 1, "WRITING": 2, "QC": 4, "APPROVED": 5, "FAILED": 9}
+
+    assert items_at_stage(counts) == {"preflight": 4, "writing": 2, "qc": 4, "delivery": 5}
