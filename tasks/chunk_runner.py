@@ -151,6 +151,8 @@ class ChunkRun:
     inputs: dict[int, object]
     prepared: dict[int, object] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: monotonic clock at the start, for the chunk's own deadline
+    began: float = field(default_factory=time.monotonic)
     #: items that found no free slot: back to the pool, attempt refunded
     unslotted: list[int] = field(default_factory=list)
     #: some item held (and gave back) a slot, so waiting work may fit now
@@ -252,19 +254,24 @@ def _outcomes(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
         # Every item ends with the reason (DATA: for an operator) instead of the chunk
         # failing as a whole and coming back through the sweeper for ever.
         return [_of_error(run.message, item, error, 0.0) for item in claimed]
-    settings = get_settings()
-    workers = min(settings.batch_io_concurrency, len(claimed))
-    if run.stage.io_bound and workers > 1:
-        # Calls still under way when the soft limit strikes may finish before the hard one.
-        grace = max(0.0, settings.batch_task_time_limit - settings.batch_task_soft_time_limit - 5)
-        return run_concurrently(
-            claimed,
-            partial(attempt_item, run),
-            workers=workers,
-            max_retries=run.message.max_retries,
-            grace=grace,
-        )
+    if run.stage.io_bound:
+        return _run_concurrently(run, claimed)
     return _run_in_turn(run, claimed)
+
+
+def _run_concurrently(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
+    settings = get_settings()
+    soft, hard = settings.batch_task_soft_time_limit, settings.batch_task_time_limit
+    return run_concurrently(
+        claimed,
+        partial(attempt_item, run),
+        workers=min(settings.batch_io_concurrency, len(claimed)),
+        max_retries=run.message.max_retries,
+        # Calls still under way when the soft limit strikes may finish before the hard one.
+        grace=max(0.0, hard - soft - 5),
+        # Celery's threads pool has no time limits: the chunk keeps its own.
+        deadline=soft - (time.monotonic() - run.began),
+    )
 
 
 def _run_in_turn(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
