@@ -174,7 +174,7 @@ def test_without_celerys_time_limit_the_chunk_keeps_its_own_soft_limit(
     # Then the chunk ended at its deadline: nothing moved on, every order is retried,
     # the three that never started without paying an attempt, and nothing failed
     rows = _rows(written[1])
-    started, waiting = written[1][:3], written[1][3:]
+    waiting = written[1][3:]
     assert report.succeeded == [] and report.failed == []
     assert sorted(report.retry_ids) == written[1]
     assert {rows[i][0] for i in written[1]} == {"WRITING"}
