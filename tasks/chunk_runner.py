@@ -61,6 +61,7 @@ from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
+from tasks.refill import refill_after_call
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 
@@ -177,13 +178,14 @@ class ChunkRun:
                 self.used_slots = True
         return True
 
-    def give_back(self, user: SlotUser) -> None:
-        """Give ``user``'s slots back."""
+    def give_back(self, user: SlotUser) -> bool:
+        """Give ``user``'s slots back; whether it held any."""
         with self._lock:
             if user not in self._held:
-                return
+                return False
             self._held.discard(user)
         give_back(redis_client(), [user])
+        return True
 
     def no_slot(self, item_id: int) -> None:
         """Note that ``item_id`` found no free slot: it goes back to the pool."""
@@ -307,7 +309,8 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
         context = StageContext(run.message.batch_id, item.attempts, run.prepared.get(item.item_id))
         return _run_item(run, item, run.inputs.get(item.item_id), context)
     finally:
-        run.give_back(user)
+        if run.give_back(user):
+            refill_after_call()  # the slot may take waiting work before this chunk ends
 
 
 def _run_item(
