@@ -37,7 +37,7 @@ CHAOS_SETTINGS = {
     "BATCH_RATE_LIMITS": "writer=60/min:20",
 }
 #: Chunks the I/O threads worker runs at once (``BATCH_IO_WORKER_THREADS``'s default).
-IO_THREADS = 8
+IO_THREADS = 16
 
 
 @dataclass(frozen=True)
