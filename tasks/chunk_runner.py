@@ -61,7 +61,7 @@ from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
-from tasks.refill import refill_after_call
+from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 
@@ -305,11 +305,12 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
     if not run.take(user):
         run.no_slot(item.item_id)
         return None
+    began = time.monotonic()
     try:
         context = StageContext(run.message.batch_id, item.attempts, run.prepared.get(item.item_id))
         return _run_item(run, item, run.inputs.get(item.item_id), context)
     finally:
-        if run.give_back(user):
+        if run.give_back(user) and time.monotonic() - began >= REFILL_AFTER_CALLS_OF_S:
             refill_after_call()  # the slot may take waiting work before this chunk ends
 
 
