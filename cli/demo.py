@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.sample_orders import load_catalog, orders_built_to_fail, sample_orders
 from cli.schedule_cmd import compressed_schedule, window_note
-from cli.workers import ALL_LANES, running_workers
+from cli.workers import ALL_LANES, WorkerSpec, default_workers, running_workers
 from pipeline.settings import get_settings
 
 #: Share of the demo's orders per priority.
@@ -168,8 +168,11 @@ def run_demo(
     settings = get_settings()
     log_dir = Path("var/log")
     specs = [
-        ("lanes", ALL_LANES, settings.batch_worker_concurrency),
-        ("high", ("high",), 1),
+        # As `batchline worker` runs by default: processes, and a threads worker for I/O.
+        *default_workers(
+            ALL_LANES, settings.batch_worker_concurrency, settings.batch_io_worker_threads, "lanes"
+        ),
+        WorkerSpec("high", ("high",), 1),
     ]
     run_tag = f"demo{int(time.time())}"
     seed_catalog()

@@ -161,26 +161,47 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Processes (default BATCH_WORKER_CONCURRENCY).")
     ] = None,
+    io_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Chunks of writing/delivery run at once by a threads worker beside the "
+            "processes (default BATCH_IO_WORKER_THREADS; 0: the processes run them).",
+        ),
+    ] = None,
     events: Annotated[
         bool, typer.Option(help="Pass -E (task events are on by default, for Flower).")
     ] = False,
 ) -> None:
-    """Run a Celery worker on the given lanes (strict priority order)."""
-    from cli.workers import worker_command
+    """Run Celery workers on the given lanes (strict priority order)."""
+    from cli.workers import default_workers, supervise, worker_command
 
     chosen = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     settings = get_settings()
+    threads = settings.batch_io_worker_threads if io_threads is None else io_threads
+    specs = default_workers(
+        chosen,
+        concurrency or settings.batch_worker_concurrency,
+        threads,
+        f"batchline-{'-'.join(chosen)}",
+    )
     try:
-        argv = worker_command(
-            chosen,
-            concurrency or settings.batch_worker_concurrency,
-            f"batchline-{'-'.join(chosen)}",
-            loglevel=settings.log_level,
-            events=events,
-        )
+        argvs = [
+            worker_command(
+                spec.lanes,
+                spec.concurrency,
+                spec.name,
+                loglevel=settings.log_level,
+                events=events,
+                kind=spec.kind,
+            )
+            for spec in specs
+        ]
     except ValueError as error:
         _fail(str(error))
-    os.execv(sys.executable, argv)
+    if len(argvs) == 1:
+        os.execv(sys.executable, argvs[0])
+    raise typer.Exit(supervise(argvs))
 
 
 @app.command()

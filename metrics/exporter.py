@@ -36,7 +36,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
-from metrics.keys import progress_key, queue_key, rate_bucket_key, slot_key, slot_key_pattern
+from metrics.keys import (
+    lane_queue_keys,
+    progress_key,
+    rate_bucket_key,
+    slot_key,
+    slot_key_pattern,
+)
 from pipeline.lanes import PRIORITIES
 from pipeline.limits import RateSpec
 from pipeline.settings import get_settings
@@ -51,10 +57,6 @@ MAX_OUTPUTS_PER_SCRAPE: Final = 200_000
 #: How long new stage outputs wait before they are counted: a transaction that took an
 #: id first may commit after one that took a later id (see _StageOutputTotals).
 SETTLE_SECONDS: Final = 30.0
-#: kombu's Redis transport keeps a queue's prioritised messages in sibling lists
-#: ``<queue>\x06\x16<step>`` (its default steps); step 0 is the bare name.
-_PRIORITY_STEPS: Final = (0, 3, 6, 9)
-_PRIORITY_SEP: Final = "\x06\x16"
 #: Every metric family a scrape yields (docs/metrics.md explains each; a test holds
 #: the scrape to this list, and the alert rules in deploy/prometheus to it).
 EXPORTED_METRICS: Final = frozenset(
@@ -76,12 +78,6 @@ EXPORTED_METRICS: Final = frozenset(
 )
 #: The concurrency caps a scrape reports, with the setting holding each limit.
 SLOT_SCOPES: Final = ("global", "customer", "publisher")
-
-
-def lane_queue_keys(lane: str) -> list[str]:
-    """Every Redis list holding messages of a lane's queue (``batch.<lane>`` and siblings)."""
-    name = queue_key(f"batch.{lane}")
-    return [name if step == 0 else f"{name}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
 
 
 class _StageOutputTotals:
@@ -247,7 +243,7 @@ class BatchlineCollector(Collector):
             pipe.hmget(rate_bucket_key(service), "tokens", "ts")
         server_time, *replies = pipe.execute()
         now_ms = server_time[0] * 1000 + server_time[1] / 1000
-        steps = len(_PRIORITY_STEPS)
+        steps = len(lane_queue_keys(PRIORITIES[0]))
         lanes: dict[str, int] = {
             lane: sum(replies[i * steps : (i + 1) * steps]) for i, lane in enumerate(PRIORITIES)
         }

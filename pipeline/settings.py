@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     batch_stage_handlers: Literal["real", "noop"] = "real"
     #: outside calls (writer, webhooks) one worker process makes at once within a chunk
     batch_io_concurrency: int = Field(default=32, ge=1, le=256)
+    #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
+    #: worker runs at once beside its processes; 0: the prefork processes run them too
+    batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)

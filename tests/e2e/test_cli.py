@@ -154,27 +154,32 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
     import signal
     import time
 
-    from celery_app import app
+    from celery_app import IO_LANES, app
 
+    # Given `batchline worker --lanes high`: prefork processes and a threads worker for I/O
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--lanes", "high", "--concurrency", "1"],
         env={**os.environ, **service_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    nodes = {"batchline-high@": [LANES["high"]], "batchline-high-io@": [IO_LANES["high"]]}
     try:
         deadline = time.monotonic() + 60
-        replies: list[dict[str, object]] = []
-        while not replies and time.monotonic() < deadline:
+        answered: set[str] = set()
+        while answered != set(nodes) and time.monotonic() < deadline:
             replies = app.control.ping(destination=None, timeout=0.5)
-            replies = [r for r in replies if any(k.startswith("batchline-high@") for k in r)]
-        assert replies, "the worker never answered"
+            answered = {n for n in nodes for r in replies for k in r if k.startswith(n)}
+        assert answered == set(nodes), f"only {answered} answered"
+        # Then each consumes its own queue of the lane
         queues = app.control.inspect(timeout=2).active_queues() or {}
-        mine = next(v for k, v in queues.items() if k.startswith("batchline-high@"))
-        assert [queue["name"] for queue in mine] == [LANES["high"]]
+        for node, expected in nodes.items():
+            mine = next(v for k, v in queues.items() if k.startswith(node))
+            assert [queue["name"] for queue in mine] == expected
     finally:
+        # And SIGTERM stops both (the supervisor passes it on) with exit 0
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
+        assert worker.wait(timeout=90) == 0
 
 
 def test_worker_command_refuses_an_unknown_lane(service_env) -> None:
