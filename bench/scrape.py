@@ -175,12 +175,15 @@ def measure(orders: int, runs: int) -> dict[str, Any]:
     steady = _timed(lambda: generate_latest(registry), runs)
     per_scrape_registry, _ = _registry(0)
     generate_latest(per_scrape_registry)  # reads the history once, untimed
-    per_scrape = _timed(lambda: generate_latest(per_scrape_registry), runs)
-    refresh = _timed(collector.item_counts.refresh, runs)
-    # The baseline, timed in the same run: one plain count of every item, so the
-    # scrape's figure can be read as a ratio on a machine whose load varies.
+    # Alternated, so all three see the same load: a scrape that counts, a reading
+    # alone, and the baseline: one plain count of every item, so the figures can be
+    # read as ratios on a machine whose load varies.
+    per_scrape, refresh, baseline = [], [], []
     with engine().connect() as connection:
-        baseline = _timed(lambda: connection.execute(_COUNT_ALL).scalar_one(), runs)
+        for _ in range(runs):
+            per_scrape += _timed(lambda: generate_latest(per_scrape_registry), 1)
+            refresh += _timed(collector.item_counts.refresh, 1)
+            baseline += _timed(lambda: connection.execute(_COUNT_ALL).scalar_one(), 1)
     server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     url = f"http://127.0.0.1:{server.server_port}/metrics"
     with httpx.Client() as http:

@@ -5,7 +5,10 @@ any registry (``batchline exporter`` serves one; the HTTP API can mount the same
 scrape costs a fixed handful of statements and one Redis round trip per kind of key,
 whatever the backlog (docs/BENCHMARKS.md has the figure at 100,000 orders):
 
-- unfinished batches' items by lane, state and "in the pool" (``ix_items_batch_state``);
+- open items, and finished items of unfinished batches, by lane, state and "in the
+  pool": the one count that grows with the backlog, so with ``refresh_seconds`` it is
+  read in the background (:mod:`metrics.item_snapshot`) and a scrape serves the latest
+  reading with its age;
 - batches by status, the halt switch;
 - stage outputs written since the previous scrape (primary-key range), which feed the
   ``batchline_stage_seconds`` histogram and ``batchline_errors_total``: both count
