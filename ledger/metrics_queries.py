@@ -35,9 +35,10 @@ def _sql_array(values: Iterable[str]) -> str:
 # items queued or leased (ix_items_queued, ix_items_leased: a lane window's worth
 # and what is in flight), and finished items of unfinished batches (ix_items_batch_state).
 # The pool is counted one (lane, state) group at a time, each an index-only range of
-# ix_items_pool_state. Asked as one GROUP BY over half the table, PostgreSQL prefers a
-# parallel sequential scan of the heap, about three times slower at 100,000 pooled
-# orders (EXPLAIN ANALYZE in docs/BENCHMARKS.md).
+# ix_items_pool_state, in one process. Asked as one GROUP BY over half the table,
+# PostgreSQL prefers a parallel sequential scan of the heap (three processes), up to
+# four times slower at 100,000 pooled orders (docs/BENCHMARKS.md). It still grows with
+# the pool, so the exporter reads it in the background (metrics.item_snapshot).
 _UNFINISHED_ITEMS = text(
     f"""
     SELECT l.lane, s.state, true AS pooled, c.n, c.oldest_seconds
