@@ -1,7 +1,8 @@
 """``batchline exporter``: serve batchline's Prometheus metrics over HTTP.
 
-Each scrape of ``/metrics`` reads the ledger and Redis once through
-``metrics.exporter.BatchlineCollector`` (docs/metrics.md lists every metric).
+Each scrape of ``/metrics`` reads Redis and the ledger through
+``metrics.exporter.BatchlineCollector`` (docs/metrics.md lists every metric); the
+order counts come from a snapshot re-read every ``--refresh-seconds`` in the background.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ console = Console(stderr=True)
 
 #: The port batchline's exporter listens on by default (deploy/prometheus scrapes it).
 DEFAULT_PORT = 9808
+#: How often the order counts are re-read in the background: counting a large pool
+#: is the one part of a scrape that grows with the backlog (docs/metrics.md).
+DEFAULT_REFRESH_SECONDS = 5.0
 
 
 def exporter(
@@ -28,6 +32,14 @@ def exporter(
             min=0, help="Seconds new stage outputs wait before they are counted (late commits)."
         ),
     ] = 30.0,  # metrics.exporter.SETTLE_SECONDS (not imported: every command would load it)
+    refresh_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between background readings of the order counts"
+            " (0: each scrape reads them).",
+        ),
+    ] = DEFAULT_REFRESH_SECONDS,
 ) -> None:
     """Serve Prometheus metrics (lanes, pool, batches, slots, rate buckets, errors) on /metrics."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -35,7 +47,8 @@ def exporter(
     from metrics.exporter import BatchlineCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BatchlineCollector(settle_seconds=settle_seconds))
+    collector = BatchlineCollector(settle_seconds=settle_seconds, refresh_seconds=refresh_seconds)
+    registry.register(collector)
     server, thread = start_http_server(port, addr=host, registry=registry)
     console.print(f"batchline exporter: http://{host}:{server.server_port}/metrics")
     try:

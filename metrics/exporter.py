@@ -5,7 +5,10 @@ any registry (``batchline exporter`` serves one; the HTTP API can mount the same
 scrape costs a fixed handful of statements and one Redis round trip per kind of key,
 whatever the backlog (docs/BENCHMARKS.md has the figure at 100,000 orders):
 
-- unfinished batches' items by lane, state and "in the pool" (``ix_items_batch_state``);
+- open items, and finished items of unfinished batches, by lane, state and "in the
+  pool": the one count that grows with the backlog, so with ``refresh_seconds`` it is
+  read in the background (:mod:`metrics.item_snapshot`) and a scrape serves the latest
+  reading with its age;
 - batches by status, the halt switch;
 - stage outputs written since the previous scrape (primary-key range), which feed the
   ``batchline_stage_seconds`` histogram and ``batchline_errors_total``: both count
@@ -36,6 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
+from metrics.item_snapshot import ItemCountSnapshots
 from metrics.keys import (
     lane_queue_keys,
     progress_key,
@@ -74,6 +78,8 @@ EXPORTED_METRICS: Final = frozenset(
         "batchline_errors",
         "batchline_halted",
         "batchline_scrape_seconds",
+        "batchline_item_counts_age_seconds",
+        "batchline_item_counts_read_seconds",
     }
 )
 #: The concurrency caps a scrape reports, with the setting holding each limit.
@@ -133,7 +139,9 @@ class BatchlineCollector(Collector):
         client: a Redis client with decoded responses (default: this process's).
         settle_seconds: how long a range of new stage outputs waits before it is
             counted (see :class:`_StageOutputTotals`).
-        clock: monotonic seconds, for the settling.
+        clock: monotonic seconds, for the settling and the order counts' age.
+        refresh_seconds: how often a background thread re-reads the order counts
+            (see :mod:`metrics.item_snapshot`); 0: each scrape reads them.
     """
 
     def __init__(
@@ -143,10 +151,12 @@ class BatchlineCollector(Collector):
         *,
         settle_seconds: float = SETTLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        refresh_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
         self._client = client
         self._outputs = _StageOutputTotals(settle_seconds, clock)
+        self.item_counts = ItemCountSnapshots(self._read_item_counts, refresh_seconds, clock)
         self._running: list[str] = []
         self.last_scrape_seconds = 0.0
 
@@ -172,11 +182,18 @@ class BatchlineCollector(Collector):
         scrape.add_metric([], self.last_scrape_seconds)
         return [*metrics, scrape]
 
-    def _ledger_metrics(self) -> list[Metric]:
+    def _session(self) -> Session:
         from ledger.db import engine
 
-        with Session(self._engine or engine()) as session, session.begin():
-            items = q.unfinished_item_counts(session)
+        return Session(self._engine or engine())
+
+    def _read_item_counts(self) -> Sequence[Any]:
+        with self._session() as session, session.begin():
+            return q.unfinished_item_counts(session)
+
+    def _ledger_metrics(self) -> list[Metric]:
+        counts, age = self.item_counts.latest()
+        with self._session() as session, session.begin():
             batches, running = q.batch_status_counts(session)
             halted = q.halt_reason(session)
             with self._outputs.lock:
@@ -185,7 +202,18 @@ class BatchlineCollector(Collector):
                 errors = self._errors()
         self._running = running
         return [
-            *_item_metrics(items),
+            *_item_metrics(counts.rows),
+            _single(
+                "batchline_item_counts_age_seconds",
+                "How old the order counts (batchline_items, batchline_pool_items,"
+                " batchline_oldest_waiting_seconds) are: read in the background.",
+                age,
+            ),
+            _single(
+                "batchline_item_counts_read_seconds",
+                "How long the ledger took to count the orders (the latest reading).",
+                counts.read_seconds,
+            ),
             _labelled(
                 "batchline_batches",
                 "Batches by status.",
