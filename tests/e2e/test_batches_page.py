@@ -110,3 +110,72 @@ def test_the_list_shows_a_batch_reach_100_percent_live_and_the_batch_page_its_co
         finally:
             client.post(f"/v1/batches/{batch_id}/resume")  # 409 once it runs or ended
             wait_for_final([batch_id], timeout=240)
+
+
+def _buttons(browser: Browser) -> list[list[Any]]:
+    return list(
+        browser.evaluate(
+            "[...document.querySelectorAll('#controls button')]"
+            ".map(b => [b.textContent, b.disabled])"
+        )
+    )
+
+
+def test_the_batch_page_resumes_live_shows_the_recommendations_and_controls_by_scope(
+    api_server: ApiServer, chromium: str, tmp_path: Path
+) -> None:
+    # Given a paused batch with one order that preflight refuses, and an admin key
+    admin_token, _ = make_key("admin")
+    reader_token, _ = make_key("read")
+    batch_id = f"page-{uuid.uuid4().hex[:8]}"
+    orders = make_orders(30, batch_id)
+    orders[0] = {**orders[0], "target_url": f"https://{orders[0]['publisher_domain']}/self"}
+    with httpx.Client(
+        base_url=api_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
+    ) as client:
+        body = {"documents": orders, "project_uuid": "page", "options": {"batch_id": batch_id}}
+        assert client.post("/v1/batches", json=body).status_code == 202
+        assert client.post(f"/v1/batches/{batch_id}/pause").status_code == 200
+        try:
+            url = f"{api_server.url}/batches/{batch_id}"
+            with open_browser(chromium, url, tmp_path / "profile") as browser:
+                _paste_key(browser, admin_token)
+                browser.wait_for("document.querySelector('#do-resume')?.disabled === false")
+                assert _buttons(browser) == [
+                    ["pause", True], ["resume", False], ["cancel", False], ["recover", True]
+                ]  # fmt: skip
+                browser.evaluate("window.__notReloaded = true")
+                # When the operator clicks resume
+                browser.evaluate("document.querySelector('#do-resume').click(); true")
+                # Then the bar reaches 100 % live and the batch ends partial
+                browser.wait_for("document.querySelector('#bar').value === 100", timeout=240)
+                browser.wait_for("document.querySelector('#facts').textContent"
+                                 ".startsWith('status partial')")  # fmt: skip
+                assert browser.evaluate("window.__notReloaded") is True
+                assert browser.evaluate("document.querySelector('#control-result').textContent")
+                # and the failures show the analysis' recommendations, recover now enabled
+                advice = client.get(f"/v1/batches/{batch_id}/failures").json()
+                expected = [r["message"] for r in advice["recommendations"]]
+                assert expected, "a refused order always brings a recommendation"
+                browser.wait_for("document.querySelectorAll('#recommendations li').length > 0")
+                shown = browser.evaluate(
+                    "[...document.querySelectorAll('#recommendations li')]"
+                    ".map(li => li.firstChild.textContent)"
+                )
+                assert shown == expected
+                assert _buttons(browser) == [
+                    ["pause", True], ["resume", True], ["cancel", True], ["recover", False]
+                ]  # fmt: skip
+                # And a read key sees the same batch without any control
+                browser.evaluate(f"sessionStorage.setItem('batchline.key', {_js(reader_token)})")
+                browser.call("Page.reload")
+                browser.wait_for("document.querySelectorAll('#stages tr').length === 4")
+                browser.wait_for("document.querySelector('#who').textContent.includes('(read)')")
+                assert _buttons(browser) == []
+                # and "Forget key" removes it from the tab
+                browser.evaluate("document.querySelector('#logout').click(); true")
+                browser.wait_for("document.querySelector('#login').hidden === false")
+                assert browser.evaluate("sessionStorage.getItem('batchline.key')") is None
+        finally:
+            client.post(f"/v1/batches/{batch_id}/resume")  # 409 once it runs or ended
+            wait_for_final([batch_id], timeout=240)
