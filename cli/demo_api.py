@@ -7,6 +7,7 @@ submitted, so the batches can be watched live from the start.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,12 +30,32 @@ def demo_key() -> str:
     return token
 
 
+def usable_port(host: str, port: int) -> int:
+    """``port`` when nothing listens on it, otherwise any free port.
+
+    Checked by binding it: another server answering /healthz there would otherwise
+    pass for ours.
+    """
+    from api.server import free_port
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return free_port()
+    return port
+
+
 @contextmanager
 def demo_api(console: Console, host: str, port: int, log_dir: Path) -> Iterator[str]:
     """Serve the API for the block, after printing the page's URL and a key; yields the URL."""
     from api.server import spawn_api, wait_until_alive
     from cli.workers import stop_workers
 
+    chosen = usable_port(host, port)
+    if chosen != port:
+        console.print(f"port {port} is in use: the API listens on {chosen}")
+    port = chosen
     process = spawn_api(host, port, env={}, log_path=log_dir / "api.log")
     try:
         url = f"http://{host}:{port}"
