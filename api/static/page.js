@@ -187,13 +187,16 @@ async function showList() {
 
 // ---- one batch -----------------------------------------------------------------------
 
+let batchPriority = ""; // in batch_status's answer, not in the stream's progress events
+
 function showBatchProgress(progress) {
+  if (progress.priority) batchPriority = progress.priority;
   $("#bar").value = progress.progress_percentage;
   $("#percent").textContent = percentText(progress);
   $("#eta").textContent = FINAL.has(progress.status) ? "" : `ETA ${progress.eta_human}`;
   const parts = [`status ${progress.status}`, `${progress.total} orders`,
     `${progress.completed} completed`, `${progress.failed} failed`, `${progress.cancelled} cancelled`];
-  if (progress.priority) parts.splice(1, 0, `priority ${progress.priority}`);
+  if (batchPriority) parts.splice(1, 0, `priority ${batchPriority}`);
   $("#facts").textContent = parts.join(" · ");
   const body = $("#stages");
   body.replaceChildren(...STAGES.map((stage) => {
