@@ -251,6 +251,26 @@ async function control(batchId, action) {
   }
 }
 
+function batchLink(batchId) {
+  const link = document.createElement("a");
+  link.href = `/batches/${encodeURIComponent(batchId)}`;
+  link.textContent = batchId;
+  return link;
+}
+
+// The recovery links of batch_status: the batch it recovers, the batches recovering it.
+function showLinks(status) {
+  const parts = [];
+  if (status.origin_batch_id) {
+    parts.push(`recovery round ${status.recovery_round} of `, batchLink(status.origin_batch_id));
+  }
+  (status.recovered_by || []).forEach((batchId, index) => {
+    parts.push(index ? ", " : (parts.length ? " · recovered by " : "recovered by "));
+    parts.push(batchLink(batchId));
+  });
+  $("#links").replaceChildren(...parts);
+}
+
 function showFailures(analysis) {
   const box = $("#failures");
   if (!analysis.total_failures) {
@@ -289,6 +309,7 @@ async function showBatch(start = true) {
   try {
     const status = await api(`/v1/batches/${encodeURIComponent(batchId)}`);
     showBatchProgress(status);
+    showLinks(status);
     showFailures(await api(`/v1/batches/${encodeURIComponent(batchId)}/failures`));
     if (!FINAL.has(status.status) && !batchStreaming) {
       batchStreaming = true;

@@ -130,6 +130,7 @@ def test_the_batch_page_resumes_live_shows_the_recommendations_and_controls_by_s
     batch_id = f"page-{uuid.uuid4().hex[:8]}"
     orders = make_orders(30, batch_id)
     orders[0] = {**orders[0], "target_url": f"https://{orders[0]['publisher_domain']}/self"}
+    recoveries: list[str] = []
     with httpx.Client(
         base_url=api_server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=60
     ) as client:
@@ -166,6 +167,20 @@ def test_the_batch_page_resumes_live_shows_the_recommendations_and_controls_by_s
                 assert _buttons(browser) == [
                     ["pause", True], ["resume", True], ["cancel", True], ["recover", False]
                 ]  # fmt: skip
+                assert browser.evaluate("document.querySelector('#links').textContent") == ""
+                # And once the batch is recovered, its page links to the recovery batch
+                # (a refused target is permanent: recovered only when named)
+                named = {"order_ids": [orders[0]["order_id"]]}
+                recovered = client.post(f"/v1/batches/{batch_id}/recover", json=named)
+                assert recovered.status_code == 202, recovered.text
+                recovery_id = recovered.json()["recovery_batch_id"]
+                assert recovery_id, recovered.text
+                recoveries.append(recovery_id)
+                browser.call("Page.reload")
+                link = f"#links a[href='/batches/{recovery_id}']"
+                browser.wait_for(f"document.querySelector({_js(link)})?.textContent === "
+                                 f"{_js(recovery_id)}")  # fmt: skip
+                browser.screenshot(tmp_path / "batch-recovered.png")
                 # And a read key sees the same batch without any control
                 browser.evaluate(f"sessionStorage.setItem('batchline.key', {_js(reader_token)})")
                 browser.call("Page.reload")
@@ -178,4 +193,4 @@ def test_the_batch_page_resumes_live_shows_the_recommendations_and_controls_by_s
                 assert browser.evaluate("sessionStorage.getItem('batchline.key')") is None
         finally:
             client.post(f"/v1/batches/{batch_id}/resume")  # 409 once it runs or ended
-            wait_for_final([batch_id], timeout=240)
+            wait_for_final([batch_id, *recoveries], timeout=240)
