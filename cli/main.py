@@ -74,9 +74,16 @@ def demo(
     scheduled: Annotated[
         bool, typer.Option("--scheduled", help="Run every stage in windows a few seconds apart.")
     ] = False,
+    api: Annotated[
+        bool, typer.Option("--api", help="Serve the HTTP API and its batches page beside it.")
+    ] = False,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of --api.")] = 8080,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="With --api: keep serving after the run, to Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start servers if needed, run workers, process sample batches at all priorities."""
-    from cli.demo import run_demo
+    from cli.demo import ApiOptions, run_demo
     from cli.environment import prepared_environment
     from cli.render import failures_table, summary_table, timings_table
 
@@ -84,7 +91,9 @@ def demo(
     with prepared_environment() as urls:
         if urls.started:
             quiet.print(f"started embedded {', '.join(urls.started)}")
-        summary = run_demo(orders, quiet, 600.0 if scheduled else 240.0, scheduled=scheduled)
+        serve = ApiOptions(port=api_port, hold=hold) if api else None
+        timeout = 600.0 if scheduled else 240.0
+        summary = run_demo(orders, quiet, timeout, scheduled=scheduled, api=serve)
         summary["started_services"] = list(urls.started)
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     api_ready_worker_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: how often the API reads a watched batch's progress hash for its event streams
     api_events_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: serve the API's /metrics without a key (for a Prometheus inside the cluster)
+    api_metrics_public: bool = False
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
