@@ -29,11 +29,13 @@ class _Scraper:
         from prometheus_client import CollectorRegistry, generate_latest
 
         from metrics.exporter import BatchlineCollector
+        from metrics.item_snapshot import REFRESH_SECONDS
 
         with self._lock:
             if self._registry is None:
                 self._registry = CollectorRegistry(auto_describe=False)
-                self._registry.register(BatchlineCollector())
+                # Order counts from the background snapshot: a scrape stays cheap at any backlog.
+                self._registry.register(BatchlineCollector(refresh_seconds=REFRESH_SECONDS))
             return bytes(generate_latest(self._registry))
 
 

@@ -160,17 +160,17 @@ def measure(orders: int, runs: int) -> dict[str, Any]:
     """Build the backlog, then time the first scrape, steady scrapes, and scrapes over HTTP.
 
     Steady scrapes are timed as ``batchline exporter`` runs by default (order counts
-    re-read in the background every ``DEFAULT_REFRESH_SECONDS``, the thread running
+    re-read in the background every ``REFRESH_SECONDS``, the thread running
     meanwhile) and with ``--refresh-seconds 0`` (each scrape counts); the background
     reading is timed on its own: what it costs the ledger each time.
     """
     from prometheus_client import generate_latest, start_http_server
 
-    from cli.exporter_cmd import DEFAULT_REFRESH_SECONDS
     from ledger.db import engine
+    from metrics.item_snapshot import REFRESH_SECONDS
 
     build_backlog(orders)
-    registry, collector = _registry(DEFAULT_REFRESH_SECONDS)
+    registry, collector = _registry(REFRESH_SECONDS)
     first = _timed(lambda: generate_latest(registry), 1)[0]
     steady = _timed(lambda: generate_latest(registry), runs)
     per_scrape_registry, _ = _registry(0)
@@ -195,7 +195,7 @@ def measure(orders: int, runs: int) -> dict[str, Any]:
         "open_orders": orders,
         "finished_orders": orders,
         "stage_outputs": orders * 4,
-        "refresh_seconds": DEFAULT_REFRESH_SECONDS,
+        "refresh_seconds": REFRESH_SECONDS,
         "first_scrape_ms": round(first, 1),
         "steady": _summary(steady),
         "steady_counting_each_scrape": _summary(per_scrape),

@@ -12,13 +12,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+# Counting a large pool is the one part of a scrape that grows with the backlog, so
+# the order counts are re-read in the background every REFRESH_SECONDS (docs/metrics.md).
+from metrics.item_snapshot import REFRESH_SECONDS
+
 console = Console(stderr=True)
 
 #: The port batchline's exporter listens on by default (deploy/prometheus scrapes it).
 DEFAULT_PORT = 9808
-#: How often the order counts are re-read in the background: counting a large pool
-#: is the one part of a scrape that grows with the backlog (docs/metrics.md).
-DEFAULT_REFRESH_SECONDS = 5.0
 
 
 def exporter(
@@ -39,7 +40,7 @@ def exporter(
             help="Seconds between background readings of the order counts"
             " (0: each scrape reads them).",
         ),
-    ] = DEFAULT_REFRESH_SECONDS,
+    ] = REFRESH_SECONDS,
 ) -> None:
     """Serve Prometheus metrics (lanes, pool, batches, slots, rate buckets, errors) on /metrics."""
     from prometheus_client import CollectorRegistry, start_http_server

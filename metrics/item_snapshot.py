@@ -18,6 +18,10 @@ from typing import Any
 
 import structlog
 
+#: How often a long-running exporter (``batchline exporter``, the API's ``/metrics``)
+#: re-reads the order counts in the background: Prometheus's usual 5 s scrape.
+REFRESH_SECONDS = 5.0
+
 log = structlog.get_logger(__name__)
 
 
