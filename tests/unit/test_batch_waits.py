@@ -6,7 +6,7 @@ import pytest
 
 from metrics.batch_waits import chunk_fields, fold_waits
 from pipeline.errors import RateLimited, TransientError
-from pipeline.outcomes import Deferred, Done, Retry, outcome_of_error, out_of_time
+from pipeline.outcomes import Deferred, Done, Retry, out_of_time, outcome_of_error
 from pipeline.pacing import SLOT_POLL_SECONDS, paced
 from pipeline.wait_tally import WaitTally, note_wait, tallying
 from tests.unit.test_pacing import ScriptedCallGate
@@ -19,7 +19,9 @@ def test_a_retry_carries_its_reason_code_and_category() -> None:
     assert isinstance(retry, Retry) and isinstance(deferral, Retry)
     assert (retry.code, retry.category) == ("webhook_status_503", "TRANSIENT")
     assert (deferral.code, deferral.category) == ("webhook_status_429", "RATE_LIMIT")
-    assert [r.code for r in out_of_time([], [7], max_retries=3)] == ["soft_time_limit"]
+    assert [
+        (r.code if isinstance(r, Retry) else None) for r in out_of_time([], [7], max_retries=3)
+    ] == ["soft_time_limit"]
 
 
 def test_chunk_fields_split_retries_from_deferrals_by_cause() -> None:
@@ -94,9 +96,11 @@ def test_a_lost_hash_folds_to_zeros() -> None:
 def test_pacing_notes_its_sleeps_in_the_open_tally_only() -> None:
     gate = ScriptedCallGate(holds=[False, False, True], waits=[0.25, 0.5])
     tally = WaitTally()
-    with tallying(tally):
-        with paced(gate, "writer", max_wait=5.0, lease_seconds=30, sleep=lambda _: None):
-            pass
+    with (
+        tallying(tally),
+        paced(gate, "writer", max_wait=5.0, lease_seconds=30, sleep=lambda _: None),
+    ):
+        pass
     note_wait("rate", 1.0)  # outside any tally: goes nowhere
 
     assert tally.totals() == {
@@ -108,8 +112,11 @@ def test_pacing_notes_its_sleeps_in_the_open_tally_only() -> None:
 def test_a_wait_that_gives_up_is_noted_before_the_deferral() -> None:
     gate = ScriptedCallGate(holds=[True], waits=[0.5, 2.0])
     tally = WaitTally()
-    with tallying(tally), pytest.raises(RateLimited):
-        with paced(gate, "writer", max_wait=1.0, lease_seconds=30, sleep=lambda _: None):
-            pass
+    with (
+        tallying(tally),
+        pytest.raises(RateLimited),
+        paced(gate, "writer", max_wait=1.0, lease_seconds=30, sleep=lambda _: None),
+    ):
+        pass
 
     assert tally.totals() == {"rate": (1, 500)}
