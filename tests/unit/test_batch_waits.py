@@ -120,3 +120,18 @@ def test_a_wait_that_gives_up_is_noted_before_the_deferral() -> None:
         pass
 
     assert tally.totals() == {"rate": (1, 500)}
+
+
+def test_the_reports_waits_put_limit_waits_beside_the_pool_waits() -> None:
+    from metrics.collector import _with_limit_waits
+
+    pool = {"delivery": {"runs": 4, "p50_s": 1.0, "p95_s": 2.0, "max_s": 2.0, "total_s": 5.0}}
+    limits = fold_waits({"wait:writing:slot:n": "2", "wait:writing:slot:ms": "100"})
+
+    waits = _with_limit_waits(pool, limits["limit_waits"])
+
+    assert list(waits) == ["writing", "delivery"]  # pipeline order
+    assert waits["delivery"] == {
+        **pool["delivery"], "slot_waits": 0, "slot_wait_ms": 0, "rate_waits": 0, "rate_wait_ms": 0,
+    }  # fmt: skip
+    assert waits["writing"]["runs"] == 0 and waits["writing"]["slot_wait_ms"] == 100
