@@ -6,6 +6,8 @@ answers the first request 503 (a transient error: retried, then delivered) and t
 second 429 (a rate limit: deferred without spending an attempt, then delivered).
 Every later request waits for its token in the worker. The report must count the
 one retry and the one deferral exactly, and the rate-limit waits the bucket forced.
+A second test runs one chunk in this process (as ``test_retries`` does) and checks
+the increments a call's noted wait and its deferral become.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +24,7 @@ from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from metrics.collector import BatchMetricsCollector
 from metrics.keys import batch_waits_key
 from metrics.report import html_page
+from tests.integration import test_retries
 from tests.integration.helpers import (
     assert_each_delivered_once,
     item_states,
@@ -37,6 +41,10 @@ WAITS_REDIS_DB = 7
 DOMAIN = "batch-waits.example"
 ORDERS = 4
 SECONDS_PER_TOKEN = 2.0
+
+#: test_retries' one-order batch, driven by calling the chunk runner in this process
+batch = test_retries.batch
+_run = test_retries._run
 
 
 def test_the_report_counts_retries_deferrals_and_rate_limit_waits(
@@ -105,3 +113,27 @@ def test_the_report_counts_retries_deferrals_and_rate_limit_waits(
     assert "<td>delivery</td><td>webhook_status_503</td><td>1</td>" in page
     assert "<td>delivery</td><td>rate_limit</td><td>1</td>" in page
     assert f"<td>{delivery['rate_waits']}</td><td>{delivery['rate_wait_ms']}</td>" in page
+
+
+def test_a_chunk_reports_the_waits_its_calls_noted(batch, monkeypatch) -> None:
+    # Given a preflight that sleeps 0.2 s for a call slot, then is rate limited
+    from pipeline.errors import RateLimited
+    from pipeline.wait_tally import note_wait
+    from tests.integration.stage_patch import patch_stage
+
+    def limited(order: Any, previous: Any, context: Any) -> None:
+        note_wait("slot", 0.2)
+        raise RateLimited("429", retry_after=30, code="preflight_rate_gate")
+
+    patch_stage(monkeypatch, "preflight", handle=limited)
+
+    # When the chunk runs (in this process, against the real ledger)
+    report = _run(batch, "task-w", max_retries=0)
+
+    # Then its increments name the deferral's cause and the wait, and nothing else
+    assert report.retry_ids == batch[1]
+    assert report.waits == {
+        "defer:preflight:rate_limit": 1,
+        "wait:preflight:slot:n": 1,
+        "wait:preflight:slot:ms": 200,
+    }
