@@ -26,7 +26,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
-from metrics.keys import error_bucket_key
+from metrics.batch_waits import fold_waits
+from metrics.keys import batch_waits_key, error_bucket_key
 from pipeline.stage_registry import STAGE_NAMES
 
 #: How many slowest orders and top failure reasons a report lists.
@@ -88,6 +89,17 @@ def _wait_figures(rows: Sequence[Any]) -> dict[str, dict[str, Any]]:
         }
         for stage, runs, p50, p95, top, total in _in_stage_order(rows)
     }
+
+
+def _with_limit_waits(
+    pool: dict[str, dict[str, Any]], limits: dict[str, dict[str, int]]
+) -> dict[str, dict[str, Any]]:
+    """Each stage's pool waits with its limit waits beside them (zeros where none)."""
+    empty_pool = {"runs": 0, "p50_s": 0.0, "p95_s": 0.0, "max_s": 0.0, "total_s": 0.0}
+    empty_limits = {"slot_waits": 0, "slot_wait_ms": 0, "rate_waits": 0, "rate_wait_ms": 0}
+    stages = [s for s in STAGE_NAMES if s in pool or s in limits]
+    stages += sorted((set(pool) | set(limits)) - set(stages))
+    return {s: {**pool.get(s, empty_pool), **empty_limits, **limits.get(s, {})} for s in stages}
 
 
 def _failure_summary(rows: Sequence[Any]) -> dict[str, Any]:
@@ -201,7 +213,11 @@ class BatchMetricsCollector:
         Returns:
             ``batch`` (status, priority, counts by state, submitted/finalized, elapsed
             seconds), ``stages`` (runs, ok, failed, rewrites, p50/p95/max ms,
-            throughput per second over the stage's own active span), ``waits``,
+            throughput per second over the stage's own active span), ``waits`` (in
+            the pool before each stage, and ``slot_waits``/``slot_wait_ms``,
+            ``rate_waits``/``rate_wait_ms``: calls that slept for a ``conc=N`` slot or
+            a rate-limit token), ``retries`` (by reason code, and per stage),
+            ``deferrals`` (by cause: ``rate_limit``, ``circuit``, ``slots``),
             ``throughput`` (successful runs per time slice, per stage), ``slowest_orders``,
             ``failures`` (by class, category, code, stage, publisher; retries by cause;
             top reasons with an example order) and ``events`` (logged events by kind,
@@ -221,10 +237,14 @@ class BatchMetricsCollector:
             slowest = q.slowest_orders(session, batch_id, TOP)
             failures = q.failure_groups(session, q.BATCH_SCOPE, params)
             events = q.event_counts(session, batch_id)
+        # Redis's one round trip: what the ledger does not keep (metrics.batch_waits).
+        held = fold_waits(self._redis().hgetall(batch_waits_key(batch_id)))  # type: ignore[arg-type]
         return {
             "batch": _batch_figures(batch, self._clock()),
             "stages": _stage_figures(stages, None),
-            "waits": _wait_figures(waits),
+            "waits": _with_limit_waits(_wait_figures(waits), held["limit_waits"]),
+            "retries": held["retries"],
+            "deferrals": held["deferrals"],
             "throughput": _throughput_series(bins),
             "slowest_orders": [
                 {

@@ -30,6 +30,11 @@ def batch_error_bucket_key(batch_id: str) -> str:
     return f"{get_settings().redis_prefix_metrics}batch-errors:{batch_id}"
 
 
+def batch_waits_key(batch_id: str) -> str:
+    """Hash of a batch's retries, deferrals, limit waits: ``metrics:batch-waits:<batch_id>``."""
+    return f"{get_settings().redis_prefix_metrics}batch-waits:{batch_id}"
+
+
 def queue_key(queue: str) -> str:
     """The list kombu's Redis transport keeps a queue in: its bare name (``LLEN batch.high``)."""
     return queue

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from metrics.keys import batch_error_bucket_key, error_bucket_key, progress_key
+from metrics.keys import batch_error_bucket_key, batch_waits_key, error_bucket_key, progress_key
 from pipeline.settings import get_settings
 from pipeline.stage_registry import STAGE_NAMES
 
@@ -40,6 +40,8 @@ class ChunkProgress:
     errors: Mapping[str, int] = field(default_factory=dict)
     #: items QC sent back to writing
     rewrites: int = 0
+    #: retries, deferrals and limit waits (``metrics.batch_waits.chunk_fields``)
+    waits: Mapping[str, int] = field(default_factory=dict)
 
 
 def _ttl_seconds() -> int:
@@ -97,6 +99,12 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> b
             for error_class, count in change.errors.items():
                 pipe.hincrby(bucket, error_class, count)
             pipe.expire(bucket, _ttl_seconds())
+    if change.waits:
+        # Same round trip: a chunk that retried or waited costs no extra call.
+        waits = batch_waits_key(batch_id)
+        for name, count in change.waits.items():
+            pipe.hincrby(waits, name, count)
+        pipe.expire(waits, _ttl_seconds())
     complete, final, *_ = pipe.execute()
     return bool(complete) and not final
 

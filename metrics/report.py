@@ -3,7 +3,9 @@
 Everything drawn comes from ``BatchMetricsCollector.get_performance_report``; this
 module only draws it. Four charts on one figure: successful runs over time per
 stage, stage latency (p50/p95/max), waiting time in the pool before each stage
-(p50/p95/max), and failures by category and code. The PNG carries the figures it
+(p50/p95/max), and failures by category and code. The HTML page adds tables of
+the time calls slept for call slots and rate-limit tokens, and of retries and
+deferrals by cause. The PNG carries the figures it
 was drawn from in its ``batchline-report`` text chunk; the HTML page embeds the
 PNG (``data:`` URI) and the whole report (``<script type="application/json">``), so
 it is one self-contained file.
@@ -130,6 +132,24 @@ def html_page(report: dict[str, Any]) -> str:
                 "waits",
             ),
             _table(
+                ["stage", *_LIMIT_WAIT_COLUMNS],
+                [
+                    [s, *(w.get(c, 0) for c in _LIMIT_WAIT_COLUMNS)]
+                    for s, w in report["waits"].items()
+                ],
+                "limit-waits",
+            ),
+            _table(
+                ["stage", "code", "retries"],
+                _per_stage_rows(report.get("retries", {})),
+                "retries",
+            ),
+            _table(
+                ["stage", "cause", "deferrals"],
+                _per_stage_rows(report.get("deferrals", {})),
+                "deferrals",
+            ),
+            _table(
                 ["order_id", "state", "elapsed_s", "working_s", "runs"],
                 [list(o.values()) for o in report["slowest_orders"]],
                 "slowest",
@@ -148,6 +168,16 @@ def html_page(report: dict[str, Any]) -> str:
 _BATCH_COLUMNS: Final = ("status", "priority", "total", "elapsed_s", "submitted_at", "finalized_at")
 _STAGE_COLUMNS: Final = ("runs", "ok", "failed", "rewrites", "p50_ms", "p95_ms", "max_ms")
 _WAIT_COLUMNS: Final = ("runs", "p50_s", "p95_s", "max_s", "total_s")
+_LIMIT_WAIT_COLUMNS: Final = ("slot_waits", "slot_wait_ms", "rate_waits", "rate_wait_ms")
+
+
+def _per_stage_rows(grouped: dict[str, Any]) -> list[list[Any]]:
+    """``[stage, code or cause, count]`` rows of a report's ``retries`` or ``deferrals``."""
+    return [
+        [stage, name, count]
+        for stage, counts in grouped.get("by_stage", {}).items()
+        for name, count in counts.items()
+    ]
 
 
 def _table(header: list[str], rows: list[Any], name: str) -> str:

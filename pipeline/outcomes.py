@@ -97,6 +97,9 @@ class Retry:
     delay: float = 0.0
     spends_budget: bool = True
     strategy: RetryStrategy = RetryStrategy.IMMEDIATE
+    #: the error's reason code and category (what the batch report counts retries by)
+    code: str = ""
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,15 @@ def outcome_of_error(
     if decision.action == "halt":
         return Halt(item_id, reason)
     if decision.action == "retry":
-        return Retry(item_id, reason, decision.delay, decision.spends_budget, decision.strategy)
+        return Retry(
+            item_id,
+            reason,
+            decision.delay,
+            decision.spends_budget,
+            decision.strategy,
+            reason_code(error),
+            str(decision.category),
+        )
     details = dict(error.details) if isinstance(error, BatchlineError) else {}
     return Failed(
         item_id,
@@ -173,13 +184,18 @@ def out_of_time(
         outcome_of_error(item_id, timeout, attempt, max_retries) for item_id, attempt in running
     ]
     reason = "not run: the chunk reached its soft time limit"
-    left.extend(Retry(item_id, reason, spends_budget=False) for item_id in waiting)
+    left.extend(
+        Retry(item_id, reason, spends_budget=False, code="soft_time_limit") for item_id in waiting
+    )
     return left
 
 
 def not_prepared(item_ids: Iterable[int], reason: str) -> list[ItemOutcome]:
     """The chunk ran out of time while loading what its items need: retry all, none pays."""
-    return [Retry(item_id, f"not run: {reason}", spends_budget=False) for item_id in item_ids]
+    return [
+        Retry(item_id, f"not run: {reason}", spends_budget=False, code="not_prepared")
+        for item_id in item_ids
+    ]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Final
 
 from pipeline.errors import RateLimited
 from pipeline.limits import CallGate, RateGate
+from pipeline.wait_tally import note_wait
 
 #: How often a call waiting for a ``conc=N`` slot asks again. Slots free when other
 #: calls end, which no bucket can predict, so this is a short poll (one script each).
@@ -36,11 +37,14 @@ def pace(
     hold a worker idle: the bucket says exactly how long, so nothing polls.
     """
     waited = 0.0
-    while (wait := gate.wait_seconds(service, key)) > 0:
-        if waited + wait > max_wait:
-            raise _limited(service, wait)
-        sleep(wait)
-        waited += wait
+    try:
+        while (wait := gate.wait_seconds(service, key)) > 0:
+            if waited + wait > max_wait:
+                raise _limited(service, wait)
+            sleep(wait)
+            waited += wait
+    finally:
+        note_wait("rate", waited)  # the batch report's time waiting for rate limits
 
 
 @contextmanager
@@ -67,11 +71,14 @@ def paced(
     """
     holder = f"{os.getpid()}:{uuid.uuid4().hex}"
     waited = 0.0
-    while not gate.hold(service, key, holder, lease_seconds):
-        if waited + SLOT_POLL_SECONDS > max_wait:
-            raise _limited(service, SLOT_POLL_SECONDS, what="concurrency bound (conc=N)")
-        sleep(SLOT_POLL_SECONDS)
-        waited += SLOT_POLL_SECONDS
+    try:
+        while not gate.hold(service, key, holder, lease_seconds):
+            if waited + SLOT_POLL_SECONDS > max_wait:
+                raise _limited(service, SLOT_POLL_SECONDS, what="concurrency bound (conc=N)")
+            sleep(SLOT_POLL_SECONDS)
+            waited += SLOT_POLL_SECONDS
+    finally:
+        note_wait("slot", waited)  # the batch report's time waiting for call slots
     try:
         pace(gate, service, key, max_wait=max(0.0, max_wait - waited), sleep=sleep)
         yield

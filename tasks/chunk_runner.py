@@ -33,6 +33,7 @@ from ledger.items import (
     store_receipts,
 )
 from ledger.pool import unqueue
+from metrics.batch_waits import chunk_fields
 from metrics.redis_client import redis_client
 from metrics.task_context import bound_order
 from pipeline.chunk import ChunkMessage
@@ -57,6 +58,7 @@ from pipeline.outcomes import (
 from pipeline.settings import get_settings
 from pipeline.stage_registry import Stage, stage_named
 from pipeline.states import ItemState
+from pipeline.wait_tally import WaitTally, tallying
 from tasks.chunk_threads import run_concurrently
 from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.handlers import StageContext
@@ -81,6 +83,8 @@ class ChunkReport:
     released_slots: bool = False
     #: item id -> order id of the items that failed (what Flower's result names)
     failed_orders: dict[int, str] = field(default_factory=dict)
+    #: retries, deferrals and limit waits for ``metrics:batch-waits:<batch_id>``
+    waits: dict[str, int] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> list[int]:
@@ -163,6 +167,8 @@ class ChunkRun:
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
     circuits: ChunkCircuits = field(default_factory=ChunkCircuits)
+    #: time this chunk's calls slept for call slots and rate-limit tokens
+    waits: WaitTally = field(default_factory=WaitTally)
     _held: set[SlotUser] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -302,7 +308,7 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
     feeder sent it because a slot looked free, and another worker took it first.
     Every line logged meanwhile carries the item's ``order_id``.
     """
-    with bound_order(item.item_id, item.document.get("order_id")):
+    with bound_order(item.item_id, item.document.get("order_id")), tallying(run.waits):
         return _attempt_in_slots(run, item)
 
 
@@ -440,6 +446,7 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
         unslotted=len(run.unslotted),
         released_slots=run.used_slots,
         failed_orders=_order_ids(claimed, set(summary.failed)),
+        waits=chunk_fields(stage.name, outcomes, len(run.unslotted), run.waits.totals()),
     )
 
 

@@ -62,6 +62,7 @@ def _emit_progress(request: ChunkMessage, report: ChunkReport) -> None:
         delivered,
         errors=report.failure_classes,
         rewrites=len(report.rewrites),
+        waits=report.waits,
     )
     try:
         if not record_chunk(redis_client(), request.batch_id, change):
