@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import events, routes_batches, routes_health, routes_intake, routes_orders, ws
+from api import (
+    events,
+    routes_batches,
+    routes_delete,
+    routes_health,
+    routes_intake,
+    routes_orders,
+    ws,
+)
 from api.body import BodyLimit
 from api.errors import install_error_handlers
 from api.readiness import LaneSightings
@@ -24,7 +32,15 @@ def create_app() -> FastAPI:
     )
     app.state.hub = events.make_hub()
     app.state.lanes = LaneSightings()
-    for module in (routes_batches, routes_intake, routes_orders, events, ws, routes_health):
+    for module in (
+        routes_batches,
+        routes_delete,
+        routes_intake,
+        routes_orders,
+        events,
+        ws,
+        routes_health,
+    ):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)

@@ -210,8 +210,9 @@ class DeliveryReceipt(Base):
 
     __tablename__ = "delivery_receipts"
 
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), nullable=False, index=True)
+    # Plain ids, no foreign keys: a receipt outlives its deleted batch (ledger.deletion).
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    batch_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     published_url: Mapped[str] = mapped_column(Text, nullable=False)
     receipt: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
@@ -244,7 +245,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    #: a plain id: the log keeps naming a batch after it is deleted
+    batch_id: Mapped[str | None] = mapped_column(String(128), index=True)
     item_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)

@@ -1,0 +1,145 @@
+"""``DELETE /v1/batches/{id}`` through a real API process, real workers and a real publisher.
+
+As in ``test_recovery``, this module's worker and API run on a Redis database of
+their own with the webhook publisher (``tests.support_publisher_server``), which
+counts every request per order: a deleted batch submitted again must not send one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from cli.workers import ALL_LANES, spawn_worker, stop_workers
+from ledger.db import transaction
+from ledger.models import DeliveryReceipt, Event, IdempotencyKey, Item, StageOutput
+from tests.integration.helpers import (
+    item_states,
+    register_webhook_publisher,
+    wait_for_final,
+    webhook_orders,
+)
+from tests.support_api import make_key, running_api
+from tests.support_publisher_server import PublisherServer
+
+pytestmark = pytest.mark.integration
+
+DELETE_REDIS_DB = 11
+DOMAIN = "delete-news.example"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PublisherServer]:
+    with PublisherServer() as running:
+        yield running
+
+
+@pytest.fixture()
+def api(
+    service_env: dict[str, str],
+    server: PublisherServer,
+    tmp_path: Path,
+    isolated_redis: Callable[[int], str],
+) -> Iterator[str]:
+    """The API and one worker on this module's Redis database, delivering by webhook."""
+    env = {
+        **service_env,
+        "REDIS_URL": isolated_redis(DELETE_REDIS_DB),
+        "DELIVERY_BACKEND": "webhook",
+    }
+    register_webhook_publisher(DOMAIN, server.url)
+    worker = spawn_worker(
+        ALL_LANES, concurrency=2, name="delete", env=env, log_path=tmp_path / "worker.log"
+    )
+    try:
+        with running_api(env, tmp_path / "api.log") as running:
+            yield running.url
+    finally:
+        stop_workers([worker])
+
+
+def _client(base: str, scope: str, *projects: str) -> httpx.Client:
+    token = make_key(scope, *projects)[0]
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _submit(client: httpx.Client, orders: list[dict[str, Any]], batch_id: str) -> httpx.Response:
+    body = {"documents": orders, "project_uuid": "deletes", "options": {"batch_id": batch_id}}
+    return client.post("/v1/batches", json=body)
+
+
+def _count(model: Any, *where: Any) -> int:
+    with transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def test_a_deleted_delivered_batch_submitted_again_publishes_nothing_twice(
+    api: str, server: PublisherServer
+) -> None:
+    tag = f"del-{uuid.uuid4().hex[:6]}"
+    orders = webhook_orders(tag, 4, DOMAIN)
+    with _client(api, "admin") as admin:
+        # Given a batch whose four orders were each published once
+        assert _submit(admin, orders, tag).status_code == 202
+        assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
+        assert all(server.requests(str(order["order_id"])) == 1 for order in orders)
+        receipts = _count(DeliveryReceipt, DeliveryReceipt.batch_id == tag)
+        assert receipts == 4
+
+        # When it is deleted
+        answer = admin.delete(f"/v1/batches/{tag}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["deleted"]["orders"] == 4
+        assert answer.json()["deleted"]["outputs"] >= 16  # four stages, four orders
+        assert answer.json()["receipts_kept"] == 4
+        # Then its orders, outputs and log are gone, its receipts stay
+        assert admin.get(f"/v1/batches/{tag}").status_code == 404
+        assert _count(Item, Item.batch_id == tag) == 0
+        assert _count(Event, Event.batch_id == tag) == 0
+        assert _count(DeliveryReceipt, DeliveryReceipt.batch_id == tag) == 4
+        kept = select(DeliveryReceipt.idempotency_key).where(DeliveryReceipt.batch_id == tag)
+        assert _count(IdempotencyKey, IdempotencyKey.key.in_(kept)) == 4
+        assert admin.delete(f"/v1/batches/{tag}").status_code == 404
+
+        # When the same orders are submitted again under the same batch id
+        assert _submit(admin, orders, tag).status_code == 202
+        assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
+    # Then every order ends delivered, and the publisher never heard of them again
+    assert set(item_states(tag).values()) == {"DELIVERED"}
+    for order in orders:
+        assert server.requests(str(order["order_id"])) == 1
+        assert server.effective_publishes(str(order["order_id"])) == 1
+
+
+def test_delete_needs_admin_a_visible_finalized_batch(
+    api: str, halt: Callable[[str], object]
+) -> None:
+    tag = f"del-open-{uuid.uuid4().hex[:6]}"
+    with _client(api, "admin") as admin:
+        assert admin.delete("/v1/batches/no-such-batch").status_code == 404
+        # Given a batch that cannot end: the system is halted, nothing is claimed
+        halt("test: keep a batch open")
+        assert _submit(admin, webhook_orders(tag, 2, DOMAIN), tag).status_code == 202
+        # Then only an admin key of its project may try, and an open batch is refused
+        with _client(api, "write") as writer:
+            assert writer.delete(f"/v1/batches/{tag}").status_code == 403
+        with _client(api, "admin", "another-project") as stranger:
+            assert stranger.delete(f"/v1/batches/{tag}").status_code == 404
+        refused = admin.delete(f"/v1/batches/{tag}")
+        assert refused.status_code == 409
+        assert "still open" in refused.json()["error"]
+        assert _count(Item, Item.batch_id == tag) == 2
+        # ... and once it ended, it may go
+        from tasks.control import resume_all
+
+        resume_all()
+        assert wait_for_final([tag], timeout=120)[tag] == "COMPLETED"
+        assert admin.delete(f"/v1/batches/{tag}").status_code == 200
+        outputs = StageOutput.item_id.in_(select(Item.id).where(Item.batch_id == tag))
+        assert _count(StageOutput, outputs) == 0
