@@ -208,3 +208,35 @@ def test_two_intakes_flushing_at_once_put_each_order_in_one_batch(workers: Any) 
     seen = Counter(order_id for batch_id in mine for order_id in _batch_orders(batch_id))
     assert seen == Counter(order["order_id"] for order in orders)
     assert set(wait_for_final(mine).values()) == {"COMPLETED"}
+
+
+def test_beat_flushes_a_group_due_by_age_when_no_intake_runs(
+    service_env: dict[str, str], workers: Any, tmp_path: Any
+) -> None:
+    from cli.workers import spawn_beat, stop_workers
+
+    project = _project("intake-beat")
+    (order,) = make_orders(1, project)
+    # Given an order accepted by an intake that is gone (no thread, never closed)
+    OrderIntake(max_orders=100, max_wait_seconds=NEVER, background=False).submit(
+        order, project, "low"
+    )
+    reader = OrderIntake(background=False)
+    assert reader.lookup_one(project, order["order_id"])["state"] == "pending"
+    # When beat runs its flush_intake entry every second (the workers' INTAKE_MAX_WAIT_SECONDS)
+    beat = spawn_beat(
+        env={**service_env, "INTAKE_FLUSH_INTERVAL_SECONDS": "1"},
+        log_path=tmp_path / "beat.log",
+        schedule_path=tmp_path / "schedule",
+    )
+    try:
+        # Then the order is flushed into a batch without anyone calling flush()
+        wait_until(
+            lambda: reader.lookup_one(project, order["order_id"])["state"] == "flushed",
+            timeout=150,
+            interval=0.5,
+        )
+    finally:
+        stop_workers([beat])
+    batch_id = reader.lookup_one(project, order["order_id"])["batch_id"]
+    assert wait_for_final([batch_id]) == {batch_id: "COMPLETED"}
