@@ -7,18 +7,23 @@ counts every request per order: a deleted batch submitted again must not send on
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import transaction
-from ledger.models import DeliveryReceipt, Event, IdempotencyKey, Item, StageOutput
+from ledger.models import Batch, DeliveryReceipt, Event, IdempotencyKey, Item, StageOutput
 from tests.integration.helpers import (
     item_states,
     register_webhook_publisher,
@@ -46,7 +51,7 @@ def api(
     server: PublisherServer,
     tmp_path: Path,
     isolated_redis: Callable[[int], str],
-) -> Iterator[str]:
+) -> Iterator[Api]:
     """The API and one worker on this module's Redis database, delivering by webhook."""
     env = {
         **service_env,
@@ -59,14 +64,27 @@ def api(
     )
     try:
         with running_api(env, tmp_path / "api.log") as running:
-            yield running.url
+            yield Api(running.url, env)
     finally:
         stop_workers([worker])
 
 
-def _client(base: str, scope: str, *projects: str) -> httpx.Client:
+@dataclass(frozen=True)
+class Api:
+    """Where this module's API answers, and the environment its worker runs in."""
+
+    url: str
+    env: dict[str, str]
+
+    def resume_all(self) -> None:
+        """``resume_all`` from a child on this module's Redis, so its feed reaches the worker."""
+        script = "from tasks.control import resume_all; resume_all()"
+        subprocess.run([sys.executable, "-c", script], env={**os.environ, **self.env}, check=True)
+
+
+def _client(api: Api, scope: str, *projects: str) -> httpx.Client:
     token = make_key(scope, *projects)[0]
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
 def _submit(client: httpx.Client, orders: list[dict[str, Any]], batch_id: str) -> httpx.Response:
@@ -80,7 +98,7 @@ def _count(model: Any, *where: Any) -> int:
 
 
 def test_a_deleted_delivered_batch_submitted_again_publishes_nothing_twice(
-    api: str, server: PublisherServer
+    api: Api, server: PublisherServer
 ) -> None:
     tag = f"del-{uuid.uuid4().hex[:6]}"
     orders = webhook_orders(tag, 4, DOMAIN)
@@ -110,7 +128,21 @@ def test_a_deleted_delivered_batch_submitted_again_publishes_nothing_twice(
         # When the same orders are submitted again under the same batch id
         assert _submit(admin, orders, tag).status_code == 202
         assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
-    # Then every order ends delivered, and the publisher never heard of them again
+        # Then every order ends delivered, and the publisher never heard of them again
+        assert set(item_states(tag).values()) == {"DELIVERED"}
+        assert all(server.requests(str(order["order_id"])) == 1 for order in orders)
+
+        # When it is deleted again, its idempotency keys expire (TTL), and it comes back
+        assert admin.delete(f"/v1/batches/{tag}").status_code == 200
+        with transaction() as session:
+            session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.key.in_(kept))
+                .values(expires_at=func.now() - timedelta(hours=1))
+            )
+        assert _submit(admin, orders, tag).status_code == 202
+        assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
+    # Then the kept receipts alone stop a second publish
     assert set(item_states(tag).values()) == {"DELIVERED"}
     for order in orders:
         assert server.requests(str(order["order_id"])) == 1
@@ -118,7 +150,7 @@ def test_a_deleted_delivered_batch_submitted_again_publishes_nothing_twice(
 
 
 def test_delete_needs_admin_a_visible_finalized_batch(
-    api: str, halt: Callable[[str], object]
+    api: Api, halt: Callable[[str], object]
 ) -> None:
     tag = f"del-open-{uuid.uuid4().hex[:6]}"
     with _client(api, "admin") as admin:
@@ -136,10 +168,41 @@ def test_delete_needs_admin_a_visible_finalized_batch(
         assert "still open" in refused.json()["error"]
         assert _count(Item, Item.batch_id == tag) == 2
         # ... and once it ended, it may go
-        from tasks.control import resume_all
-
-        resume_all()
+        api.resume_all()
         assert wait_for_final([tag], timeout=120)[tag] == "COMPLETED"
         assert admin.delete(f"/v1/batches/{tag}").status_code == 200
         outputs = StageOutput.item_id.in_(select(Item.id).where(Item.batch_id == tag))
         assert _count(StageOutput, outputs) == 0
+
+
+def test_a_batch_with_recoveries_is_deleted_only_after_them(api: Api) -> None:
+    # Given a finalized batch and a finalized recovery of it (ledger rows: no orders)
+    root = f"del-root-{uuid.uuid4().hex[:6]}"
+    recovery = f"{root}.r1"
+    now = datetime.now(UTC)
+    common = {"project_uuid": "deletes", "priority": "low", "status": "COMPLETED"}
+    with transaction() as session:
+        for batch_id, origin in ((root, None), (recovery, root)):
+            session.add(
+                Batch(
+                    id=batch_id,
+                    manifest_sha256="0" * 64,
+                    total_items=0,
+                    options={},
+                    finalized_at=now,
+                    origin_batch_id=origin,
+                    root_batch_id=origin,
+                    recovery_round=1 if origin else None,
+                    **common,
+                )
+            )
+            session.flush()
+    with _client(api, "admin") as admin:
+        # Then the root is refused while its recovery exists
+        refused = admin.delete(f"/v1/batches/{root}")
+        assert refused.status_code == 409
+        assert recovery in refused.json()["error"]
+        # ... and goes once the recovery went
+        assert admin.delete(f"/v1/batches/{recovery}").status_code == 200
+        assert admin.delete(f"/v1/batches/{root}").status_code == 200
+        assert admin.get(f"/v1/batches/{root}").status_code == 404
