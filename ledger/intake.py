@@ -105,7 +105,9 @@ def orders_with_id(session: Session, order_id: str) -> list[IntakeRow]:
 
 _DUE_GROUPS = text(
     """
-    SELECT project_uuid, priority FROM intake_orders
+    SELECT project_uuid, priority,
+           min(accepted_at) <= now() - make_interval(secs => :wait) AS aged
+    FROM intake_orders
     WHERE batch_id IS NULL
     GROUP BY project_uuid, priority
     HAVING min(accepted_at) <= now() - make_interval(secs => :wait) OR count(*) >= :size
@@ -113,13 +115,17 @@ _DUE_GROUPS = text(
 )
 
 
-def due_groups(session: Session, *, max_wait_seconds: float, size: int) -> list[tuple[str, str]]:
+def due_groups(
+    session: Session, *, max_wait_seconds: float, size: int
+) -> list[tuple[str, str, bool]]:
     """Groups with ``size`` pending orders, or whose oldest waited ``max_wait_seconds``.
 
-    By the database's clock, the same for every intake process.
+    Each as ``(project, priority, aged)``: ``aged`` when the oldest order is due (the
+    whole group goes), else only full batches are. By the database's clock, the same
+    for every intake process.
     """
     rows = session.execute(_DUE_GROUPS, {"wait": max_wait_seconds, "size": size})
-    return [(str(project), str(priority)) for project, priority in rows]
+    return [(str(project), str(priority), bool(aged)) for project, priority, aged in rows]
 
 
 def pending_groups(session: Session) -> list[tuple[str, str]]:

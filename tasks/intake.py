@@ -98,13 +98,23 @@ class OrderIntake:
                 f"order {order['order_id']!r} was accepted before with different content",
             )
         if created and self._group_full(project, lane):
-            self._flush_group(project, lane, only_full=True)
+            self._flush_full(project, lane)
         return {**self.lookup_one(project, order["order_id"]), "created": created}
 
     def _group_full(self, project: str, priority: str) -> bool:
         with transaction() as session:
             due = rows.due_groups(session, max_wait_seconds=1e9, size=self.max_orders)
-        return (project, priority) in due
+        return any((group, lane) == (project, priority) for group, lane, _ in due)
+
+    def _flush_full(self, project: str, priority: str) -> None:
+        """Flush a full group after an accept; a failure leaves it to the next flush.
+
+        The order is already stored: the caller must hear that it was accepted.
+        """
+        try:
+            self._flush_group(project, priority, only_full=True)
+        except Exception as error:
+            log.warning("intake.flush_failed", project=project, priority=priority, error=str(error))
 
     def lookup_one(self, project_uuid: str, order_id: str) -> dict[str, Any]:
         """The project's accepted order ``order_id`` as JSON.
@@ -139,8 +149,8 @@ class OrderIntake:
             due = rows.due_groups(
                 session, max_wait_seconds=self.max_wait_seconds, size=self.max_orders
             )
-        for project, priority in due:
-            batch_ids += self._flush_group(project, priority, only_full=False)
+        for project, priority, aged in due:
+            batch_ids += self._flush_group(project, priority, only_full=not aged)
         return batch_ids
 
     def stats(self) -> dict[str, int]:

@@ -240,3 +240,25 @@ def test_beat_flushes_a_group_due_by_age_when_no_intake_runs(
         stop_workers([beat])
     batch_id = reader.lookup_one(project, order["order_id"])["batch_id"]
     assert wait_for_final([batch_id]) == {batch_id: "COMPLETED"}
+
+
+def test_a_flush_by_size_sends_full_batches_and_keeps_the_rest_waiting(workers: Any) -> None:
+    project = _project("intake-full")
+    orders = make_orders(5, project)
+    # Given five pending orders of a group of two (written as the intake writes them)
+    with transaction() as session:
+        for order in orders:
+            intake_rows.accept_order(session, project_uuid=project, priority="low", document=order)
+    intake = OrderIntake(max_orders=2, max_wait_seconds=NEVER, background=False)
+    # When the due groups are flushed
+    intake.flush_due()
+    # Then two full batches left, in order, and the fifth order still waits
+    states = [intake.lookup_one(project, order["order_id"]) for order in orders]
+    assert [state["state"] for state in states] == ["flushed"] * 4 + ["pending"]
+    batch_ids = [states[0]["batch_id"], states[2]["batch_id"]]
+    assert [_batch_orders(batch_id) for batch_id in batch_ids] == [
+        [orders[0]["order_id"], orders[1]["order_id"]],
+        [orders[2]["order_id"], orders[3]["order_id"]],
+    ]
+    assert intake.flush() and intake.lookup_one(project, orders[4]["order_id"])["batch_id"]
+    assert set(wait_for_final(batch_ids).values()) == {"COMPLETED"}
