@@ -196,6 +196,20 @@ def mark_flushed(session: Session, batch_id: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def group_size(session: Session, project_uuid: str, priority: str) -> int:
+    """How many orders of one group wait for their batch (an index-only count)."""
+    query = (
+        select(func.count())
+        .select_from(IntakeOrder)
+        .where(
+            IntakeOrder.batch_id.is_(None),
+            IntakeOrder.project_uuid == project_uuid,
+            IntakeOrder.priority == priority,
+        )
+    )
+    return int(session.scalar(query) or 0)
+
+
 def pending_count(session: Session) -> int:
     """How many accepted orders wait for their batch."""
     query = select(func.count()).select_from(IntakeOrder).where(IntakeOrder.batch_id.is_(None))

@@ -88,23 +88,24 @@ class OrderIntake:
         default = get_settings().batch_default_priority
         project, lane = validate_group(project_uuid, priority if priority is not None else default)
         order = validate_order(document, "document").to_json()
-        with transaction() as session:
+        with transaction() as session:  # committed here: durable before it is acknowledged
             row, created = rows.accept_order(
                 session, project_uuid=project, priority=lane, document=order
             )
+            full = created and rows.group_size(session, project, lane) >= self.max_orders
         if not created and (row.priority, row.document) != (lane, order):
             raise IntakeConflict(
                 "document.order_id",
                 f"order {order['order_id']!r} was accepted before with different content",
             )
-        if created and self._group_full(project, lane):
-            self._flush_full(project, lane)
+        if not full:
+            return {**row.to_json(), "created": created}
+        self._flush_full(project, lane)
         return {**self.lookup_one(project, order["order_id"]), "created": created}
 
     def _group_full(self, project: str, priority: str) -> bool:
         with transaction() as session:
-            due = rows.due_groups(session, max_wait_seconds=1e9, size=self.max_orders)
-        return any((group, lane) == (project, priority) for group, lane, _ in due)
+            return rows.group_size(session, project, priority) >= self.max_orders
 
     def _flush_full(self, project: str, priority: str) -> None:
         """Flush a full group after an accept; a failure leaves it to the next flush.
