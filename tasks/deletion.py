@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 import structlog
 from sqlalchemy.exc import IntegrityError
 
 from ledger.batches import add_event, find_batch
 from ledger.db import transaction
 from ledger.deletion import delete_batch_row, delete_items_step, deletion_refusal
+from metrics.progress import forget_progress
+from metrics.redis_client import redis_client
 from pipeline.errors import UnknownBatch
 from pipeline.settings import get_settings
 from tasks.control import ControlRefused
@@ -57,8 +60,16 @@ def delete_batch(batch_id: str) -> dict[str, Any]:
         raise DeleteRefused(
             f"batch {batch_id!r} gained a recovery while being deleted: delete that first"
         ) from None
+    _forget_progress(batch_id)
     log.info("batch.deleted", **report)
     return report
+
+
+def _forget_progress(batch_id: str) -> None:
+    try:
+        forget_progress(redis_client(), batch_id)
+    except redis.RedisError as error:  # the ledger is done; the hash expires on its TTL
+        log.warning("batch.progress_not_forgotten", batch_id=batch_id, error=str(error))
 
 
 def _delete_items(batch_id: str) -> tuple[int, int]:

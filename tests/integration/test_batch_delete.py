@@ -19,11 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select, update
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import transaction
 from ledger.models import Batch, DeliveryReceipt, Event, IdempotencyKey, Item, StageOutput
+from metrics.keys import progress_key
 from tests.integration.helpers import (
     item_states,
     register_webhook_publisher,
@@ -118,6 +120,7 @@ def test_a_deleted_delivered_batch_submitted_again_publishes_nothing_twice(
         assert answer.json()["receipts_kept"] == 4
         # Then its orders, outputs and log are gone, its receipts stay
         assert admin.get(f"/v1/batches/{tag}").status_code == 404
+        assert not redis.Redis.from_url(api.env["REDIS_URL"]).exists(progress_key(tag))
         assert _count(Item, Item.batch_id == tag) == 0
         assert _count(Event, Event.batch_id == tag) == 0
         assert _count(DeliveryReceipt, DeliveryReceipt.batch_id == tag) == 4
