@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import transaction
+from ledger.deletion import delete_items_step
 from ledger.models import Batch, DeliveryReceipt, Event, IdempotencyKey, Item, StageOutput
 from metrics.keys import progress_key
 from tests.integration.helpers import (
@@ -59,6 +60,8 @@ def api(
         **service_env,
         "REDIS_URL": isolated_redis(DELETE_REDIS_DB),
         "DELIVERY_BACKEND": "webhook",
+        # Two orders per step: a batch of four is deleted in several transactions.
+        "BATCH_PRUNE_BATCH_SIZE": "2",
     }
     register_webhook_publisher(DOMAIN, server.url)
     worker = spawn_worker(
@@ -173,7 +176,13 @@ def test_delete_needs_admin_a_visible_finalized_batch(
         # ... and once it ended, it may go
         api.resume_all()
         assert wait_for_final([tag], timeout=120)[tag] == "COMPLETED"
-        assert admin.delete(f"/v1/batches/{tag}").status_code == 200
+        # Given a delete interrupted after its first step (one order gone)
+        with transaction() as session:
+            assert delete_items_step(session, tag, 1)[0] == 1
+        # Then the next delete finishes it
+        finished = admin.delete(f"/v1/batches/{tag}")
+        assert finished.status_code == 200
+        assert finished.json()["deleted"]["orders"] == 1
         outputs = StageOutput.item_id.in_(select(Item.id).where(Item.batch_id == tag))
         assert _count(StageOutput, outputs) == 0
 
