@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -
 # This machine's pip config names absent local indexes: hide that noise, keep pip's exit code.
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 ORDERS ?= 200
+# Extra demo flags, e.g. `make demo DEMO_ARGS=--api` serves the batches page beside it.
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test chaos bench lint format install lock clean
@@ -33,7 +35,7 @@ lock: $(STAMP) ## refresh the lock files from pyproject.toml (UPGRADE=1 takes th
 		| $(UV_COMPILE) - -c requirements-dev.lock -o requirements-build.lock
 
 demo: $(STAMP) ## run the sample batches end to end (embedded servers unless REDIS_URL/DATABASE_URL are set)
-	$(VENV)/bin/batchline demo --orders $(ORDERS)
+	$(VENV)/bin/batchline demo --orders $(ORDERS) $(DEMO_ARGS)
 
 test: $(STAMP) ## unit, integration and e2e tests against real servers and worker processes
 	$(PY) -m pytest $(PYTEST_ARGS)

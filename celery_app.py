@@ -39,6 +39,10 @@ from pipeline.settings import Settings, get_settings
 from pipeline.stage_registry import STAGES
 
 LANES: dict[str, str] = {priority: f"batch.{priority}" for priority in PRIORITIES}
+#: Each lane's queue for stages that wait on outside services (``Stage.io_bound``:
+#: writing, delivery). Apart, so a threads-pool worker can keep those calls going
+#: while the prefork processes do the CPU-bound stages (``batchline worker``).
+IO_LANES: dict[str, str] = {priority: f"{queue}.io" for priority, queue in LANES.items()}
 RECOVERY_QUEUE = "batch.recovery"
 MAINTENANCE_QUEUE = "batch.maintenance"
 # Quick questions a caller waits on: answered from the queue every worker polls first.
@@ -46,13 +50,24 @@ MAINTENANCE_QUEUE = "batch.maintenance"
 ANSWERING_TASKS = {"batchline.get_batch_status", "batchline.start_batch"}
 #: Celery task name -> the stage it runs.
 STAGE_OF_TASK = {stage.task_name: stage.name for stage in STAGES}
+#: Celery task names of the stages whose chunks go to a lane's I/O queue.
+IO_TASKS = {stage.task_name for stage in STAGES if stage.io_bound}
+
+
+def lane_queues(priority: str) -> tuple[str, str]:
+    """The lane's two queues: CPU-bound stages', then I/O-bound stages'."""
+    return LANES[priority], IO_LANES[priority]
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
-    """Send every stage task to the lane of its batch's priority (``priority`` kwarg)."""
+    """Send every stage task to the lane of its batch's priority (``priority`` kwarg).
+
+    Within the lane, I/O-bound stages (writing, delivery) have their own queue.
+    """
     if name in STAGE_OF_TASK:
         message = ChunkMessage.from_task(STAGE_OF_TASK[name], dict(kwargs or {}))
-        return {"queue": LANES[message.priority]}
+        lanes = IO_LANES if name in IO_TASKS else LANES
+        return {"queue": lanes[message.priority]}
     if name.startswith("batchline.recovery."):
         return {"queue": RECOVERY_QUEUE}
     if name.startswith("batchline.maintenance.") or name in ANSWERING_TASKS:
@@ -70,15 +85,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        # Declared maintenance -> recovery -> high -> normal -> low: with the 'priority'
-        # cycle a worker polls its queues in this order (kombu 5.7 keeps active_queues
-        # ordered), so sweeps and status answers never wait behind a lane's backlog,
-        # even in a worker started without -Q.
+        # Declared maintenance -> recovery -> high -> normal -> low (each lane's CPU queue,
+        # then its I/O queue): with the 'priority' cycle a worker polls its queues in
+        # this order (kombu 5.7 keeps active_queues ordered), so sweeps and status
+        # answers never wait behind a lane's backlog, even in a worker without -Q.
         # Each queue bound with its own routing key, so no message can fan out into
         # several lanes through a shared default binding.
         task_queues=[
             Queue(name, routing_key=name)
-            for name in (MAINTENANCE_QUEUE, RECOVERY_QUEUE, *LANES.values())
+            for name in (MAINTENANCE_QUEUE, RECOVERY_QUEUE, *_lane_queues_in_order())
         ],
         task_default_queue=LANES["normal"],
         task_routes=(route_task,),
@@ -133,6 +148,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **beat_entries(settings),
         },
     )
+
+
+def _lane_queues_in_order() -> list[str]:
+    return [queue for priority in PRIORITIES for queue in lane_queues(priority)]
 
 
 def _daily_at(hh_mm: str) -> crontab:

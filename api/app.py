@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import (
     events,
+    page,
     routes_batches,
     routes_delete,
     routes_health,
@@ -17,6 +18,7 @@ from api import (
 from api.body import BodyLimit
 from api.errors import install_error_handlers
 from api.readiness import LaneSightings
+from api.routes_metrics import make_scraper, metrics_router
 from pipeline.settings import get_settings
 
 
@@ -32,6 +34,7 @@ def create_app() -> FastAPI:
     )
     app.state.hub = events.make_hub()
     app.state.lanes = LaneSightings()
+    app.state.scraper = make_scraper()
     for module in (
         routes_batches,
         routes_delete,
@@ -40,8 +43,10 @@ def create_app() -> FastAPI:
         events,
         ws,
         routes_health,
+        page,
     ):
         app.include_router(module.router)
+    app.include_router(metrics_router(settings.api_metrics_public))
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     origins = settings.cors_origins()

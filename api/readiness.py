@@ -13,13 +13,18 @@ from typing import Any, Final
 
 from sqlalchemy import text
 
-from cli.workers import ALL_LANES
+from cli.workers import ALL_LANES, queues_for
 from ledger.controls import halt_reason
 from ledger.db import transaction
 from ledger.migrate import current_revision, head_revision
 from metrics.redis_client import redis_client
 from pipeline.settings import get_settings
 
+#: Every queue some worker must consume, as named in answers (``batch.`` dropped): each
+#: lane, and each work lane's I/O queue (writing and delivery chunks wait there).
+_SERVED: Final = tuple(
+    q.removeprefix("batch.") for lane in ALL_LANES for q in queues_for([lane]).split(",")
+)
 #: Seconds between two broadcasts asking workers for their queues.
 INSPECT_EVERY: Final = 5.0
 
@@ -39,7 +44,7 @@ class LaneSightings:
                 self._asked = time.monotonic()
                 self._ask()
             now = time.monotonic()
-            return [lane for lane in ALL_LANES if now - self._seen.get(lane, -1e9) > within]
+            return [q for q in _SERVED if now - self._seen.get(q, -1e9) > within]
 
     def _ask(self) -> None:
         from celery_app import app

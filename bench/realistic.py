@@ -351,6 +351,7 @@ def run_realistic(bench: BenchEnv, run: RealisticRun, options: RealisticOptions)
             "webhook_unavailable_rate": options.unavailable_rate,
             "worker_command": "batchline worker (python -m cli worker), no options",
             "worker_concurrency": settings.batch_worker_concurrency,
+            "worker_io_threads": settings.batch_io_worker_threads,
             "cap_global": settings.batch_cap_global,
             "cap_per_customer": settings.batch_cap_per_customer,
             "cap_per_publisher": settings.batch_cap_per_publisher,

@@ -100,6 +100,14 @@ def _met(run: RunResult | None, target: float) -> str:
     return _verdict(run.items_per_s >= target) if run else "—"
 
 
+def _io_worker(extra: dict[str, Any]) -> str:
+    """The threads worker beside the processes, for runs that had one."""
+    threads = int(extra.get("worker_io_threads") or 0)
+    return (
+        f" + a threads worker running {threads} writing/delivery chunks at once" if threads else ""
+    )
+
+
 def _how(latest: dict[float, RunResult]) -> list[str]:
     lines = []
     for latency, run in latest.items():
@@ -108,7 +116,7 @@ def _how(latest: dict[float, RunResult]) -> list[str]:
             f"- **writer {latency:g} s**: `{extra.get('command')}` "
             f"({extra.get('date')}, commit {extra.get('commit')}); workers: "
             f"{extra.get('worker_command')}, concurrency {extra.get('worker_concurrency')} "
-            f"(prefork); caps {extra.get('cap_global')} global / "
+            f"(prefork){_io_worker(extra)}; caps {extra.get('cap_global')} global / "
             f"{extra.get('cap_per_customer')} per customer / "
             f"{extra.get('cap_per_publisher')} per publisher; writing chunks of "
             f"{extra.get('writer_chunk')}; `BATCH_RATE_LIMITS={extra.get('rate_limits')}`; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.demo_api import demo_api, hold
 from cli.sample_orders import load_catalog, orders_built_to_fail, sample_orders
 from cli.schedule_cmd import compressed_schedule, window_note
-from cli.workers import ALL_LANES, running_workers
+from cli.workers import ALL_LANES, WorkerSpec, default_workers, running_workers
 from pipeline.settings import get_settings
 
 #: Share of the demo's orders per priority.
@@ -156,26 +158,49 @@ def use_compressed_schedule(console: Console) -> None:
         console.print(f"{stage.stage}: {stage.describe()}, window {stage.window} s")
 
 
+@dataclass(frozen=True)
+class ApiOptions:
+    """``demo --api``: where the API listens, and whether it stays up after the run."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    hold: bool = False
+
+
 def run_demo(
-    total: int, console: Console, timeout: float = 240.0, *, scheduled: bool = False
+    total: int,
+    console: Console,
+    timeout: float = 240.0,
+    *,
+    scheduled: bool = False,
+    api: ApiOptions | None = None,
 ) -> dict[str, Any]:
     """Start workers, submit the sample batches, watch them and return the summary.
 
     ``scheduled``: every stage waits for windows opening every few seconds.
+    ``api``: serve the HTTP API and its batches page beside the run (cli.demo_api).
     """
     if scheduled:
         use_compressed_schedule(console)
     settings = get_settings()
     log_dir = Path("var/log")
     specs = [
-        ("lanes", ALL_LANES, settings.batch_worker_concurrency),
-        ("high", ("high",), 1),
+        # As `batchline worker` runs by default: processes, and a threads worker for I/O.
+        *default_workers(
+            ALL_LANES, settings.batch_worker_concurrency, settings.batch_io_worker_threads, "lanes"
+        ),
+        WorkerSpec("high", ("high",), 1),
     ]
     run_tag = f"demo{int(time.time())}"
     seed_catalog()
-    with running_workers(specs, env={}, log_dir=log_dir, with_beat=True):
+    with ExitStack() as stack:
+        stack.enter_context(running_workers(specs, env={}, log_dir=log_dir, with_beat=True))
+        if api is not None:
+            stack.enter_context(demo_api(console, api.host, api.port, log_dir))
         batches = submit_demo_batches(total, run_tag)
         submitted = sum(batch.orders for batch in batches)
         console.print(f"submitted {submitted} orders in {len(batches)} batches ({run_tag})")
         statuses = watch(batches, console, timeout)
+        if api is not None and api.hold:
+            hold(console)
     return summarize(batches, statuses)

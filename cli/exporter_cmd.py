@@ -1,7 +1,8 @@
 """``batchline exporter``: serve batchline's Prometheus metrics over HTTP.
 
-Each scrape of ``/metrics`` reads the ledger and Redis once through
-``metrics.exporter.BatchlineCollector`` (docs/metrics.md lists every metric).
+Each scrape of ``/metrics`` reads Redis and the ledger through
+``metrics.exporter.BatchlineCollector`` (docs/metrics.md lists every metric); the
+order counts come from a snapshot re-read every ``--refresh-seconds`` in the background.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+
+# Counting a large pool is the one part of a scrape that grows with the backlog, so
+# the order counts are re-read in the background every REFRESH_SECONDS (docs/metrics.md).
+from metrics.item_snapshot import REFRESH_SECONDS
 
 console = Console(stderr=True)
 
@@ -28,6 +33,14 @@ def exporter(
             min=0, help="Seconds new stage outputs wait before they are counted (late commits)."
         ),
     ] = 30.0,  # metrics.exporter.SETTLE_SECONDS (not imported: every command would load it)
+    refresh_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between background readings of the order counts"
+            " (0: each scrape reads them).",
+        ),
+    ] = REFRESH_SECONDS,
 ) -> None:
     """Serve Prometheus metrics (lanes, pool, batches, slots, rate buckets, errors) on /metrics."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -35,7 +48,8 @@ def exporter(
     from metrics.exporter import BatchlineCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BatchlineCollector(settle_seconds=settle_seconds))
+    collector = BatchlineCollector(settle_seconds=settle_seconds, refresh_seconds=refresh_seconds)
+    registry.register(collector)
     server, thread = start_http_server(port, addr=host, registry=registry)
     console.print(f"batchline exporter: http://{host}:{server.server_port}/metrics")
     try:

@@ -74,9 +74,16 @@ def demo(
     scheduled: Annotated[
         bool, typer.Option("--scheduled", help="Run every stage in windows a few seconds apart.")
     ] = False,
+    api: Annotated[
+        bool, typer.Option("--api", help="Serve the HTTP API and its batches page beside it.")
+    ] = False,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of --api.")] = 8080,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="With --api: keep serving after the run, to Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start servers if needed, run workers, process sample batches at all priorities."""
-    from cli.demo import run_demo
+    from cli.demo import ApiOptions, run_demo
     from cli.environment import prepared_environment
     from cli.render import failures_table, summary_table, timings_table
 
@@ -84,7 +91,9 @@ def demo(
     with prepared_environment() as urls:
         if urls.started:
             quiet.print(f"started embedded {', '.join(urls.started)}")
-        summary = run_demo(orders, quiet, 600.0 if scheduled else 240.0, scheduled=scheduled)
+        serve = ApiOptions(port=api_port, hold=hold) if api else None
+        timeout = 600.0 if scheduled else 240.0
+        summary = run_demo(orders, quiet, timeout, scheduled=scheduled, api=serve)
         summary["started_services"] = list(urls.started)
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -161,26 +170,47 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Processes (default BATCH_WORKER_CONCURRENCY).")
     ] = None,
+    io_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Chunks of writing/delivery run at once by a threads worker beside the "
+            "processes (default BATCH_IO_WORKER_THREADS; 0: the processes run them).",
+        ),
+    ] = None,
     events: Annotated[
         bool, typer.Option(help="Pass -E (task events are on by default, for Flower).")
     ] = False,
 ) -> None:
-    """Run a Celery worker on the given lanes (strict priority order)."""
-    from cli.workers import worker_command
+    """Run Celery workers on the given lanes (strict priority order)."""
+    from cli.workers import default_workers, supervise, worker_command
 
     chosen = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     settings = get_settings()
+    threads = settings.batch_io_worker_threads if io_threads is None else io_threads
+    specs = default_workers(
+        chosen,
+        concurrency or settings.batch_worker_concurrency,
+        threads,
+        f"batchline-{'-'.join(chosen)}",
+    )
     try:
-        argv = worker_command(
-            chosen,
-            concurrency or settings.batch_worker_concurrency,
-            f"batchline-{'-'.join(chosen)}",
-            loglevel=settings.log_level,
-            events=events,
-        )
+        argvs = [
+            worker_command(
+                spec.lanes,
+                spec.concurrency,
+                spec.name,
+                loglevel=settings.log_level,
+                events=events,
+                kind=spec.kind,
+            )
+            for spec in specs
+        ]
     except ValueError as error:
         _fail(str(error))
-    os.execv(sys.executable, argv)
+    if len(argvs) == 1:
+        os.execv(sys.executable, argvs[0])
+    raise typer.Exit(supervise(argvs))
 
 
 @app.command()

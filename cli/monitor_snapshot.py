@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import redis
 
-from celery_app import LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE
+from celery_app import MAINTENANCE_QUEUE, RECOVERY_QUEUE
 from ledger.db import transaction
 from ledger.overview import (
     BatchLine,
@@ -27,6 +27,7 @@ from ledger.overview import (
 from metrics.keys import (
     call_slot_key,
     error_bucket_key,
+    lane_queue_keys,
     queue_key,
     rate_bucket_key,
     slot_key,
@@ -93,8 +94,12 @@ def take_snapshot(*, page: int = 1, page_size: int = 20) -> dict[str, Any]:
 def _lanes(client: redis.Redis, pool: dict[str, tuple[int, float]]) -> dict[str, dict[str, Any]]:
     pipe = client.pipeline(transaction=False)
     for lane in PRIORITIES:
-        pipe.llen(queue_key(LANES[lane]))
-    lengths = pipe.execute()
+        for key in lane_queue_keys(lane):
+            pipe.llen(key)
+    replies = pipe.execute()
+    per_lane = len(replies) // len(PRIORITIES)
+    # A lane's messages: both its queues (CPU- and I/O-bound stages'), every sibling list.
+    lengths = [sum(replies[i : i + per_lane]) for i in range(0, len(replies), per_lane)]
     return {
         lane: {
             "messages": int(length),

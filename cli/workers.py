@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 from cli.embedded import die_with_parent
 
@@ -17,17 +19,33 @@ from cli.embedded import die_with_parent
 ALL_LANES = ("maintenance", "recovery", "high", "normal", "low")
 WORK_LANES = ("high", "normal", "low")
 DEFAULT_LANES = ALL_LANES
+#: Which of a work lane's two queues a worker consumes: both; the CPU-bound stages'
+#: (``batch.<lane>``, with housekeeping); or the I/O-bound stages' (``batch.<lane>.io``).
+QueueKind = Literal["all", "cpu", "io"]
 
 
-def queues_for(lanes: Sequence[str]) -> str:
-    """Celery ``-Q`` value for ``lanes``, in strict priority order."""
+def queues_for(lanes: Sequence[str], kind: QueueKind = "all") -> str:
+    """Celery ``-Q`` value for ``lanes``, in strict priority order.
+
+    Raises:
+        ValueError: no lane, an unknown lane, or an I/O worker without a work lane.
+    """
     if not lanes:
         # An empty -Q would make Celery consume every queue.
         raise ValueError(f"name at least one lane: {', '.join(ALL_LANES)}")
     unknown = set(lanes) - set(ALL_LANES)
     if unknown:
         raise ValueError(f"unknown lane(s): {', '.join(sorted(unknown))}")
-    return ",".join(f"batch.{lane}" for lane in ALL_LANES if lane in lanes)
+    queues = [q for lane in ALL_LANES if lane in lanes for q in _lane_queues(lane, kind)]
+    if not queues:
+        raise ValueError(f"an I/O worker needs a work lane: {', '.join(WORK_LANES)}")
+    return ",".join(queues)
+
+
+def _lane_queues(lane: str, kind: QueueKind) -> list[str]:
+    cpu = [f"batch.{lane}"] if kind != "io" else []
+    io = [f"batch.{lane}.io"] if kind != "cpu" and lane in WORK_LANES else []
+    return cpu + io
 
 
 def worker_command(
@@ -37,8 +55,14 @@ def worker_command(
     *,
     loglevel: str = "WARNING",
     events: bool = False,
+    kind: QueueKind = "all",
 ) -> list[str]:
-    """The command line of one worker (prefork pool) consuming ``lanes`` in strict order."""
+    """The command line of one worker consuming ``lanes`` in strict order.
+
+    ``kind="io"`` gives a threads-pool worker for the lanes' I/O queues: its
+    ``concurrency`` is how many chunks it runs at once, each waiting on outside
+    calls; every other worker is a prefork pool of ``concurrency`` processes.
+    """
     command = [
         sys.executable,
         "-m",
@@ -47,7 +71,8 @@ def worker_command(
         "celery_app",
         "worker",
         "-Q",
-        queues_for(lanes),
+        queues_for(lanes, kind),
+        *(["-P", "threads"] if kind == "io" else []),
         "-c",
         str(concurrency),
         "-n",
@@ -61,6 +86,33 @@ def worker_command(
     return [*command, "-E"] if events else command
 
 
+class WorkerSpec(NamedTuple):
+    """One Celery worker of a group: its name, lanes, concurrency and queue kind."""
+
+    name: str
+    lanes: Sequence[str]
+    concurrency: int
+    kind: QueueKind = "all"
+
+
+def default_workers(
+    lanes: Sequence[str], concurrency: int, io_threads: int, name: str
+) -> list[WorkerSpec]:
+    """What ``batchline worker`` runs: prefork processes, and a threads worker for I/O.
+
+    The prefork processes run the CPU-bound stages (preflight, QC) and housekeeping;
+    one threads-pool worker runs ``io_threads`` chunks of the I/O-bound stages at
+    once, so a process busy with QC never leaves the writer's slots idle. With
+    ``io_threads`` 0, or no work lane, one prefork worker consumes every queue.
+    """
+    if io_threads == 0 or not set(lanes) & set(WORK_LANES):
+        return [WorkerSpec(name, lanes, concurrency, "all")]
+    return [
+        WorkerSpec(name, lanes, concurrency, "cpu"),
+        WorkerSpec(f"{name}-io", lanes, io_threads, "io"),
+    ]
+
+
 def spawn_worker(
     lanes: Sequence[str],
     *,
@@ -69,6 +121,7 @@ def spawn_worker(
     env: Mapping[str, str],
     log_path: Path,
     loglevel: str = "WARNING",
+    kind: QueueKind = "all",
 ) -> subprocess.Popen[bytes]:
     """Start one worker as a child that is killed if this process dies.
 
@@ -77,7 +130,7 @@ def spawn_worker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            worker_command(lanes, concurrency, name, loglevel=loglevel),
+            worker_command(lanes, concurrency, name, loglevel=loglevel, kind=kind),
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -129,19 +182,26 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 
 
 @contextmanager
 def running_workers(
-    specs: Sequence[tuple[str, Sequence[str], int]],
+    specs: Sequence[WorkerSpec | tuple[str, Sequence[str], int]],
     *,
     env: Mapping[str, str],
     log_dir: Path,
     with_beat: bool = False,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Run one worker per ``(name, lanes, concurrency)`` (and beat) for the ``with`` block."""
+    """Run one worker per spec (name, lanes, concurrency, kind) (and beat) for the block."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name, lanes, concurrency in specs:
-            log_path = log_dir / f"{name}.log"
+        for spec in specs:
+            name, lanes, concurrency, kind = WorkerSpec(*spec)
             processes.append(
-                spawn_worker(lanes, concurrency=concurrency, name=name, env=env, log_path=log_path)
+                spawn_worker(
+                    lanes,
+                    concurrency=concurrency,
+                    name=name,
+                    env=env,
+                    log_path=log_dir / f"{name}.log",
+                    kind=kind,
+                )
             )
         if with_beat:
             schedule = log_dir / "beat-schedule"
@@ -151,3 +211,34 @@ def running_workers(
         yield processes
     finally:
         stop_workers(processes)
+
+
+def supervise(commands: Sequence[Sequence[str]]) -> int:
+    """Run ``commands`` as children until one exits; then stop the rest. Its exit code.
+
+    SIGTERM and SIGINT are passed on to every child (Celery's warm shutdown), so a
+    supervisor (systemd, Kubernetes) stopping ``batchline worker`` stops them all.
+    """
+    children = [
+        subprocess.Popen(list(command), preexec_fn=die_with_parent()) for command in commands
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    code = _first_exit(children)
+    stop_workers(children, timeout=60.0)
+    return code
+
+
+def _first_exit(children: Sequence[subprocess.Popen[bytes]]) -> int:
+    while True:
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                return code
+        time.sleep(0.5)

@@ -8,14 +8,15 @@ new stage outputs by primary-key range.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pipeline.states import open_sql, pooled_sql, terminal_sql
+from pipeline.lanes import PRIORITIES
+from pipeline.states import OPEN_ITEM_STATES, ItemState, open_sql, pooled_sql, terminal_sql
 
 #: A failed stage run, as opposed to QC's rewrite (also ``ok = false``, marked ``rewrite``).
 _FAILED = "NOT o.ok AND NOT (o.output ? 'rewrite')"
@@ -23,15 +24,31 @@ _REWRITE = "NOT o.ok AND (o.output ? 'rewrite')"
 
 # --- the scrape ---------------------------------------------------------------------------
 
+
+def _sql_array(values: Iterable[str]) -> str:
+    # Lane and state names are our own constants, never user input: inlined, so the
+    # planner sees them as it plans (a bound array would hide the groups' sizes).
+    return "ARRAY[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
 # Three parts, each from an index: the pool (ix_items_pool_state, index-only), open
 # items queued or leased (ix_items_queued, ix_items_leased: a lane window's worth
 # and what is in flight), and finished items of unfinished batches (ix_items_batch_state).
+# The pool is counted one (lane, state) group at a time, each an index-only range of
+# ix_items_pool_state, in one process. Asked as one GROUP BY over half the table,
+# PostgreSQL prefers a parallel sequential scan of the heap (three processes), up to
+# four times slower at 100,000 pooled orders (docs/BENCHMARKS.md). It still grows with
+# the pool, so the exporter reads it in the background (metrics.item_snapshot).
 _UNFINISHED_ITEMS = text(
     f"""
-    SELECT lane, state, true AS pooled, count(*) AS n,
-           extract(epoch FROM now() - min(updated_at)) AS oldest_seconds
-    FROM items WHERE {pooled_sql()}
-    GROUP BY 1, 2
+    SELECT l.lane, s.state, true AS pooled, c.n, c.oldest_seconds
+    FROM unnest({_sql_array(PRIORITIES)}) AS l(lane)
+    CROSS JOIN unnest({_sql_array(s.value for s in ItemState if s in OPEN_ITEM_STATES)}) AS s(state)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, extract(epoch FROM now() - min(updated_at)) AS oldest_seconds
+        FROM items WHERE lane = l.lane AND state = s.state AND {pooled_sql()}
+    ) c
+    WHERE c.n > 0
     UNION ALL
     SELECT lane, state, false, count(*), NULL
     FROM items WHERE (queued_at IS NOT NULL OR lease_expires_at IS NOT NULL) AND {open_sql()}

@@ -181,6 +181,43 @@ def return_to_pool(
     return counts
 
 
+# An item deferred by a chunk waits leased to its task's retry (``<task id>@retry``,
+# ledger.items.defer_items) for the retry delay plus one lease, so its retry is due
+# once less than one lease is left.
+_POOL_DUE_RETRIES = text(
+    f"""
+    WITH due AS (
+        SELECT i.id FROM items i JOIN batches b ON b.id = i.batch_id
+        WHERE b.status = 'RUNNING' AND {open_sql("i.state")}
+          AND (:batch_id = '' OR i.batch_id = :batch_id)
+          AND i.lease_owner LIKE '%@retry'
+          AND i.lease_expires_at <= now() + make_interval(secs => :lease)
+        ORDER BY i.id
+        FOR UPDATE OF i SKIP LOCKED
+    )
+    UPDATE items AS i SET lease_owner = NULL, lease_expires_at = NULL, queued_at = NULL,
+           updated_at = now()
+    FROM due WHERE i.id = due.id AND i.lease_owner LIKE '%@retry'
+    RETURNING i.lane
+    """
+)
+
+
+def pool_due_retries(session: Session, *, lease_seconds: float, batch_id: str = "") -> int:
+    """Pool items of running batches still reserved for a retry that is already due.
+
+    A retry message that arrives while the system is halted (or the batch paused)
+    claims nothing and is spent, so its items would stay reserved until the lease
+    runs out (the retry delay plus ``lease_seconds``, about 11 minutes). Resuming
+    calls this to send them at once. A retry message still on its way afterwards
+    changes nothing: a claim is a conditional update, so whichever message comes
+    first runs the item once and the other finds it taken or moved on. Returns how
+    many items were pooled.
+    """
+    rows = session.execute(_POOL_DUE_RETRIES, {"batch_id": batch_id, "lease": lease_seconds})
+    return len(rows.all())
+
+
 _REFRESH_SCORES = text(
     f"""
     UPDATE items AS i SET score = s.score

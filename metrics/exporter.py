@@ -5,7 +5,10 @@ any registry (``batchline exporter`` serves one; the HTTP API can mount the same
 scrape costs a fixed handful of statements and one Redis round trip per kind of key,
 whatever the backlog (docs/BENCHMARKS.md has the figure at 100,000 orders):
 
-- unfinished batches' items by lane, state and "in the pool" (``ix_items_batch_state``);
+- open items, and finished items of unfinished batches, by lane, state and "in the
+  pool": the one count that grows with the backlog, so with ``refresh_seconds`` it is
+  read in the background (:mod:`metrics.item_snapshot`) and a scrape serves the latest
+  reading with its age;
 - batches by status, the halt switch;
 - stage outputs written since the previous scrape (primary-key range), which feed the
   ``batchline_stage_seconds`` histogram and ``batchline_errors_total``: both count
@@ -36,7 +39,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
-from metrics.keys import progress_key, queue_key, rate_bucket_key, slot_key, slot_key_pattern
+from metrics.item_snapshot import ItemCountSnapshots
+from metrics.keys import (
+    lane_queue_keys,
+    progress_key,
+    rate_bucket_key,
+    slot_key,
+    slot_key_pattern,
+)
 from pipeline.lanes import PRIORITIES
 from pipeline.limits import RateSpec
 from pipeline.settings import get_settings
@@ -51,10 +61,6 @@ MAX_OUTPUTS_PER_SCRAPE: Final = 200_000
 #: How long new stage outputs wait before they are counted: a transaction that took an
 #: id first may commit after one that took a later id (see _StageOutputTotals).
 SETTLE_SECONDS: Final = 30.0
-#: kombu's Redis transport keeps a queue's prioritised messages in sibling lists
-#: ``<queue>\x06\x16<step>`` (its default steps); step 0 is the bare name.
-_PRIORITY_STEPS: Final = (0, 3, 6, 9)
-_PRIORITY_SEP: Final = "\x06\x16"
 #: Every metric family a scrape yields (docs/metrics.md explains each; a test holds
 #: the scrape to this list, and the alert rules in deploy/prometheus to it).
 EXPORTED_METRICS: Final = frozenset(
@@ -72,16 +78,12 @@ EXPORTED_METRICS: Final = frozenset(
         "batchline_errors",
         "batchline_halted",
         "batchline_scrape_seconds",
+        "batchline_item_counts_age_seconds",
+        "batchline_item_counts_read_seconds",
     }
 )
 #: The concurrency caps a scrape reports, with the setting holding each limit.
 SLOT_SCOPES: Final = ("global", "customer", "publisher")
-
-
-def lane_queue_keys(lane: str) -> list[str]:
-    """Every Redis list holding messages of a lane's queue (``batch.<lane>`` and siblings)."""
-    name = queue_key(f"batch.{lane}")
-    return [name if step == 0 else f"{name}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
 
 
 class _StageOutputTotals:
@@ -137,7 +139,9 @@ class BatchlineCollector(Collector):
         client: a Redis client with decoded responses (default: this process's).
         settle_seconds: how long a range of new stage outputs waits before it is
             counted (see :class:`_StageOutputTotals`).
-        clock: monotonic seconds, for the settling.
+        clock: monotonic seconds, for the settling and the order counts' age.
+        refresh_seconds: how often a background thread re-reads the order counts
+            (see :mod:`metrics.item_snapshot`); 0: each scrape reads them.
     """
 
     def __init__(
@@ -147,10 +151,12 @@ class BatchlineCollector(Collector):
         *,
         settle_seconds: float = SETTLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        refresh_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
         self._client = client
         self._outputs = _StageOutputTotals(settle_seconds, clock)
+        self.item_counts = ItemCountSnapshots(self._read_item_counts, refresh_seconds, clock)
         self._running: list[str] = []
         self.last_scrape_seconds = 0.0
 
@@ -176,11 +182,18 @@ class BatchlineCollector(Collector):
         scrape.add_metric([], self.last_scrape_seconds)
         return [*metrics, scrape]
 
-    def _ledger_metrics(self) -> list[Metric]:
+    def _session(self) -> Session:
         from ledger.db import engine
 
-        with Session(self._engine or engine()) as session, session.begin():
-            items = q.unfinished_item_counts(session)
+        return Session(self._engine or engine())
+
+    def _read_item_counts(self) -> Sequence[Any]:
+        with self._session() as session, session.begin():
+            return q.unfinished_item_counts(session)
+
+    def _ledger_metrics(self) -> list[Metric]:
+        counts, age = self.item_counts.latest()
+        with self._session() as session, session.begin():
             batches, running = q.batch_status_counts(session)
             halted = q.halt_reason(session)
             with self._outputs.lock:
@@ -189,7 +202,18 @@ class BatchlineCollector(Collector):
                 errors = self._errors()
         self._running = running
         return [
-            *_item_metrics(items),
+            *_item_metrics(counts.rows),
+            _single(
+                "batchline_item_counts_age_seconds",
+                "How old the order counts (batchline_items, batchline_pool_items,"
+                " batchline_oldest_waiting_seconds) are: read in the background.",
+                age,
+            ),
+            _single(
+                "batchline_item_counts_read_seconds",
+                "How long the ledger took to count the orders (the latest reading).",
+                counts.read_seconds,
+            ),
             _labelled(
                 "batchline_batches",
                 "Batches by status.",
@@ -247,7 +271,7 @@ class BatchlineCollector(Collector):
             pipe.hmget(rate_bucket_key(service), "tokens", "ts")
         server_time, *replies = pipe.execute()
         now_ms = server_time[0] * 1000 + server_time[1] / 1000
-        steps = len(_PRIORITY_STEPS)
+        steps = len(lane_queue_keys(PRIORITIES[0]))
         lanes: dict[str, int] = {
             lane: sum(replies[i * steps : (i + 1) * steps]) for i, lane in enumerate(PRIORITIES)
         }

@@ -10,6 +10,7 @@ each its own database number (docs/deployment.md). To inspect a batch by hand:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 from pipeline.settings import get_settings
 
@@ -32,6 +33,26 @@ def batch_error_bucket_key(batch_id: str) -> str:
 def queue_key(queue: str) -> str:
     """The list kombu's Redis transport keeps a queue in: its bare name (``LLEN batch.high``)."""
     return queue
+
+
+#: kombu's Redis transport keeps a queue's prioritised messages in sibling lists
+#: ``<queue>\x06\x16<step>`` (its default steps); step 0 is the bare name.
+_PRIORITY_STEPS: Final = (0, 3, 6, 9)
+_PRIORITY_SEP: Final = "\x06\x16"
+
+
+def lane_queue_keys(lane: str) -> list[str]:
+    """Every list holding a lane's messages: ``batch.<lane>`` and ``batch.<lane>.io``.
+
+    A lane has two queues (CPU-bound stages', I/O-bound stages'; ``celery_app.lane_queues``),
+    each with kombu's priority siblings: a lane's backlog is the sum of them all.
+    """
+    queues = (f"batch.{lane}", f"batch.{lane}.io")
+    return [
+        queue_key(q) if step == 0 else f"{queue_key(q)}{_PRIORITY_SEP}{step}"
+        for q in queues
+        for step in _PRIORITY_STEPS
+    ]
 
 
 def sweeper_lock_key() -> str:

@@ -41,6 +41,9 @@ def _is_word(token: str) -> bool:
 
 
 def _is_long(token: str) -> bool:
+    # Most tokens are too short to be long at all; QC counts every word of every article.
+    if len(token) <= LONG_WORD_LETTERS:
+        return False
     return sum(character.isalpha() for character in token) > LONG_WORD_LETTERS
 
 

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     batch_stage_handlers: Literal["real", "noop"] = "real"
     #: outside calls (writer, webhooks) one worker process makes at once within a chunk
     batch_io_concurrency: int = Field(default=32, ge=1, le=256)
+    #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
+    #: worker runs at once beside its processes; 0: the prefork processes run them too
+    batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)
@@ -182,11 +185,13 @@ class Settings(BaseSettings):
     api_ready_worker_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: how often the API reads a watched batch's progress hash for its event streams
     api_events_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: serve the API's /metrics without a key (for a Prometheus inside the cluster)
+    api_metrics_public: bool = False
 
     # Single-order intake (``tasks.intake.OrderIntake``, ``POST /v1/orders``, docs/api.md).
     #: a (project, priority) group of single orders becomes a batch at this many (≤ BATCH_MAX_ITEMS)
     intake_max_orders: int = Field(default=500, ge=1, le=100_000)
-    #: ... or when its oldest order has waited this long
+    #: a group of single orders also becomes a batch when its oldest has waited this long
     intake_max_wait_seconds: float = Field(default=30.0, gt=0, le=86_400)
     #: how often an intake (and beat's backstop entry) looks for groups due by age
     intake_flush_interval_seconds: float = Field(default=5.0, gt=0, le=3600)

@@ -20,7 +20,7 @@ from redis.lock import Lock
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from celery_app import LANES
+from celery_app import LANES, lane_queues
 from ledger.controls import halt_reason
 from ledger.db import is_lock_timeout, short_lock_waits, transaction
 from ledger.pool import refresh_scores, return_to_pool
@@ -77,8 +77,8 @@ class SweepReport:
 
 
 def idle_lanes(client: redis.Redis) -> list[str]:
-    """Priorities whose queue holds no message right now."""
-    return [p for p, queue in LANES.items() if client.llen(queue_key(queue)) == 0]
+    """Priorities whose queues (CPU and I/O) hold no message right now."""
+    return [p for p in LANES if all(client.llen(queue_key(q)) == 0 for q in lane_queues(p))]
 
 
 def sweep() -> SweepReport:

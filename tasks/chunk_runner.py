@@ -62,6 +62,7 @@ from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
+from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 
@@ -154,6 +155,8 @@ class ChunkRun:
     inputs: dict[int, object]
     prepared: dict[int, object] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: monotonic clock at the start, for the chunk's own deadline
+    began: float = field(default_factory=time.monotonic)
     #: items that found no free slot: back to the pool, attempt refunded
     unslotted: list[int] = field(default_factory=list)
     #: some item held (and gave back) a slot, so waiting work may fit now
@@ -178,13 +181,14 @@ class ChunkRun:
                 self.used_slots = True
         return True
 
-    def give_back(self, user: SlotUser) -> None:
-        """Give ``user``'s slots back."""
+    def give_back(self, user: SlotUser) -> bool:
+        """Give ``user``'s slots back; whether it held any."""
         with self._lock:
             if user not in self._held:
-                return
+                return False
             self._held.discard(user)
         give_back(redis_client(), [user])
+        return True
 
     def no_slot(self, item_id: int) -> None:
         """Note that ``item_id`` found no free slot: it goes back to the pool."""
@@ -255,19 +259,24 @@ def _outcomes(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
         # Every item ends with the reason (DATA: for an operator) instead of the chunk
         # failing as a whole and coming back through the sweeper for ever.
         return [_of_error(run.message, item, error, 0.0) for item in claimed]
-    settings = get_settings()
-    workers = min(settings.batch_io_concurrency, len(claimed))
-    if run.stage.io_bound and workers > 1:
-        # Calls still under way when the soft limit strikes may finish before the hard one.
-        grace = max(0.0, settings.batch_task_time_limit - settings.batch_task_soft_time_limit - 5)
-        return run_concurrently(
-            claimed,
-            partial(attempt_item, run),
-            workers=workers,
-            max_retries=run.message.max_retries,
-            grace=grace,
-        )
+    if run.stage.io_bound:
+        return _run_concurrently(run, claimed)
     return _run_in_turn(run, claimed)
+
+
+def _run_concurrently(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
+    settings = get_settings()
+    soft, hard = settings.batch_task_soft_time_limit, settings.batch_task_time_limit
+    return run_concurrently(
+        claimed,
+        partial(attempt_item, run),
+        workers=min(settings.batch_io_concurrency, len(claimed)),
+        max_retries=run.message.max_retries,
+        # Calls still under way when the soft limit strikes may finish before the hard one.
+        grace=max(0.0, hard - soft - 5),
+        # Celery's threads pool has no time limits: the chunk keeps its own.
+        deadline=soft - (time.monotonic() - run.began),
+    )
 
 
 def _run_in_turn(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
@@ -305,11 +314,13 @@ def _attempt_in_slots(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
     if not run.take(user):
         run.no_slot(item.item_id)
         return None
+    began = time.monotonic()
     try:
         context = StageContext(run.message.batch_id, item.attempts, run.prepared.get(item.item_id))
         return _run_item(run, item, run.inputs.get(item.item_id), context)
     finally:
-        run.give_back(user)
+        if run.give_back(user) and time.monotonic() - began >= REFILL_AFTER_CALLS_OF_S:
+            refill_after_call()  # the slot may take waiting work before this chunk ends
 
 
 def _run_item(

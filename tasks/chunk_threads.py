@@ -10,7 +10,9 @@ writes use their own session. The pool is bounded by ``BATCH_IO_CONCURRENCY``.
 Celery's soft time limit is raised in the main thread only; the threads carry
 on. Items that had not started are cancelled and retried without spending an
 attempt; calls under way get ``grace`` seconds to finish (each has its own
-HTTP timeout) and are kept if they do, retried as timed out if not.
+HTTP timeout) and are kept if they do, retried as timed out if not. Celery's
+threads pool (the I/O worker ``batchline worker`` starts) enforces no time limit
+at all, so the chunk's own ``deadline`` (the soft limit) ends it the same way.
 """
 
 from __future__ import annotations
@@ -37,18 +39,24 @@ def run_concurrently(
     workers: int,
     max_retries: int,
     grace: float,
+    deadline: float | None = None,
 ) -> list[ItemOutcome]:
     """Run ``attempt`` on every item with at most ``workers`` at once; outcomes in item order.
 
     ``attempt`` returns None for an item it handed back (no slot). An exception an
     attempt raises (an infrastructure error) is raised here once every call has
     ended, so no thread is left running against a chunk that is being retried.
+    ``deadline``: seconds the chunk may still wait for its calls (None: no limit
+    but Celery's); what has not finished by then ends as at the soft time limit.
     """
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchline-io")
     # Each call runs in a copy of the task's context: its log lines keep the bound ids.
     futures = [pool.submit(contextvars.copy_context().run, attempt, item) for item in claimed]
     try:
-        wait(futures)
+        _, pending = wait(futures, timeout=None if deadline is None else max(0.0, deadline))
+        if pending:
+            log.warning("chunk.deadline", items=len(claimed), unfinished=len(pending))
+            return _out_of_time(pool, claimed, futures, max_retries=max_retries, grace=grace)
     except SoftTimeLimitExceeded:
         log.warning("chunk.soft_time_limit", items=len(claimed), concurrent=True)
         return _out_of_time(pool, claimed, futures, max_retries=max_retries, grace=grace)

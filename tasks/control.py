@@ -14,7 +14,7 @@ import structlog
 from ledger.batches import set_batch_status
 from ledger.controls import halt, resume
 from ledger.db import transaction
-from ledger.pool import pooled_count, return_to_pool
+from ledger.pool import pool_due_retries, pooled_count, return_to_pool
 from ledger.sweeps import cancel_idle_items
 from pipeline.lanes import PRIORITIES
 from pipeline.settings import get_settings
@@ -44,14 +44,17 @@ def _move(batch_id: str, allowed_from: tuple[str, ...], to: str) -> None:
 
 def _send_waiting(batch_id: str = "") -> int:
     """Pool every waiting item (of one batch, or all), feed every lane; return how many wait."""
+    settings = get_settings()
     with transaction() as session:
         return_to_pool(
             session,
             idle_lanes=PRIORITIES,
             grace_seconds=0,
-            stale_seconds=get_settings().batch_queued_stale_seconds,
+            stale_seconds=settings.batch_queued_stale_seconds,
             batch_id=batch_id,
         )
+        # Retries that came due while stopped found nothing to claim and were spent.
+        pool_due_retries(session, lease_seconds=settings.batch_lease_seconds, batch_id=batch_id)
         waiting = pooled_count(session, batch_id)
     feed_lanes()
     return waiting

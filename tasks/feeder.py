@@ -18,7 +18,7 @@ import redis
 import structlog
 from redis.exceptions import LockNotOwnedError
 
-from celery_app import LANES
+from celery_app import IO_LANES, LANES
 from ledger.db import transaction
 from ledger.pool import Candidate, candidates, mark_queued
 from ledger.windows import held_states
@@ -48,10 +48,10 @@ def feed(lane: str) -> int:
     """
     client = redis_client()
     window = get_settings().batch_lane_window
-    room = _room(client, lane)
-    # Wait until a quarter of the window is free: one feed then fills several
+    rooms = _rooms(client, lane)
+    # Wait until a quarter of a window is free: one feed then fills several
     # chunks, so they come out full instead of one thin chunk per finished task.
-    if room < max(1, window // 4):
+    if max(rooms.values()) < max(1, window // 4):
         return 0
     # redis-py's Lock releases and renews only while the key still holds its own
     # token (one Lua call): a feed that outlived its lock never ends a successor's.
@@ -66,7 +66,7 @@ def feed(lane: str) -> int:
         return 0
     sent = 0
     try:
-        sent = _feed(client, lane, room)
+        sent = _feed(client, lane, rooms)
         for _ in range(EXTRA_ROUNDS):  # bounded: this process has its own work to do
             if not client.getdel(feeder_again_key(lane)):
                 break
@@ -74,15 +74,24 @@ def feed(lane: str) -> int:
                 lock.reacquire()  # a fresh LOCK_MS for this round
             except LockNotOwnedError:
                 break  # it expired and another feeder holds the lane now
-            sent += _feed(client, lane, _room(client, lane))
+            sent += _feed(client, lane, _rooms(client, lane))
     finally:
         with contextlib.suppress(LockNotOwnedError):  # expired: a successor's now
             lock.release()
     return sent
 
 
-def _room(client: redis.Redis, lane: str) -> int:
-    return get_settings().batch_lane_window - int(client.llen(queue_key(LANES[lane])))
+def _rooms(client: redis.Redis, lane: str) -> dict[bool, int]:
+    """Free places in the lane's queues, keyed by whether the queue is the I/O one.
+
+    Each has its own window: a backlog of CPU-bound chunks must not keep the
+    writer's chunks out of the queue the I/O worker consumes, nor the reverse.
+    """
+    window = get_settings().batch_lane_window
+    return {
+        io: window - int(client.llen(queue_key(queues[lane])))
+        for io, queues in ((False, LANES), (True, IO_LANES))
+    }
 
 
 def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
@@ -90,7 +99,8 @@ def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
     return sum(feed(lane) for lane in PRIORITIES if lane in lanes)
 
 
-def _feed(client: redis.Redis, lane: str, room: int) -> int:
+def _feed(client: redis.Redis, lane: str, rooms: dict[bool, int]) -> int:
+    room = sum(max(0, free) for free in rooms.values())
     if room <= 0:
         return 0
     settings = get_settings()
@@ -102,7 +112,16 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
         return 0
     fits = admissible(client, [_user(c) for c in ranked])
     slotted = [c for c, ok in zip(ranked, fits, strict=True) if ok]
-    chunks = plan_chunks(slotted, _group, lambda g: settings.chunk_optimal(g[1]), room)
+    chunks = [
+        chunk
+        for io, free in rooms.items()
+        for chunk in plan_chunks(
+            [c for c in slotted if _io_bound(c) is io],
+            _group,
+            lambda g: settings.chunk_optimal(g[1]),
+            free,
+        )
+    ]
     chosen = {c.item_id for chunk in chunks for c in chunk}
     with transaction() as session:
         queued = mark_queued(session, sorted(chosen))
@@ -114,6 +133,10 @@ def _feed(client: redis.Redis, lane: str, room: int) -> int:
 
 def _stage(candidate: Candidate) -> str:
     return stage_for_state(candidate.state).name
+
+
+def _io_bound(candidate: Candidate) -> bool:
+    return stage_for_state(candidate.state).io_bound
 
 
 def _group(candidate: Candidate) -> tuple[str, str]:

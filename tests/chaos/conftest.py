@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from cli.embedded import EmbeddedPostgres, EmbeddedValkey
-from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
+from cli.workers import ALL_LANES, QueueKind, spawn_beat, spawn_worker, stop_workers
 from tests.support import apply_environment, restore_environment, seed_sample_catalog
 from tests.support_processes import child_pids
 
@@ -36,6 +36,8 @@ CHAOS_SETTINGS = {
     # Without the default preflight limit (100/min): faults, not pacing, set the pace here.
     "BATCH_RATE_LIMITS": "writer=60/min:20",
 }
+#: Chunks the I/O threads worker runs at once (``BATCH_IO_WORKER_THREADS``'s default).
+IO_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,27 @@ class ChaosStack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     beat: subprocess.Popen[bytes] | None = None
     started: int = 0
+    #: main worker pid -> the queues it consumes
+    kinds: dict[int, QueueKind] = field(default_factory=dict)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        """Start one more worker on every lane (as a supervisor would after a crash)."""
+    def start_worker(self, kind: QueueKind = "all") -> subprocess.Popen[bytes]:
+        """Start one more worker on every lane (as a supervisor would after a crash).
+
+        ``kind="io"``: the threads-pool worker ``batchline worker`` runs beside its
+        processes for writing and delivery chunks (killing it kills all its chunks).
+        """
         self.started += 1
         name = f"chaos{self.started}"
         worker = spawn_worker(
-            ALL_LANES, concurrency=2, name=name, env=self.env, log_path=self.log_dir / f"{name}.log"
+            ALL_LANES,
+            concurrency=IO_THREADS if kind == "io" else 2,
+            name=name,
+            env=self.env,
+            log_path=self.log_dir / f"{name}.log",
+            kind=kind,
         )
         self.workers.append(worker)
+        self.kinds[worker.pid] = kind
         return worker
 
     def worker_pids(self) -> list[int]:
@@ -109,8 +123,9 @@ class ChaosStack:
         if main is None:
             return "pool child"
         main.wait()
-        self.start_worker()
-        return "main worker"
+        kind = self.kinds[victim]
+        self.start_worker(kind)
+        return "I/O threads worker" if kind == "io" else "main worker"
 
     def stop_processes(self) -> None:
         """Stop beat and every worker."""
@@ -133,7 +148,12 @@ def _wait_for_workers(count: int, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
-    """Fresh servers, two workers on all lanes and beat; the environment is restored after."""
+    """Fresh servers, two workers and beat; the environment is restored after.
+
+    One prefork worker on every queue, and one threads-pool worker on the lanes'
+    I/O queues as ``batchline worker`` starts it, so writing and delivery chunks
+    run in both kinds of pool and kills hit both.
+    """
     saved = dict(os.environ)
     valkey, postgres = EmbeddedValkey(), EmbeddedPostgres()
     try:
@@ -151,7 +171,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
         seed_sample_catalog()
         stack = ChaosStack(valkey, postgres, env, tmp_path_factory.mktemp("chaos-logs"))
         stack.start_worker()
-        stack.start_worker()
+        stack.start_worker("io")
         stack.beat = spawn_beat(
             env=env, log_path=stack.log_dir / "beat.log", schedule_path=stack.log_dir / "schedule"
         )

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from celery_app import LANES
+from cli.embedded import free_port
 from tests.integration.helpers import (
     ledger_counts,
     make_orders,
     wait_for_final,
+    wait_until,
 )
+from tests.support_api import read_events
 
 pytestmark = pytest.mark.e2e
 
@@ -102,7 +107,7 @@ def test_bad_setting_stops_the_cli_naming_the_variable(service_env) -> None:
     assert "BATCH_MAX_ITEMS" in result.stderr
 
 
-def test_demo_uses_configured_servers_and_starts_nothing(
+def test_demo_uses_configured_servers_starts_nothing_and_serves_its_batches_live(
     service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
 ) -> None:
     # Its own Redis database: the session's workers must not take the demo's chunks.
@@ -111,7 +116,39 @@ def test_demo_uses_configured_servers_and_starts_nothing(
         "REDIS_URL": isolated_redis(DEMO_REDIS_DB),
         "BATCH_OUTPUT_DIR": str(tmp_path / "outbox"),
     }
-    result = batchline("demo", "--orders", "30", "--json", env=env, timeout=240)
+    # Given the demo run with --api, its console (stderr) in a file the test reads
+    command = ["demo", "--orders", "30", "--json", "--api", "--api-port", str(free_port())]
+    console = tmp_path / "demo.err"
+    with (
+        console.open("w") as err,
+        subprocess.Popen(
+            [sys.executable, "-m", "cli", *command],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        ) as demo,
+    ):
+        try:
+            # When the printed key asks the printed page's API for the demo's batches
+            url, key, run_tag = _demo_page(console, demo)
+            assert 'src="/ui/page.js"' in httpx.get(f"{url}/", timeout=30).text
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as client:
+                listed = client.get("/v1/batches", params={"project": "demo-project"}).json()
+                ours = [
+                    b["batch_id"] for b in listed["batches"] if b["batch_id"].startswith(run_tag)
+                ]
+                assert sorted(ours) == sorted(f"{run_tag}-{p}" for p in LANES)
+                # Then the page's event stream follows a demo batch live to its end
+                events = read_events(client, f"/v1/batches/{run_tag}-normal/events")
+                assert events[-1].kind == "status"
+            stdout, _ = demo.communicate(timeout=240)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    result = subprocess.CompletedProcess(command, demo.returncode, stdout, console.read_text())
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["started_services"] == []
@@ -138,6 +175,27 @@ def test_demo_uses_configured_servers_and_starts_nothing(
     assert len(list((tmp_path / "outbox").glob("*/*.receipt.json"))) == summary["delivered"]
 
 
+def _demo_page(console: Path, demo: subprocess.Popen[str]) -> tuple[str, str, str]:
+    """The page's URL, the key and the run tag the demo printed (once it submitted)."""
+    found: dict[str, str] = {}
+
+    def printed() -> bool:
+        assert demo.poll() is None, console.read_text()[-2000:]
+        text = console.read_text()
+        for name, pattern in (
+            ("url", r"batches page: (http://\S+)/"),
+            ("key", r"API key \(paste it into the page\): (\S+)"),
+            ("tag", r"batches \((demo\d+)\)"),
+        ):
+            match = re.search(pattern, text)
+            if match:
+                found[name] = match.group(1)
+        return len(found) == 3
+
+    wait_until(printed, timeout=180, interval=0.5)
+    return found["url"], found["key"], found["tag"]
+
+
 def test_submit_names_the_bad_jsonl_line_and_invalid_utf8(service_env, tmp_path: Path) -> None:
     orders = make_orders(2, "cli-jsonl")
     manifest = tmp_path / "orders.jsonl"
@@ -154,27 +212,32 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
     import signal
     import time
 
-    from celery_app import app
+    from celery_app import IO_LANES, app
 
+    # Given `batchline worker --lanes high`: prefork processes and a threads worker for I/O
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--lanes", "high", "--concurrency", "1"],
         env={**os.environ, **service_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    nodes = {"batchline-high@": [LANES["high"]], "batchline-high-io@": [IO_LANES["high"]]}
     try:
         deadline = time.monotonic() + 60
-        replies: list[dict[str, object]] = []
-        while not replies and time.monotonic() < deadline:
+        answered: set[str] = set()
+        while answered != set(nodes) and time.monotonic() < deadline:
             replies = app.control.ping(destination=None, timeout=0.5)
-            replies = [r for r in replies if any(k.startswith("batchline-high@") for k in r)]
-        assert replies, "the worker never answered"
+            answered = {n for n in nodes for r in replies for k in r if k.startswith(n)}
+        assert answered == set(nodes), f"only {answered} answered"
+        # Then each consumes its own queue of the lane
         queues = app.control.inspect(timeout=2).active_queues() or {}
-        mine = next(v for k, v in queues.items() if k.startswith("batchline-high@"))
-        assert [queue["name"] for queue in mine] == [LANES["high"]]
+        for node, expected in nodes.items():
+            mine = next(v for k, v in queues.items() if k.startswith(node))
+            assert [queue["name"] for queue in mine] == expected
     finally:
+        # And SIGTERM stops both (the supervisor passes it on) with exit 0
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0
+        assert worker.wait(timeout=90) == 0
 
 
 def test_worker_command_refuses_an_unknown_lane(service_env) -> None:

@@ -229,3 +229,94 @@ def test_new_outputs_are_counted_once_settled(
         # Then the six planted runs are counted once 30 s have passed since they were seen
         assert (first, early, settled) == (0, 0, KNOWN["stage_counts"]["preflight"])
         client.close()
+
+
+def _pool(registry: Any) -> dict[tuple[str, str], float]:
+    from prometheus_client import generate_latest
+
+    samples = _samples(generate_latest(registry).decode())
+    pool = {
+        (dict(labels)["lane"], dict(labels)["stage"]): value
+        for (name, labels), value in samples.items()
+        if name == "batchline_pool_items" and value
+    }
+    pool[("age", "")] = samples[("batchline_item_counts_age_seconds", ())]
+    return pool
+
+
+_TAKE_ONE_FROM_THE_POOL = text(
+    """
+    UPDATE items SET queued_at = now() WHERE id = (
+        SELECT min(id) FROM items
+        WHERE batch_id = 'k-high' AND state = 'PENDING' AND queued_at IS NULL)
+    """
+)
+
+
+def test_order_counts_are_a_snapshot_whose_age_is_exported(
+    service_env: dict[str, str], isolated_redis: Any
+) -> None:
+    # Given a collector that re-reads the order counts once an hour, on a planted ledger
+    from prometheus_client import CollectorRegistry
+
+    from metrics.exporter import BatchlineCollector
+
+    client = redis.Redis.from_url(isolated_redis(EXPORTER_REDIS_DB), decode_responses=True)
+    now = [1000.0]
+    with own_ledger(service_env) as (_url, engine):
+        plant_known_state(engine, client)
+        collector = BatchlineCollector(
+            engine, client, settle_seconds=0, clock=lambda: now[0], refresh_seconds=3600
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        try:
+            first = _pool(registry)
+            # When an order leaves the pool and a scrape comes 7 s later
+            with engine.begin() as connection:
+                connection.execute(_TAKE_ONE_FROM_THE_POOL)
+            now[0] += 7
+            stale = _pool(registry)
+            # ... and again once the counts were read anew
+            collector.item_counts.refresh()
+            fresh = _pool(registry)
+        finally:
+            collector.item_counts.stop()
+            client.close()
+
+    # Then the scrape in between serves the snapshot and says it is 7 s old
+    high = ("high", "preflight")
+    assert (first[high], first[("age", "")]) == (KNOWN["pool"][high], 0)
+    assert (stale[high], stale[("age", "")]) == (KNOWN["pool"][high], 7)
+    assert (fresh[high], fresh[("age", "")]) == (KNOWN["pool"][high] - 1, 0)
+
+
+def test_order_counts_are_read_again_in_the_background(
+    service_env: dict[str, str], isolated_redis: Any
+) -> None:
+    # Given a collector re-reading the order counts every 0.2 s, scraped once
+    from prometheus_client import CollectorRegistry
+
+    from metrics.exporter import BatchlineCollector
+
+    client = redis.Redis.from_url(isolated_redis(EXPORTER_REDIS_DB), decode_responses=True)
+    with own_ledger(service_env) as (_url, engine):
+        plant_known_state(engine, client)
+        collector = BatchlineCollector(engine, client, settle_seconds=0, refresh_seconds=0.2)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        high = ("high", "preflight")
+        try:
+            before = _pool(registry)[high]
+            # When an order leaves the pool
+            with engine.begin() as connection:
+                connection.execute(_TAKE_ONE_FROM_THE_POOL)
+            # Then later scrapes, which read nothing themselves, show it
+            give_up = time.monotonic() + 60
+            while _pool(registry)[high] != before - 1:
+                assert time.monotonic() < give_up, "the counts were never read again"
+                time.sleep(0.1)
+        finally:
+            collector.item_counts.stop()
+            client.close()
+    assert before == KNOWN["pool"][high]

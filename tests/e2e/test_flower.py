@@ -2,14 +2,13 @@
 
 A worker and Flower run on a Redis database of this module's own, so Flower sees
 exactly this test's tasks. The screenshot of Flower's task list is taken with
-Debian's headless Chromium, installed here when missing (root and apt-get needed).
+Debian's headless Chromium (``tests/support_browser.py`` installs it when missing).
 """
 
 from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ import pytest
 from cli.embedded import die_with_parent, free_port
 from cli.workers import WORK_LANES, spawn_worker, stop_workers
 from tests.integration.helpers import make_orders, submit_in_child, wait_for_final, wait_until
+from tests.support_browser import CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.e2e
 
@@ -30,33 +30,6 @@ pytestmark = pytest.mark.e2e
 FLOWER_REDIS_DB = 2
 USER, PASSWORD = "ops", "flower-test-password"
 STAGES = ("preflight", "writing", "qc", "delivery")
-#: Chromium as the issue prescribes it: headless, no sandbox (root), nothing phoning home.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's ``chromium``, installed with apt-get when missing and this runs as root."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed, and installing it needs root and apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"apt-get could not install chromium: {done.stderr.strip()[-300:]}")
-    return shutil.which("chromium") or pytest.skip("apt-get installed no chromium binary")
 
 
 @pytest.fixture()

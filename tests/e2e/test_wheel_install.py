@@ -192,6 +192,8 @@ def test_wheel_carries_migrations_sample_data_and_every_module(installation: Ins
     assert "ledger/migrations/script.py.mako" in names
     assert "celery_app.py" in names and "cache_warming/__init__.py" in names
     assert "api/app.py" in names  # batchline api
+    for asset in sorted((REPO / "api" / "static").iterdir()):  # the batches page
+        assert asset.relative_to(REPO).as_posix() in names
 
 
 def test_installed_code_comes_from_site_packages(

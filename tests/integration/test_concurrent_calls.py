@@ -152,3 +152,30 @@ def test_a_soft_time_limit_keeps_finished_calls_and_charges_no_order_that_never_
     assert sorted(report.retry_ids) == waiting
     assert [rows[i] for i in started] == [("QC", 0)] * 3
     assert [rows[i] for i in waiting] == [("WRITING", 0)] * 3
+
+
+def test_without_celerys_time_limit_the_chunk_keeps_its_own_soft_limit(
+    written, io_concurrency, monkeypatch
+) -> None:
+    # Given no signal at all (Celery's threads pool, the I/O worker, enforces no time
+    # limit), three calls at once of three seconds each, a soft limit of one second
+    # and a hard one that leaves no grace for the calls under way
+    patch_stage(monkeypatch, "writing", handle=SlowWriter(3.0))
+    monkeypatch.setenv("BATCH_TASK_SOFT_TIME_LIMIT", "1")
+    monkeypatch.setenv("BATCH_TASK_TIME_LIMIT", "2")
+    get_settings.cache_clear()
+    try:
+        report = _write(written)
+    finally:
+        monkeypatch.delenv("BATCH_TASK_SOFT_TIME_LIMIT")
+        monkeypatch.delenv("BATCH_TASK_TIME_LIMIT")
+        get_settings.cache_clear()
+
+    # Then the chunk ended at its deadline: nothing moved on, every order is retried,
+    # the three that never started without paying an attempt, and nothing failed
+    rows = _rows(written[1])
+    waiting = written[1][3:]
+    assert report.succeeded == [] and report.failed == []
+    assert sorted(report.retry_ids) == written[1]
+    assert {rows[i][0] for i in written[1]} == {"WRITING"}
+    assert [rows[i][1] for i in waiting] == [0, 0, 0]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledger.db import transaction
 from ledger.models import Item
@@ -120,3 +120,77 @@ def test_a_preparer_error_fails_each_item_for_an_operator(batch, monkeypatch) ->
     item = _item(batch[1][0])
     assert (item.state, item.error_class) == ("FAILED", "DataError")
     assert item.lease_owner is None  # nothing left leased for the sweeper to cycle
+
+
+def _preflight_outputs(item_id: int) -> int:
+    from sqlalchemy import func
+
+    from ledger.models import StageOutput
+
+    with transaction() as session:
+        query = select(func.count()).where(
+            StageOutput.item_id == item_id, StageOutput.stage == "preflight"
+        )
+        return int(session.scalar(query) or 0)
+
+
+def test_a_due_retry_pooled_on_resume_runs_once_and_its_late_message_changes_nothing(
+    batch, monkeypatch
+) -> None:
+    from ledger.pool import pool_due_retries
+    from pipeline.settings import get_settings
+
+    lease = get_settings().batch_lease_seconds
+    item_id = batch[1][0]
+    flaky = FlakyPreflight(RateLimited("429", retry_after=0), failures=1)
+    patch_stage(monkeypatch, "preflight", handle=flaky)
+
+    # Given an order a rate limit deferred to task-r's retry, which is due now
+    # (as when the retry message came while halted and claimed nothing)
+    assert _run(batch, "task-r").retry_ids == batch[1]
+    assert _item(item_id).lease_owner == "task-r@retry"
+
+    # When resuming pools it, and a new chunk runs it
+    with transaction() as session:
+        pooled = pool_due_retries(session, lease_seconds=lease, batch_id=batch[0])
+    pooled_item = _item(item_id)
+    fresh = _run(batch, "task-n", reclaim=False)
+    # ... and then task-r's retry message still arrives
+    late = _run(batch, "task-r")
+
+    # Then the order ran once: the late retry claimed nothing and changed nothing
+    assert pooled == 1
+    assert (pooled_item.lease_owner, pooled_item.lease_expires_at) == (None, None)
+    assert pooled_item.attempts == 0  # the rate limit's attempt stays refunded
+    assert fresh.succeeded == batch[1]
+    assert late.claimed == 0
+    item = _item(item_id)
+    assert (item.state, item.lease_owner) == ("WRITING", None)
+    assert _preflight_outputs(item_id) == 1
+
+
+def test_resuming_leaves_a_retry_not_yet_due_to_its_own_message(batch) -> None:
+    from ledger.items import defer_items
+    from ledger.pool import pool_due_retries
+    from pipeline.settings import get_settings
+
+    lease = get_settings().batch_lease_seconds
+    retry_id = batch[1][0]
+    # Given the order held by a chunk and deferred to its retry, due in a minute
+    with transaction() as session:
+        session.execute(
+            update(Item)
+            .where(Item.id == retry_id)
+            .values(lease_owner="task-w@test", state="PREFLIGHT")
+        )
+        defer_items(
+            session, [retry_id], owner="task-w@test", hold_seconds=lease + 60, refund_attempt=True
+        )
+
+    # When resuming looks for due retries
+    with transaction() as session:
+        pooled = pool_due_retries(session, lease_seconds=lease, batch_id=batch[0])
+
+    # Then it waits for its own retry message, as before the halt
+    assert pooled == 0
+    assert _item(retry_id).lease_owner == "task-w@retry"

@@ -25,12 +25,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import redis
 from sqlalchemy import delete, select, text
 
+from celery_app import IO_LANES
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
 from ledger.db import transaction
 from ledger.models import Event, Item, ScheduleWindow, StageOutput
@@ -104,12 +105,16 @@ def _writing_starts(batch_id: str) -> dict[int, list[datetime]]:
         return found
 
 
-def _windows(stage: str) -> list[tuple[datetime, datetime, datetime]]:
-    """(run_at, opens_at, closes_at) of the stage's windows, oldest first."""
+#: Every window, whenever it opened.
+_EVER: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def _windows(stage: str, since: datetime = _EVER) -> list[tuple[datetime, datetime, datetime]]:
+    """(run_at, opens_at, closes_at) of the stage's windows opened from ``since``, oldest first."""
     with transaction() as session:
         rows = session.execute(
             select(ScheduleWindow.run_at, ScheduleWindow.opens_at, ScheduleWindow.closes_at)
-            .where(ScheduleWindow.stage == stage)
+            .where(ScheduleWindow.stage == stage, ScheduleWindow.opens_at >= since)
             .order_by(ScheduleWindow.run_at)
         )
         return [(r, o, c) for r, o, c in rows]
@@ -136,7 +141,8 @@ def _writing_chunk_sizes(url: str) -> list[int]:
     client = redis.Redis.from_url(url)
     try:
         sizes = []
-        for raw in client.lrange("batch.normal", 0, -1):
+        # Writing is I/O-bound: its chunks wait in the lane's I/O queue.
+        for raw in client.lrange(IO_LANES["normal"], 0, -1):
             message = json.loads(raw)
             if message["headers"].get("task") != "batchline.stage.writing":
                 continue
@@ -208,13 +214,20 @@ def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
 
 
 def _after_a_close(period: int, window: int) -> None:
-    """Sleep until a second after the current window (by the clock) has closed."""
+    """Sleep until a second after a window (by the clock) has closed.
+
+    Always the start of a gap, never its end: orders submitted a moment before a
+    window opens would still be in preflight while it is open, and it would write
+    nothing (seen under load).
+    """
     schedule = parse_stage("writing", f"every {period}s", f"{window}s")
     now = datetime.now(UTC)
-    if schedule.open_run(now - timedelta(seconds=1)) is not None:
-        latest = schedule.latest_run(now)
-        assert latest is not None
-        time.sleep((latest + timedelta(seconds=window + 1) - now).total_seconds())
+    latest = schedule.latest_run(now)
+    assert latest is not None
+    target = latest + timedelta(seconds=window + 1)
+    if target < now:
+        target += timedelta(seconds=period)
+    time.sleep((target - now).total_seconds())
 
 
 def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
@@ -252,6 +265,8 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         # When 20 normal orders arrive just after a window closed
         _after_a_close(period, window)
         submitted = datetime.now(UTC)
+        # (the window just closed, opened before the orders existed, is not theirs)
+        since = submitted - timedelta(seconds=1)
         submit_in_child(
             [{"id": batch, "priority": "normal", "orders": make_orders(20, batch)}], env, tmp_path
         )
@@ -261,11 +276,11 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
 
         def first_window_closed() -> bool:
             sizes.extend(_writing_chunk_sizes(env["REDIS_URL"]))
-            opened = _windows("writing")
+            opened = _windows("writing", since)
             return bool(opened) and datetime.now(UTC) > opened[0][2] + RUNNING_CHUNK_SLACK
 
         wait_until(first_window_closed, timeout=60, interval=0.1)
-        first_run, first_open, first_close = _windows("writing")[0]
+        first_run, first_open, first_close = _windows("writing", since)[0]
         assert first_open >= submitted - timedelta(seconds=1)
         written = _writing_starts(batch)
         assert written, "the first window wrote nothing"
@@ -280,10 +295,10 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         assert left + len(_writing_starts(batch)) == 20
 
         def second_window_opened() -> bool:
-            return len(_windows("writing")) >= 2
+            return len(_windows("writing", since)) >= 2
 
         wait_until(second_window_opened, timeout=40, interval=0.2)
-        second_open = _windows("writing")[1][1]
+        second_open = _windows("writing", since)[1][1]
         assert second_open - first_open == timedelta(seconds=period)
         between = [
             s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celery_app import LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE, app, route_task
+from celery_app import IO_LANES, LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE, app, route_task
 from cli.workers import ALL_LANES, queues_for
 from pipeline.chunk import InvalidChunkMessage
 from pipeline.stage_registry import STAGES
@@ -12,7 +12,9 @@ from pipeline.stage_registry import STAGES
 
 def test_a_worker_without_q_polls_housekeeping_first_then_the_lanes_best_first() -> None:
     # A plain `celery -A celery_app worker` consumes the declared queues in this order.
-    assert list(app.amqp.queues) == [MAINTENANCE_QUEUE, RECOVERY_QUEUE, *LANES.values()]
+    # Each lane's CPU-bound stages' queue, then its I/O-bound stages' queue.
+    lanes = [queue for lane in LANES for queue in (LANES[lane], IO_LANES[lane])]
+    assert list(app.amqp.queues) == [MAINTENANCE_QUEUE, RECOVERY_QUEUE, *lanes]
 
 
 def test_batchline_worker_polls_in_the_declared_order() -> None:
@@ -23,7 +25,8 @@ def test_batchline_worker_polls_in_the_declared_order() -> None:
 @pytest.mark.parametrize("lane", list(LANES))
 def test_a_stage_chunk_goes_to_its_lane(stage, lane: str) -> None:
     kwargs = {"batch_id": "b", "item_ids": [1], "priority": lane, "max_retries": 3}
-    assert route_task(stage.task_name, (), kwargs, {}) == {"queue": LANES[lane]}
+    queue = (IO_LANES if stage.io_bound else LANES)[lane]
+    assert route_task(stage.task_name, (), kwargs, {}) == {"queue": queue}
 
 
 def test_a_malformed_chunk_message_is_refused_before_it_is_published() -> None:

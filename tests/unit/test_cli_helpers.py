@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from celery_app import LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE
+from celery_app import IO_LANES, LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE
 from cli.demo import split_counts
 from cli.sample_orders import sample_orders
-from cli.workers import ALL_LANES, queues_for, worker_command
+from cli.workers import ALL_LANES, WORK_LANES, default_workers, queues_for, worker_command
 from pipeline.manifest import validate_submission
 
 # --- queues_for -----------------------------------------------------------------------
@@ -35,16 +35,37 @@ QUEUES = {"maintenance": MAINTENANCE_QUEUE, "recovery": RECOVERY_QUEUE, **LANES}
     ],
 )
 def test_queues_are_always_in_strict_priority_order(lanes: list[str], queues: list[str]) -> None:
-    assert queues_for(lanes) == ",".join(LANES[lane] for lane in queues)
+    assert queues_for(lanes, "cpu") == ",".join(LANES[lane] for lane in queues)
+    assert queues_for(lanes, "io") == ",".join(IO_LANES[lane] for lane in queues)
+    assert queues_for(lanes) == ",".join(f"{LANES[lane]},{IO_LANES[lane]}" for lane in queues)
 
 
 @settings(deadline=None, database=None)
 @given(lanes=st.lists(st.sampled_from(ALL_LANES), min_size=1, max_size=6))
 def test_any_order_of_lanes_gives_housekeeping_then_high_normal_low(lanes: list[str]) -> None:
-    queues = queues_for(lanes).split(",")
+    queues = queues_for(lanes, "cpu").split(",")
 
     order = ("maintenance", "recovery", *LANES)
     assert queues == [QUEUES[lane] for lane in order if lane in lanes]
+
+
+@settings(deadline=None, database=None)
+@given(lanes=st.lists(st.sampled_from(ALL_LANES), min_size=1, max_size=6))
+def test_a_worker_of_every_queue_polls_each_lanes_io_queue_right_after_it(
+    lanes: list[str],
+) -> None:
+    queues = queues_for(lanes).split(",")
+
+    order = ("maintenance", "recovery", *LANES)
+    io = {lane: [IO_LANES[lane]] for lane in IO_LANES}
+    assert queues == [
+        q for lane in order if lane in lanes for q in [QUEUES[lane], *io.get(lane, [])]
+    ]
+
+
+def test_an_io_worker_without_a_work_lane_is_rejected() -> None:
+    with pytest.raises(ValueError, match="I/O worker needs a work lane"):
+        queues_for(["maintenance", "recovery"], "io")
 
 
 @pytest.mark.parametrize(
@@ -68,12 +89,40 @@ def test_worker_command_runs_celery_on_the_ordered_queues() -> None:
     command = worker_command(["low", "high"], 3, "edge")
 
     assert command[:6] == [sys.executable, "-m", "celery", "-A", "celery_app", "worker"]
-    assert command[command.index("-Q") + 1] == "batch.high,batch.low"
+    assert command[command.index("-Q") + 1] == "batch.high,batch.high.io,batch.low,batch.low.io"
+    assert "-P" not in command  # prefork
     assert command[command.index("-c") + 1] == "3"
     assert command[command.index("-n") + 1] == "edge@%h"
     assert "--without-gossip" in command
     assert "--without-mingle" in command
     assert all(isinstance(part, str) for part in command)
+
+
+def test_an_io_worker_command_runs_a_threads_pool_on_the_io_queues() -> None:
+    command = worker_command(["low", "maintenance", "high"], 8, "io", kind="io")
+
+    assert command[command.index("-Q") + 1] == "batch.high.io,batch.low.io"
+    assert command[command.index("-P") + 1] == "threads"
+    assert command[command.index("-c") + 1] == "8"
+
+
+def test_batchline_worker_runs_processes_for_cpu_work_and_a_threads_worker_for_io() -> None:
+    cpu, io = default_workers(ALL_LANES, 2, 8, "w")
+
+    assert (cpu.name, cpu.concurrency, cpu.kind, tuple(cpu.lanes)) == ("w", 2, "cpu", ALL_LANES)
+    assert (io.name, io.concurrency, io.kind) == ("w-io", 8, "io")
+    # Between them every queue of the lanes is consumed, each by one of them.
+    both = queues_for(cpu.lanes, cpu.kind).split(",") + queues_for(io.lanes, io.kind).split(",")
+    assert sorted(both) == sorted(queues_for(ALL_LANES).split(","))
+
+
+@pytest.mark.parametrize(
+    ("lanes", "io_threads"), [(ALL_LANES, 0), (("maintenance",), 8), (WORK_LANES, 0)]
+)
+def test_without_io_threads_or_work_lanes_one_worker_takes_every_queue(
+    lanes: tuple[str, ...], io_threads: int
+) -> None:
+    assert default_workers(lanes, 3, io_threads, "w") == [("w", lanes, 3, "all")]
 
 
 def test_worker_command_rejects_an_unknown_lane() -> None:

@@ -177,6 +177,7 @@ def test_kustomization_renders_every_manifest_it_lists(rendered_k8s: list[dict[s
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in rendered_k8s)
     assert kinds == [
         "ConfigMap/batchline-config",
+        "Deployment/batchline-api",
         "Deployment/batchline-beat",
         "Deployment/batchline-exporter",
         "Deployment/batchline-flower",
@@ -185,6 +186,7 @@ def test_kustomization_renders_every_manifest_it_lists(rendered_k8s: list[dict[s
         "Deployment/batchline-worker-normal",
         "Job/batchline-migrate",
         "PersistentVolumeClaim/batchline-outbox",
+        "Service/batchline-api",
         "Service/batchline-exporter",
         "Service/batchline-flower",
     ]
@@ -225,6 +227,47 @@ def test_k8s_workers_ping_their_own_node_and_beat_checks_its_schedule(
     schedule = beat["command"][beat["command"].index("--schedule") + 1]
     probe = beat["livenessProbe"]["exec"]["command"]
     assert probe == ["python", "-m", "cli.healthcheck", schedule]
+
+
+def _probe_url(command: list[str]) -> tuple[str, str]:
+    """(path, port) of a ``python -m api.probe URL`` command."""
+    url = command[command.index("api.probe") + 1]
+    host_port, _, path = url.removeprefix("http://").partition("/")
+    return f"/{path}", host_port.rpartition(":")[2]
+
+
+def test_k8s_api_is_ready_on_readyz_with_the_probe_key_file_and_served(
+    rendered_k8s: list[dict[str, Any]],
+) -> None:
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in rendered_k8s}
+    deployment = by_kind[("Deployment", "batchline-api")]
+    (container,) = _containers(deployment)
+    port = container["command"][container["command"].index("--port") + 1]
+    assert container["ports"] == [{"name": "http", "containerPort": int(port)}]
+    # Ready means /readyz on the API's own port, with the key file the Secret mounts
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[:3] == ["python", "-m", "api.probe"]
+    assert _probe_url(probe) == ("/readyz", port)
+    key_file = Path(probe[probe.index("--key-file") + 1])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(key_file.parent)]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == mount["name"]]  # fmt: skip
+    secret = {d["metadata"]["name"]: d for d in _yaml_documents(K8S / "secret.example.yaml")}
+    (item,) = volume["secret"]["items"]
+    assert item["path"] == key_file.name
+    assert item["key"] in secret[volume["secret"]["secretName"]]["stringData"]
+    # Alive means /healthz (no key); the Service reaches the container's port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = by_kind[("Service", "batchline-api")]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_compose_serves_the_api_on_loopback_checked_on_healthz() -> None:
+    api = _compose()["services"]["api"]
+    port = api["command"][api["command"].index("--port") + 1]
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert _probe_url(api["healthcheck"]["test"]) == ("/healthz", port)
 
 
 def test_every_pod_runs_as_a_non_root_user(rendered_k8s: list[dict[str, Any]]) -> None:
