@@ -138,6 +138,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "batchline.maintenance.prune",
                 "schedule": _daily_at(settings.batch_prune_at),
             },
+            # Single orders due by age when no intake process runs (tasks.intake).
+            "flush-intake": {
+                "task": "batchline.maintenance.flush_intake",
+                "schedule": settings.intake_flush_interval_seconds,
+                "options": {"expires": settings.intake_flush_interval_seconds},
+            },
             # Scheduled stages' windows and the daily summary (docs/schedules.md).
             **beat_entries(settings),
         },

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import events, page, routes_batches, routes_health, routes_orders, ws
+from api import (
+    events,
+    page,
+    routes_batches,
+    routes_delete,
+    routes_health,
+    routes_intake,
+    routes_orders,
+    ws,
+)
 from api.body import BodyLimit
 from api.errors import install_error_handlers
 from api.readiness import LaneSightings
@@ -26,7 +35,16 @@ def create_app() -> FastAPI:
     app.state.hub = events.make_hub()
     app.state.lanes = LaneSightings()
     app.state.scraper = make_scraper()
-    for module in (routes_batches, routes_orders, events, ws, routes_health, page):
+    for module in (
+        routes_batches,
+        routes_delete,
+        routes_intake,
+        routes_orders,
+        events,
+        ws,
+        routes_health,
+        page,
+    ):
         app.include_router(module.router)
     app.include_router(metrics_router(settings.api_metrics_public))
     install_error_handlers(app)

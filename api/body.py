@@ -18,6 +18,8 @@ from pipeline.manifest import ManifestError
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 #: The fields of a JSON submission (the arguments of ``submit_batch``).
 SUBMIT_FIELDS = ("documents", "project_uuid", "priority", "options")
+#: The fields of a single order (the arguments of ``OrderIntake.submit``).
+ORDER_FIELDS = ("document", "project_uuid", "priority")
 
 
 class BodyLimit:
@@ -81,10 +83,26 @@ def parse_submission(raw: bytes, content_type: str, query: dict[str, str]) -> di
     body = _loads(text, "body")
     if not isinstance(body, dict):
         raise ManifestError("body", "must be a JSON object with documents and project_uuid")
-    unknown = sorted(set(body) - set(SUBMIT_FIELDS))
+    return _fields(body, SUBMIT_FIELDS)
+
+
+def parse_order(raw: bytes) -> dict[str, Any]:
+    """The arguments of ``OrderIntake.submit`` from a JSON body.
+
+    Raises:
+        ManifestError: the body is not JSON, not an object, or has unknown fields.
+    """
+    body = _loads(raw.decode("utf-8", errors="replace"), "body")
+    if not isinstance(body, dict):
+        raise ManifestError("body", "must be a JSON object with document and project_uuid")
+    return _fields(body, ORDER_FIELDS)
+
+
+def _fields(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(names))
     if unknown:
         raise ManifestError(unknown[0], "unknown field")
-    return {name: body.get(name) for name in SUBMIT_FIELDS}
+    return {name: body.get(name) for name in names}
 
 
 def parse_options(raw: bytes) -> Any:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.errors import UnknownBatch
 from pipeline.manifest import ManifestError
 from pipeline.recovery import RecoveryRefused
+from tasks.intake import IntakeConflict
 from tasks.submit import BatchConflict
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,7 @@ def _manifest(_: Request, error: Exception) -> JSONResponse:
     # A recovery of an unfinished batch is a state conflict, not bad input.
     if isinstance(error, RecoveryRefused) and error.field == "batch_id":
         return JSONResponse(error_body(error.problem), status_code=409)
-    status = 409 if isinstance(error, BatchConflict) else 422
+    status = 409 if isinstance(error, BatchConflict | IntakeConflict) else 422
     return JSONResponse(error_body(str(error), error.field, error.problem), status_code=status)
 
 

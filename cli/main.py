@@ -266,6 +266,19 @@ def cancel(batch_id: str) -> None:
 
 
 @app.command()
+def delete(batch_id: str) -> None:
+    """Delete a finalized batch's orders and outputs; its delivery receipts stay."""
+    from pipeline.errors import UnknownBatch
+    from tasks.deletion import DeleteRefused, delete_batch
+
+    try:
+        result = delete_batch(batch_id)
+    except (DeleteRefused, UnknownBatch) as error:
+        _fail(str(error), code=1)
+    print(json.dumps(result))
+
+
+@app.command()
 def halt(reason: Annotated[str, typer.Option(help="Why; kept in the ledger.")]) -> None:
     """Stop all workers from claiming work (as a CRITICAL error does)."""
     _control("halt_all", reason)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ledger.models import IdempotencyKey
+from ledger.models import DeliveryReceipt, IdempotencyKey
 
 
 def remembered(session: Session, key: str) -> dict[str, Any] | None:
@@ -47,3 +47,17 @@ def remembered_many(session: Session, keys: Collection[str]) -> dict[str, dict[s
         IdempotencyKey.key.in_(list(keys)), IdempotencyKey.expires_at > func.now()
     )
     return {str(key): dict(result) for key, result in session.execute(query)}
+
+
+def receipts_by_key(session: Session, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The stored delivery receipts of ``keys`` (never expire, outlive a deleted batch).
+
+    The fallback for delivery keys whose ``idempotency_keys`` row expired: a receipt
+    is kept for ever, so an order published once is never published again.
+    """
+    if not keys:
+        return {}
+    query = select(DeliveryReceipt.idempotency_key, DeliveryReceipt.receipt).where(
+        DeliveryReceipt.idempotency_key.in_(list(keys))
+    )
+    return {str(key): dict(receipt) for key, receipt in session.execute(query)}

@@ -210,8 +210,9 @@ class DeliveryReceipt(Base):
 
     __tablename__ = "delivery_receipts"
 
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), nullable=False, index=True)
+    # Plain ids, no foreign keys: a receipt outlives its deleted batch (ledger.deletion).
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    batch_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     published_url: Mapped[str] = mapped_column(Text, nullable=False)
     receipt: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
@@ -244,7 +245,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    #: a plain id: the log keeps naming a batch after it is deleted
+    batch_id: Mapped[str | None] = mapped_column(String(128), index=True)
     item_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
@@ -329,3 +331,48 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _now()
     #: set by ``batchline api-key revoke``; a revoked key is refused from then on
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IntakeOrder(Base):
+    """One order accepted alone (``tasks.intake.OrderIntake``), durable before it is acknowledged.
+
+    Pending while ``batch_id`` is NULL; a flush first assigns the rows of one
+    (project, priority) group a batch id and commits, then submits that batch and
+    sets ``flushed_at``. A crash between the two leaves rows assigned but not
+    flushed, and the next flush submits them again under the same id (idempotent).
+    ``batch_id`` has no foreign key: it is chosen before the batch exists.
+    """
+
+    __tablename__ = "intake_orders"
+    __table_args__ = (
+        # An order id names one order of a project: a resend is recognised, never doubled.
+        UniqueConstraint("project_uuid", "order_id", name="uq_intake_orders_project_order"),
+        # "The pending orders of each group, oldest first" as an index scan.
+        Index(
+            "ix_intake_orders_pending",
+            "project_uuid",
+            "priority",
+            "id",
+            postgresql_where=text("batch_id IS NULL"),
+        ),
+        # Batches assigned but not yet submitted (a flush interrupted by a crash).
+        Index(
+            "ix_intake_orders_unflushed",
+            "batch_id",
+            postgresql_where=text("batch_id IS NOT NULL AND flushed_at IS NULL"),
+        ),
+        Index("ix_intake_orders_order_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    project_uuid: Mapped[str] = mapped_column(String(128), nullable=False)
+    priority: Mapped[str] = mapped_column(String(8), nullable=False)
+    order_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    accepted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    #: the batch the order was grouped into (NULL: still pending)
+    batch_id: Mapped[str | None] = mapped_column(String(128))
+    #: when that batch was submitted (NULL with a batch_id: a flush to finish)
+    flushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

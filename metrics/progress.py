@@ -115,6 +115,11 @@ def mark_finished(client: redis.Redis, batch_id: str, status: str) -> None:
     client.hset(key, mapping={"status": status.lower(), "finished_at": time.time()})
 
 
+def forget_progress(client: redis.Redis, batch_id: str) -> None:
+    """Drop a deleted batch's hashes, so the same id submitted again starts from zero."""
+    client.delete(progress_key(batch_id), batch_error_bucket_key(batch_id))
+
+
 def read_progress(client: redis.Redis, batch_id: str) -> dict[str, str]:
     """Return the raw hash (empty if Redis lost it)."""
     raw: dict[str, str] = client.hgetall(progress_key(batch_id))  # type: ignore[assignment]

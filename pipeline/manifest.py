@@ -146,6 +146,10 @@ class OrderDocument(BaseModel):
         return self.model_dump(mode="json")
 
 
+class _Project(BaseModel):
+    project_uuid: Identifier
+
+
 class SubmitOptions(BaseModel):
     """Options of ``submit_batch``."""
 
@@ -222,16 +226,43 @@ def _check_shape(documents: Any, max_items: int) -> list[Any]:
     return list(documents)
 
 
+def validate_order(raw: Any, where: str) -> OrderDocument:
+    """Validate one order, naming fields below ``where`` (``documents[3]``, ``document``).
+
+    The per-order rules of :func:`validate_submission`, for callers that take orders
+    one at a time (``tasks.intake.OrderIntake``).
+
+    Raises:
+        ManifestError: naming the field (``documents[3].language``) and the problem.
+    """
+    if not isinstance(raw, dict):
+        raise ManifestError(where, "must be an object")
+    try:
+        return OrderDocument.model_validate(raw)
+    except ValidationError as error:
+        _raise_first(error, where)
+
+
+def validate_group(project_uuid: Any, priority: Any) -> tuple[str, str]:
+    """``(project_uuid, priority)`` checked as :func:`validate_submission` checks them.
+
+    Raises:
+        ManifestError: naming ``project_uuid`` or ``priority``.
+    """
+    if priority not in PRIORITIES:
+        raise ManifestError("priority", f"must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    try:
+        project = _Project(project_uuid=project_uuid).project_uuid
+    except ValidationError as error:
+        _raise_first(error, "")
+    return project, str(priority)
+
+
 def _parse_documents(documents: list[Any]) -> tuple[OrderDocument, ...]:
     parsed: list[OrderDocument] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(documents):
-        if not isinstance(raw, dict):
-            raise ManifestError(f"documents[{index}]", "must be an object")
-        try:
-            order = OrderDocument.model_validate(raw)
-        except ValidationError as error:
-            _raise_first(error, f"documents[{index}]")
+        order = validate_order(raw, f"documents[{index}]")
         if order.order_id in seen:
             raise ManifestError(
                 f"documents[{index}].order_id",

@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     #: serve the API's /metrics without a key (for a Prometheus inside the cluster)
     api_metrics_public: bool = False
 
+    # Single-order intake (``tasks.intake.OrderIntake``, ``POST /v1/orders``, docs/api.md).
+    #: a (project, priority) group of single orders becomes a batch at this many (≤ BATCH_MAX_ITEMS)
+    intake_max_orders: int = Field(default=500, ge=1, le=100_000)
+    #: a group of single orders also becomes a batch when its oldest has waited this long
+    intake_max_wait_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    #: how often an intake (and beat's backstop entry) looks for groups due by age
+    intake_flush_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
         for stage in STAGE_NAMES:

@@ -16,7 +16,7 @@ from cache_warming.customers import customer_profiles
 from cache_warming.publishers import publisher_profiles
 from ledger.catalog import recent_orders
 from ledger.db import transaction
-from ledger.idempotency import remembered_many
+from ledger.idempotency import receipts_by_key, remembered_many
 from ledger.items import ClaimedItem, article_signatures, latest_outputs, output_counts
 from ledger.lineage import lineage_root
 from pipeline.history import PreflightContext, PreflightRules
@@ -115,7 +115,8 @@ def prepare_delivery(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, A
     """Per item: its publisher's profile and the receipt of an earlier publish, if any.
 
     The receipts come from the ledger's idempotency keys in one query for the chunk
-    (and one for the lineage's root batch, part of the key),
+    (one more for keys not found there: kept receipts, whose keys may have expired;
+    and one for the lineage's root batch, part of the key),
     so a redelivered chunk skips its already published orders without a round trip each.
     """
     with transaction() as session:
@@ -124,6 +125,10 @@ def prepare_delivery(batch_id: str, items: Sequence[ClaimedItem]) -> dict[int, A
         lineage = lineage_root(session, batch_id)
         keys = {item.item_id: idempotency_key(lineage, _value(item, "order_id")) for item in items}
         receipts = remembered_many(session, keys.values())
+        # A key past BATCH_IDEMPOTENCY_TTL_HOURS (say, of a deleted batch submitted
+        # again long after) is still found by its receipt, which is never pruned.
+        expired = [key for key in keys.values() if key not in receipts]
+        receipts.update(receipts_by_key(session, expired))
     publishers = publisher_profiles(_field(items, "publisher_domain"))
     return {
         item.item_id: {

@@ -84,3 +84,27 @@ def test_sweep_once_prints_its_report(service_env) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {"redispatched", "finalized", "idle_lanes", "halted"} <= set(report)
+
+
+def test_delete_from_the_command_line(workers, service_env, halt: Callable[[str], object]) -> None:
+    from tasks import submit_batch
+    from tasks.control import resume_all
+
+    # Given a batch held open by a halt
+    batch_id = f"cli-del-{uuid.uuid4().hex[:6]}"
+    halt("test set-up")
+    submit_batch(make_orders(3, batch_id), "cli", "high", {"batch_id": batch_id})
+    # Then deleting it is refused, and nothing goes
+    refused = batchline("delete", batch_id, env=service_env)
+    assert refused.returncode == 1 and "still open" in refused.stderr
+    assert len(item_states(batch_id)) == 3
+    # When it has ended, it is deleted, and a second delete finds nothing
+    resume_all()
+    assert wait_for_final([batch_id]) == {batch_id: "COMPLETED"}
+    deleted = batchline("delete", batch_id, env=service_env)
+    assert deleted.returncode == 0, deleted.stderr
+    report = json.loads(deleted.stdout)
+    assert report["deleted"]["orders"] == 3 and report["receipts_kept"] == 3
+    assert item_states(batch_id) == {}
+    again = batchline("delete", batch_id, env=service_env)
+    assert again.returncode == 1 and "no batch" in again.stderr

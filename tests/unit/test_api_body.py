@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.body import parse_options, parse_submission
+from api.body import parse_options, parse_order, parse_submission
 from pipeline.manifest import ManifestError
 
 
@@ -46,3 +46,22 @@ def test_a_bad_body_names_where(raw: bytes, content_type: str, field: str) -> No
 def test_recovery_options_may_be_empty() -> None:
     assert parse_options(b"  ") is None
     assert parse_options(b'{"retry_all": true}') == {"retry_all": True}
+
+
+def test_a_single_order_body_gives_order_intake_its_arguments() -> None:
+    raw = b'{"document": {"order_id": "o-1"}, "project_uuid": "p-1"}'
+    assert parse_order(raw) == {
+        "document": {"order_id": "o-1"},
+        "project_uuid": "p-1",
+        "priority": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [(b"{", "body"), (b"[1]", "body"), (b'{"documents": []}', "documents")],
+)
+def test_a_bad_single_order_body_names_where(raw: bytes, field: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_order(raw)
+    assert caught.value.field == field

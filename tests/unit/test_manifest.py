@@ -14,6 +14,8 @@ from pipeline.manifest import (
     MAX_METADATA_BYTES,
     ManifestError,
     Submission,
+    validate_group,
+    validate_order,
     validate_submission,
 )
 
@@ -587,3 +589,55 @@ def test_an_order_id_seen_twice_is_always_reported_at_its_second_index(orders: l
         error = rejection(documents)
         assert error.field == f"documents[{duplicate[0]}].order_id"
         assert f"duplicates documents[{duplicate[1]}]" in error.problem
+
+
+# --- one order at a time (OrderIntake) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"language": "english"}, "language"),
+        ({"target_url": "ftp://x.example"}, "target_url"),
+        ({"order_id": "bad id!"}, "order_id"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_single_order_is_refused_with_the_field_and_problem_of_a_batch(
+    override: dict[str, Any], field: str
+) -> None:
+    # Given the same bad order alone and as a batch's fourth order
+    order = make_order(4, **override)
+    in_batch = rejection([make_order(1), make_order(2), make_order(3), order])
+    with pytest.raises(ManifestError) as alone:
+        validate_order(order, "document")
+    # Then both name the same field below their prefix, with the same problem
+    assert in_batch.field == f"documents[3].{field}"
+    assert alone.value.field == f"document.{field}"
+    assert alone.value.problem == in_batch.problem
+
+
+def test_a_single_order_must_be_an_object_and_a_valid_one_passes() -> None:
+    with pytest.raises(ManifestError, match="document: must be an object"):
+        validate_order(["not", "an", "order"], "document")
+    assert validate_order(make_order(), "document").order_id == "order-1"
+
+
+@pytest.mark.parametrize(
+    ("project", "priority", "field"),
+    [("", "normal", "project_uuid"), (None, "high", "project_uuid"), ("p-1", "urgent", "priority")],
+)
+def test_a_single_orders_project_and_priority_are_checked_as_a_batchs(
+    project: Any, priority: Any, field: str
+) -> None:
+    with pytest.raises(ManifestError) as alone:
+        validate_group(project, priority)
+    assert (
+        alone.value.field
+        == field
+        == rejection([make_order()], project_uuid=project, priority=priority).field
+    )
+
+
+def test_a_valid_project_is_stripped_like_a_batchs() -> None:
+    assert validate_group(" p-1 ", "low") == ("p-1", "low")

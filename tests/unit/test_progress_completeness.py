@@ -7,6 +7,7 @@ import pytest
 
 from metrics.progress import (
     ChunkProgress,
+    forget_progress,
     init_progress,
     is_complete,
     read_progress,
@@ -71,3 +72,19 @@ def test_a_rebuild_of_a_running_batch_is_not_final(client: fakeredis.FakeRedis) 
     assert "final" not in fields
     assert record_chunk(client, "b", ChunkProgress("delivery", 1, 0, delivered=1))
     assert read_progress(client, "b")["completed"] == "2"
+
+
+def test_a_forgotten_hash_starts_again_from_zero(client: fakeredis.FakeRedis) -> None:
+    # Given a finished batch's hash
+    init_progress(client, "b", 3)
+    record_chunk(client, "b", ChunkProgress("delivery", 3, 0, delivered=3))
+    # When the batch is deleted and the same id is submitted again
+    forget_progress(client, "b")
+    assert read_progress(client, "b") == {}
+    init_progress(client, "b", 5)
+    # Then the new hash counts the new batch only
+    assert read_progress(client, "b")["total"] == "5"
+    assert (
+        "completed" not in read_progress(client, "b")
+        or read_progress(client, "b")["completed"] == "0"
+    )
