@@ -7,10 +7,12 @@ locked rows), and after the worker wakes (SIGCONT) the batch still ends exactly
 once with every order delivered once and its status matching the ledger.
 
 Stopping the worker at that point is made deterministic from outside, without a
-hook in the code: the test holds the batch's row ``FOR UPDATE``, so a chunk
-recording its outcome blocks on the foreign key of its first insert after it has
+hook in the code: the test holds ``stage_outputs`` in SHARE mode, so a chunk
+recording its outcome blocks on its first insert of an output after it has
 updated its items; the test freezes the worker owning that session
 (``application_name`` names the process) and only then lets the insert through.
+(It used to hold the batch's row ``FOR UPDATE`` and block the receipt's foreign
+key; receipts lost that key when deleting a finished batch kept them.)
 """
 
 from __future__ import annotations
@@ -74,12 +76,11 @@ def _worker_tree(stack: ChaosStack, pid: int) -> list[int]:
     raise LookupError(f"process {pid} belongs to no chaos worker")
 
 
-def _freeze_a_worker_mid_transaction(
-    stack: ChaosStack, database_url: str, batch_id: str
-) -> tuple[int, list[int]]:
+def _freeze_a_worker_mid_transaction(stack: ChaosStack, database_url: str) -> tuple[int, list[int]]:
     """Stop a worker whose session has updated items and holds them; return what was stopped."""
     with psycopg.connect(database_url) as gate:
-        gate.execute("SELECT 1 FROM batches WHERE id = %s FOR UPDATE", (batch_id,))
+        # Writers of stage outputs wait; readers (and everything else) go on.
+        gate.execute("LOCK TABLE stage_outputs IN SHARE MODE")
         found: list[tuple[int, str]] = []
 
         def blocked() -> bool:
@@ -150,7 +151,7 @@ def test_a_frozen_worker_stalls_no_sweep_and_the_batch_ends_once(
     wait_until(lambda: ledger_progress(batch_id)["completed"] >= 20, timeout=120, interval=0.01)
 
     # Given a worker frozen while its session holds its chunk's item locks
-    backend, tree = _freeze_a_worker_mid_transaction(chaos_stack, database_url, batch_id)
+    backend, tree = _freeze_a_worker_mid_transaction(chaos_stack, database_url)
     frozen_at = time.monotonic()
     try:
         wait_until(lambda: _session_state(database_url, backend).startswith("idle in tr"), 5)
