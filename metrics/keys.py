@@ -52,7 +52,11 @@ def lane_queue_keys(lane: str) -> list[str]:
     A lane has two queues (CPU-bound stages', I/O-bound stages'; ``celery_app.lane_queues``),
     each with kombu's priority siblings: a lane's backlog is the sum of them all.
     """
-    queues = (f"batch.{lane}", f"batch.{lane}.io")
+    # The queue names are celery_app's (imported here: celery_app's own imports reach
+    # this module, and the names must not be spelt a second time).
+    from celery_app import lane_queues
+
+    queues = lane_queues(lane)
     return [
         queue_key(q) if step == 0 else f"{queue_key(q)}{_PRIORITY_SEP}{step}"
         for q in queues
