@@ -253,6 +253,13 @@ def _realistic(runs: Sequence[RunResult], doc_path: Path, chart_path: Path) -> l
     return report_realistic.section(runs, link)
 
 
+def _targets(runs: Sequence[RunResult]) -> list[str]:
+    """Issue 15's targets table (imported late: bench.targets uses this module's helpers)."""
+    from bench import targets
+
+    return targets.section(runs)
+
+
 def render(results_path: Path, doc_path: Path, chart_path: Path) -> None:
     """Write the benchmark document and its chart from a results file.
 
@@ -268,7 +275,7 @@ def render(results_path: Path, doc_path: Path, chart_path: Path) -> None:
         render_chart(runs, chart_path)
         link = Path(os.path.relpath(chart_path, doc_path.parent)).as_posix()
         lines += [f"![Throughput by batch size]({link})", ""]
-    lines += _reproduce(results.meta)
+    lines += _reproduce(results.meta) + _targets(results.runs)
     if runs:
         lines += _throughput(runs) + _resources(runs)
     lines += _one_offs(results.runs) + _realistic(results.runs, doc_path, chart_path)
