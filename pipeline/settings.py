@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
     #: worker runs at once beside its processes; 0: the prefork processes run them too
     batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
+    #: how long an item of an I/O-bound stage waits for a concurrency slot taken by
+    #: another before it goes back to the pool (0: at once); see tasks.slots.wait_for_slots
+    batch_slot_wait_seconds: float = Field(default=1.0, ge=0, le=30)
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)

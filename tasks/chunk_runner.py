@@ -55,6 +55,7 @@ from pipeline.outcomes import (
     summarise,
     with_span,
 )
+from pipeline.polling import poll_until
 from pipeline.settings import get_settings
 from pipeline.stage_registry import Stage, stage_named
 from pipeline.states import ItemState
@@ -178,14 +179,33 @@ class ChunkRun:
         return self.runtime.stage
 
     def take(self, user: SlotUser) -> bool:
-        """Take ``user``'s slots (True at once for an uncapped stage)."""
-        if not take_slots(redis_client(), [user])[0]:
+        """Take ``user``'s slots (True at once for an uncapped stage).
+
+        An item of an I/O-bound stage waits up to ``BATCH_SLOT_WAIT_SECONDS`` for
+        them, never past half the time left before the chunk's soft limit. The
+        feeder sends work for the slots it sees free, and two feeds (every call
+        that ends refills) may count the same one: the later chunk finds it taken.
+        Waiting a moment for the next call to end keeps that slot busy without a
+        round trip through the ledger and the queue. Its threads are cheap; a
+        CPU-bound stage would hold a process, so it never waits.
+        """
+        if not self._take(user):
             return False
         if is_capped(user.stage):
             with self._lock:
                 self._held.add(user)
                 self.used_slots = True
         return True
+
+    def _take(self, user: SlotUser) -> bool:
+        def attempt() -> bool:
+            return take_slots(redis_client(), [user])[0]
+
+        if not self.stage.io_bound:
+            return attempt()
+        settings = get_settings()
+        left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
+        return poll_until(attempt, max(0.0, min(settings.batch_slot_wait_seconds, left / 2)))
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
