@@ -193,6 +193,7 @@ def worker(
         concurrency or settings.batch_worker_concurrency,
         threads,
         f"batchline-{'-'.join(chosen)}",
+        settings.batch_io_worker_processes,
     )
     try:
         argvs = [

@@ -96,7 +96,7 @@ class WorkerSpec(NamedTuple):
 
 
 def default_workers(
-    lanes: Sequence[str], concurrency: int, io_threads: int, name: str
+    lanes: Sequence[str], concurrency: int, io_threads: int, name: str, io_processes: int = 1
 ) -> list[WorkerSpec]:
     """What ``batchline worker`` runs: prefork processes, and a threads worker for I/O.
 
@@ -104,12 +104,14 @@ def default_workers(
     one threads-pool worker runs ``io_threads`` chunks of the I/O-bound stages at
     once, so a process busy with QC never leaves the writer's slots idle. With
     ``io_threads`` 0, or no work lane, one prefork worker consumes every queue.
+    ``io_processes`` threads workers (``-io``, ``-io2``, ...) share the I/O queues.
     """
     if io_threads == 0 or not set(lanes) & set(WORK_LANES):
         return [WorkerSpec(name, lanes, concurrency, "all")]
+    io_names = [f"{name}-io{n + 1 if n else ''}" for n in range(io_processes)]
     return [
         WorkerSpec(name, lanes, concurrency, "cpu"),
-        WorkerSpec(f"{name}-io", lanes, io_threads, "io"),
+        *(WorkerSpec(io_name, lanes, io_threads, "io") for io_name in io_names),
     ]
 
 

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
     #: worker runs at once beside its processes; 0: the prefork processes run them too
     batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
+    #: how many such threads workers ``batchline worker`` starts: each is one process with
+    #: its own interpreter lock, so the CPU work between calls spreads over cores
+    batch_io_worker_processes: int = Field(default=1, ge=1, le=16)
     #: how long an item of an I/O-bound stage waits for a concurrency slot taken by
     #: another before it goes back to the pool (0: at once); see tasks.slots.wait_for_slots
     batch_slot_wait_seconds: float = Field(default=1.0, ge=0, le=30)

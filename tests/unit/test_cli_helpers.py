@@ -116,6 +116,17 @@ def test_batchline_worker_runs_processes_for_cpu_work_and_a_threads_worker_for_i
     assert sorted(both) == sorted(queues_for(ALL_LANES).split(","))
 
 
+def test_several_threads_workers_share_the_io_queues_under_their_own_names() -> None:
+    cpu, *io = default_workers(ALL_LANES, 2, 8, "w", io_processes=3)
+
+    assert cpu.kind == "cpu"
+    assert [(w.name, w.concurrency, w.kind) for w in io] == [
+        ("w-io", 8, "io"),
+        ("w-io2", 8, "io"),
+        ("w-io3", 8, "io"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("lanes", "io_threads"), [(ALL_LANES, 0), (("maintenance",), 8), (WORK_LANES, 0)]
 )
