@@ -1,7 +1,7 @@
 """The work pool and the feeder against real PostgreSQL and Redis.
 
 Scores in SQL agree with ``calculate_priority``; the pool hands out the best
-score first and equal scores round-robin across customers; a lane never holds
+score first and equal scores to the smaller customer first; a lane never holds
 more than ``BATCH_LANE_WINDOW`` messages, whatever the size of the batch.
 """
 
@@ -91,7 +91,7 @@ def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
         assert score == expected, (document, created_at)
 
 
-def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
+def test_pool_hands_out_best_score_first_then_the_smaller_customer_first(
     rolled_back: Session,
 ) -> None:
     # Given one batch: customer A with 6 orders, customer B with 2, and one urgent order
@@ -108,10 +108,34 @@ def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
     # When the feeder asks the pool of the lane for its best candidates
     picked = [c for c in candidates(rolled_back, "normal", 100) if c.batch_id == batch_id]
 
-    # Then the urgent order comes first, then A and B alternate while both have orders
+    # Then the urgent order comes first, then B's two (ranks 3, 4), then A's (7 to 12)
     assert [c.customer_id for c in picked] == [
-        "pool-c", "pool-a", "pool-b", "pool-a", "pool-b", "pool-a", "pool-a", "pool-a", "pool-a",
+        "pool-c", "pool-b", "pool-b", "pool-a", "pool-a", "pool-a", "pool-a", "pool-a", "pool-a",
     ]  # fmt: skip
+
+
+def test_a_later_small_customer_overtakes_an_earlier_big_one_and_equals_alternate(
+    rolled_back: Session,
+) -> None:
+    # Given a big customer's batch (12 orders), then two small customers' (3 each)
+    big = make_orders(12, "big")
+    for order in big:
+        order["customer_id"], order["deadline"] = "pool-big", None
+    batches = [_insert(rolled_back, big, priority="normal")]
+    for name in ("pool-s1", "pool-s2"):
+        small = make_orders(3, name)
+        for order in small:
+            order["customer_id"], order["deadline"] = name, None
+        batches.append(_insert(rolled_back, small, priority="normal"))
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = ANY(:b)"), {"b": batches}
+    )
+
+    # When the feeder asks the pool of the lane for its best candidates
+    picked = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id in batches]
+
+    # Then the two small customers alternate, and all of theirs go before the big one's
+    assert [c.customer_id for c in picked] == ["pool-s1", "pool-s2"] * 3 + ["pool-big"] * 12
 
 
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
