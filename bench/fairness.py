@@ -22,6 +22,7 @@ minutes) and this would measure the token bucket, not how the caps share slots.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -174,8 +175,12 @@ def measure_fairness(bench: BenchEnv) -> RunResult:
     started = time.perf_counter()
     with WorkerGroup([list(WORKER_COMMAND)], env, name="fairness") as group:
         group.wait_ready(app, WORKER_NODES, timeout=180)
+        # The machine is shared: the 1-minute load average after each phase says how
+        # busy it was (the ratio compares phases that ran under different loads).
         alone = _alone(aliases)
+        load_alone = os.getloadavg()[0]
         big, shared = _shared(aliases)
+        load_shared = os.getloadavg()[0]
         time.sleep(LATENCY_MS / 1000 + 3)  # let the big customer's running chunks end
     reference = mean(seconds for _, seconds in alone.values())
     customers = [
@@ -205,6 +210,7 @@ def measure_fairness(bench: BenchEnv) -> RunResult:
             "alone mean s (reference)": round(reference, 2),
             "alone min s / max s": f"{min(s for _, s in alone.values()):.1f} / "
             f"{max(s for _, s in alone.values()):.1f}",
+            "load average after alone / shared": f"{load_alone:.1f} / {load_shared:.1f}",
             "worst ratio": max(float(str(c["ratio"])) for c in customers),
             "worst ratio vs fastest alone": round(
                 max(s for _, s in shared.values()) / min(s for _, s in alone.values()), 2
