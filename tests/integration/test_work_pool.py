@@ -8,6 +8,7 @@ more than ``BATCH_LANE_WINDOW`` messages, whatever the size of the batch.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import pools
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -200,6 +202,43 @@ def test_a_lane_holds_at_most_its_window_of_messages(
             ).one()
         assert tuple(queued) == (40, 400)
         cancel_batch(batch_id)  # nothing else may feed it later
+        client.close()
+    finally:
+        restore_environment(saved)
+
+
+def test_a_refill_after_a_call_tops_the_lane_up_from_its_timer_thread(
+    service_env: dict[str, str], isolated_redis: Callable[[int], str]
+) -> None:
+    # Given a lane window of 4, full, in a Redis database no worker consumes
+    saved = dict(os.environ)
+    url = isolated_redis(POOL_REDIS_DB)
+    apply_environment({"REDIS_URL": url, "BATCH_LANE_WINDOW": "4"})
+    # kombu caches one producer pool per broker URL per process; a test before this one
+    # on the same URL closed its connections when it restored the environment.
+    pools.reset()  # type: ignore[no-untyped-call]
+    try:
+        from tasks.control import cancel_batch
+        from tasks.refill import refill_after_call
+        from tasks.submit import submit_batch
+
+        batch_id = f"refill-{uuid.uuid4().hex[:6]}"
+        submit_batch(make_orders(400, batch_id), "p", "low", {"batch_id": batch_id})
+        client = redis.Redis.from_url(url)
+        low = queue_key(LANES["low"])
+        assert client.llen(low) == 4
+
+        # When a worker takes two messages and two calls end, one after the other
+        client.rpop(low, 2)
+        refill_after_call()
+        refill_after_call()
+
+        # Then the scheduled refill (a timer thread, not the caller) fills the window again
+        deadline = time.monotonic() + 60  # generous: the machine is shared
+        while client.llen(low) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.llen(low) == 4
+        cancel_batch(batch_id)
         client.close()
     finally:
         restore_environment(saved)
