@@ -10,7 +10,7 @@ The nine small customers are copies (standard tier, 100 orders each), so their
 alone-times measure one quantity: ``ALONE_SAMPLES`` of them (fair-1..3) are timed
 alone, one after another, and every customer's shared time is divided by the
 mean of those (the slowest and fastest are reported too). Timing all nine alone
-would add about 10 minutes at 10 s per article for nine samples of one number.
+would add about 12 minutes at 10 s per article for nine samples of one number.
 Then all nine run beside the big customer's batch, which is cancelled once they
 are done. The caps (global 50, per customer 10, per publisher 5) are audited
 afterwards from the ledger's spans of every batch involved.
@@ -23,7 +23,6 @@ minutes) and this would measure the token bucket, not how the caps share slots.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from statistics import mean
@@ -32,6 +31,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.batchline import wait_final, with_env
+from bench.realistic import WORKER_COMMAND
 from bench.results import RunResult
 from bench.services import BenchEnv, flush_broker
 from bench.timings import batch_seconds
@@ -53,9 +53,8 @@ SMALL_CUSTOMERS = 9
 LATENCY_MS = 10_000
 #: Small customers timed alone (copies of one another; see the module docstring).
 ALONE_SAMPLES = 3
-#: ``batchline worker`` with every option at its default: the prefork worker and the
-#: I/O threads worker, two Celery nodes.
-WORKER_COMMAND = (sys.executable, "-m", "cli", "worker")
+#: Celery nodes ``WORKER_COMMAND`` (scenario E's ``batchline worker`` with every option at
+#: its default) starts: the prefork worker and the I/O threads worker.
 WORKER_NODES = 2
 ENV = {
     "LOG_LEVEL": "WARNING",
