@@ -162,7 +162,8 @@ class Item(Base):
     lane: Mapped[str] = mapped_column(String(8), nullable=False, server_default="normal")
     #: ``calculate_priority`` at submission, refreshed by the sweeper as orders wait
     score: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    #: position among the same customer's orders of the batch: ties go round-robin
+    #: the customer's order count in the batch plus the order's position among them:
+    #: ties go to the smaller customer first (``pipeline.priority.fair_ranks``)
     fair_rank: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     #: when a message for the item's current stage was published (NULL: in the pool)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

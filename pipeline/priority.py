@@ -9,6 +9,7 @@ boost, is made up in 75 hours).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
@@ -59,15 +60,21 @@ def _deadline_bonus(deadline: datetime | None, now: datetime) -> int:
 
 
 def fair_ranks(customer_ids: Sequence[str]) -> list[int]:
-    """Each order's position (from 1) among the same customer's orders, in manifest order.
+    """Each order's tie-break rank: its customer's order count plus its position (from 1).
 
-    The feeder breaks ties in score by this rank, so equal-priority work goes
-    round-robin across customers: a customer with 10,000 orders gets its first
-    order in beside the first order of a customer with 100, not all 10,000 first.
+    The feeder breaks ties in score by this rank, lowest first. Counting from the
+    customer's size, not from 1, puts a small customer ahead of a big one: a
+    customer's orders queue as if behind as many rounds as it has orders. The
+    orders of a customer with 100 (ranks 101 to 200) all go before those of one
+    with 10,000 (from 10,001), so the small one finishes nearly as fast as alone
+    and the big one's end moves by no more than the small ones' work. Customers
+    of similar size still alternate (100 and 150 orders: 101, 151, ... round-robin
+    once the first 50 of the smaller one are in). Within a customer, manifest order.
     """
-    seen: dict[str, int] = {}
+    sizes = Counter(customer_ids)
+    seen: Counter[str] = Counter()
     ranks = []
     for customer in customer_ids:
-        seen[customer] = seen.get(customer, 0) + 1
-        ranks.append(seen[customer])
+        seen[customer] += 1
+        ranks.append(sizes[customer] + seen[customer])
     return ranks

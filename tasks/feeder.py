@@ -4,8 +4,8 @@ Why not publish a whole batch at once: a 100,000-order batch would put tens of
 thousands of messages in Redis, in submission order, where nothing can overtake
 them. Instead each lane holds at most ``BATCH_LANE_WINDOW`` messages. Whenever a
 chunk finishes (and on submit, resume and every sweep) the feeder publishes the
-next chunks of the lane in ``calculate_priority`` order (ties round-robin across
-customers), sending only what fits in the free concurrency slots: work that does
+next chunks of the lane in ``calculate_priority`` order (ties to the smaller
+customer first), sending only what fits in the free concurrency slots: work that does
 not fit stays in the pool and is fed when a slot comes free, so nothing polls.
 """
 

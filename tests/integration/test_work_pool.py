@@ -1,13 +1,14 @@
 """The work pool and the feeder against real PostgreSQL and Redis.
 
 Scores in SQL agree with ``calculate_priority``; the pool hands out the best
-score first and equal scores round-robin across customers; a lane never holds
+score first and equal scores to the smaller customer first; a lane never holds
 more than ``BATCH_LANE_WINDOW`` messages, whatever the size of the batch.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import pools
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -91,7 +93,7 @@ def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
         assert score == expected, (document, created_at)
 
 
-def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
+def test_pool_hands_out_best_score_first_then_the_smaller_customer_first(
     rolled_back: Session,
 ) -> None:
     # Given one batch: customer A with 6 orders, customer B with 2, and one urgent order
@@ -108,10 +110,34 @@ def test_pool_hands_out_best_score_first_then_round_robin_across_customers(
     # When the feeder asks the pool of the lane for its best candidates
     picked = [c for c in candidates(rolled_back, "normal", 100) if c.batch_id == batch_id]
 
-    # Then the urgent order comes first, then A and B alternate while both have orders
+    # Then the urgent order comes first, then B's two (ranks 3, 4), then A's (7 to 12)
     assert [c.customer_id for c in picked] == [
-        "pool-c", "pool-a", "pool-b", "pool-a", "pool-b", "pool-a", "pool-a", "pool-a", "pool-a",
+        "pool-c", "pool-b", "pool-b", "pool-a", "pool-a", "pool-a", "pool-a", "pool-a", "pool-a",
     ]  # fmt: skip
+
+
+def test_a_later_small_customer_overtakes_an_earlier_big_one_and_equals_alternate(
+    rolled_back: Session,
+) -> None:
+    # Given a big customer's batch (12 orders), then two small customers' (3 each)
+    big = make_orders(12, "big")
+    for order in big:
+        order["customer_id"], order["deadline"] = "pool-big", None
+    batches = [_insert(rolled_back, big, priority="normal")]
+    for name in ("pool-s1", "pool-s2"):
+        small = make_orders(3, name)
+        for order in small:
+            order["customer_id"], order["deadline"] = name, None
+        batches.append(_insert(rolled_back, small, priority="normal"))
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = ANY(:b)"), {"b": batches}
+    )
+
+    # When the feeder asks the pool of the lane for its best candidates
+    picked = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id in batches]
+
+    # Then the two small customers alternate, and all of theirs go before the big one's
+    assert [c.customer_id for c in picked] == ["pool-s1", "pool-s2"] * 3 + ["pool-big"] * 12
 
 
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
@@ -176,6 +202,43 @@ def test_a_lane_holds_at_most_its_window_of_messages(
             ).one()
         assert tuple(queued) == (40, 400)
         cancel_batch(batch_id)  # nothing else may feed it later
+        client.close()
+    finally:
+        restore_environment(saved)
+
+
+def test_a_refill_after_a_call_tops_the_lane_up_from_its_timer_thread(
+    service_env: dict[str, str], isolated_redis: Callable[[int], str]
+) -> None:
+    # Given a lane window of 4, full, in a Redis database no worker consumes
+    saved = dict(os.environ)
+    url = isolated_redis(POOL_REDIS_DB)
+    apply_environment({"REDIS_URL": url, "BATCH_LANE_WINDOW": "4"})
+    # kombu caches one producer pool per broker URL per process; a test before this one
+    # on the same URL closed its connections when it restored the environment.
+    pools.reset()  # type: ignore[no-untyped-call]
+    try:
+        from tasks.control import cancel_batch
+        from tasks.refill import refill_after_call
+        from tasks.submit import submit_batch
+
+        batch_id = f"refill-{uuid.uuid4().hex[:6]}"
+        submit_batch(make_orders(400, batch_id), "p", "low", {"batch_id": batch_id})
+        client = redis.Redis.from_url(url)
+        low = queue_key(LANES["low"])
+        assert client.llen(low) == 4
+
+        # When a worker takes two messages and two calls end, one after the other
+        client.rpop(low, 2)
+        refill_after_call()
+        refill_after_call()
+
+        # Then the scheduled refill (a timer thread, not the caller) fills the window again
+        deadline = time.monotonic() + 60  # generous: the machine is shared
+        while client.llen(low) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.llen(low) == 4
+        cancel_batch(batch_id)
         client.close()
     finally:
         restore_environment(saved)

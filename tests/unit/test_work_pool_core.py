@@ -35,8 +35,38 @@ def test_plan_chunks_of_nothing_is_nothing() -> None:
     assert plan_chunks([], key=lambda r: r, size=lambda k: 5, max_chunks=4) == []
 
 
-def test_fair_ranks_count_per_customer_in_manifest_order() -> None:
-    assert fair_ranks(["a", "a", "b", "a", "c", "b"]) == [1, 2, 1, 3, 1, 2]
+def test_fair_ranks_count_from_the_customers_size_in_manifest_order() -> None:
+    # a has 3 orders (ranks 4, 5, 6), b has 2 (3, 4), c has 1 (2)
+    assert fair_ranks(["a", "a", "b", "a", "c", "b"]) == [4, 5, 3, 6, 2, 4]
+
+
+def tie_break_order(manifests: list[list[str]]) -> list[str]:
+    """Customers in the order the feeder hands out equal-score orders of these batches."""
+    ranked = [
+        (rank, batch, position, customer)
+        for batch, customers in enumerate(manifests)
+        for position, (customer, rank) in enumerate(
+            zip(customers, fair_ranks(customers), strict=True)
+        )
+    ]
+    return [customer for *_, customer in sorted(ranked)]
+
+
+def test_a_small_customer_goes_before_a_big_one_submitted_earlier() -> None:
+    # Given a big customer's batch, then a small customer's batch
+    order = tie_break_order([["big"] * 50, ["small"] * 5])
+    # Then every one of the small customer's orders goes before the big one's first
+    assert order == ["small"] * 5 + ["big"] * 50
+
+
+def test_customers_of_similar_size_alternate_after_the_smaller_ones_lead() -> None:
+    order = tie_break_order([["a"] * 4, ["b"] * 6])
+    # a: ranks 5..8; b: ranks 7..12 -> a, a, then alternating, then b's rest
+    assert order == ["a", "a", "a", "b", "a", "b", "b", "b", "b", "b"]
+
+
+def test_customers_of_equal_size_go_round_robin() -> None:
+    assert tie_break_order([["a"] * 3, ["b"] * 3]) == ["a", "b"] * 3
 
 
 class ScriptedGate:
