@@ -73,7 +73,7 @@ def measure_deployment(
     commands, workers = DEPLOYMENTS[name]
     group_env = {"LOG_LEVEL": "WARNING", **(env or {})}
     with WorkerGroup(commands, bench, name=f"priority-{name}", env=group_env) as g:
-        g.wait_ready(app, workers)
+        g.wait_ready(app, workers, timeout=180)  # three workers start slowly on a busy host
         wait_final(_submit(HIGH_ORDERS, "high", f"{name}-warm-up"), timeout=120)
         idle = _high_orders(f"{name}-idle")
         backlog = _submit(BACKLOG, "low", f"{name}-backlog")
