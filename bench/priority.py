@@ -1,24 +1,29 @@
 """Priority: 20 high orders on an idle system, then behind a 20,000-order low backlog.
 
-Two deployments: shared workers only (one worker, concurrency 2, all lanes), and
-the same plus a dedicated ``--lanes high`` worker (concurrency 1), the guide's
-answer for a hard latency bound (a running low chunk is never interrupted).
+Two deployments. "default" is the workers exactly as ``batchline worker`` starts
+them with no options (``python -m cli worker``: a prefork worker with
+``BATCH_WORKER_CONCURRENCY`` processes for the CPU-bound stages and housekeeping,
+and a threads-pool worker with ``BATCH_IO_WORKER_THREADS`` threads for each lane's
+I/O queue): shared workers only. "dedicated" adds a ``batchline worker --lanes high
+--concurrency 1 --io-threads 0`` (one prefork process serving only the high lane),
+the guide's answer for a hard latency bound.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from bench.batchline import CONCURRENCY, wait_final
+from bench.batchline import wait_final
 from bench.results import RunResult
 from bench.services import BenchEnv, flush_broker
 from bench.timings import order_waits
 from bench.workers import WorkerGroup
 from celery_app import app
 from cli.sample_orders import sample_orders
-from cli.workers import ALL_LANES, worker_command
 from tasks.control import cancel_batch
 from tasks.submit import submit_batch
 
@@ -29,12 +34,18 @@ BACKLOG = 20_000
 #: how long the backlog runs before the high orders arrive (workers busy, lanes full)
 WARM_SECONDS = 5.0
 
-DEPLOYMENTS: dict[str, list[list[str]]] = {
-    "shared": [worker_command(ALL_LANES, CONCURRENCY, "prio-all")],
-    "dedicated": [
-        worker_command(ALL_LANES, CONCURRENCY, "prio-all"),
-        worker_command(("high",), 1, "prio-high"),
-    ],
+_BATCHLINE_WORKER = (sys.executable, "-m", "cli", "worker")
+#: Each deployment: its ``batchline worker`` command lines and how many Celery workers
+#: they start between them (each default command supervises a prefork and an I/O worker).
+DEPLOYMENTS: dict[str, tuple[list[list[str]], int]] = {
+    "default": ([list(_BATCHLINE_WORKER)], 2),
+    "dedicated": (
+        [
+            list(_BATCHLINE_WORKER),
+            [*_BATCHLINE_WORKER, "--lanes", "high", "--concurrency", "1", "--io-threads", "0"],
+        ],
+        3,
+    ),
 }
 
 
@@ -54,11 +65,15 @@ def _high_orders(tag: str) -> dict[str, Any]:
     return order_waits(batch_ids)
 
 
-def _deployment(bench: BenchEnv, name: str) -> dict[str, dict[str, Any]]:
+def measure_deployment(
+    bench: BenchEnv, name: str, env: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Idle and loaded waits of one deployment of :data:`DEPLOYMENTS` (``env``: extra settings)."""
     flush_broker()
-    commands = DEPLOYMENTS[name]
-    with WorkerGroup(commands, bench, name=f"priority-{name}", env={"LOG_LEVEL": "WARNING"}) as g:
-        g.wait_ready(app, len(commands))
+    commands, workers = DEPLOYMENTS[name]
+    group_env = {"LOG_LEVEL": "WARNING", **(env or {})}
+    with WorkerGroup(commands, bench, name=f"priority-{name}", env=group_env) as g:
+        g.wait_ready(app, workers, timeout=180)  # three workers start slowly on a busy host
         wait_final(_submit(HIGH_ORDERS, "high", f"{name}-warm-up"), timeout=120)
         idle = _high_orders(f"{name}-idle")
         backlog = _submit(BACKLOG, "low", f"{name}-backlog")
@@ -73,12 +88,12 @@ def _deployment(bench: BenchEnv, name: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def measure_priority(bench: BenchEnv) -> RunResult:
-    """Both deployments; ``extra`` has one row of waits per deployment and load."""
+def measure_priority(bench: BenchEnv, names: Sequence[str] = tuple(DEPLOYMENTS)) -> RunResult:
+    """Each deployment; ``extra`` has one row of waits per deployment and load."""
     extra: dict[str, Any] = {}
     started = time.perf_counter()
-    for name in DEPLOYMENTS:
-        extra.update(_deployment(bench, name))
+    for name in names:
+        extra.update(measure_deployment(bench, name))
     return RunResult(
         scenario="priority",
         orders=HIGH_ORDERS,

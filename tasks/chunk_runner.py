@@ -68,6 +68,7 @@ from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
 from tasks.slots import SlotUser, give_back, is_capped, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
+from tasks.yielding import HigherWorkWatch
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +165,8 @@ class ChunkRun:
     began: float = field(default_factory=time.monotonic)
     #: items that found no free slot: back to the pool, attempt refunded
     unslotted: list[int] = field(default_factory=list)
+    #: items not started because a higher lane's work waited (``tasks.yielding``)
+    yielded: list[int] = field(default_factory=list)
     #: some item held (and gave back) a slot, so waiting work may fit now
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
@@ -307,7 +310,12 @@ def _run_concurrently(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOut
 
 def _run_in_turn(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
     outcomes: list[ItemOutcome] = []
+    higher = HigherWorkWatch(run.message.priority)
     for index, item in enumerate(claimed):
+        if index and higher.waiting():
+            run.yielded = [i.item_id for i in claimed[index:]]
+            log.info("chunk.yielded", stage=run.stage.name, ran=index, left=len(run.yielded))
+            break
         try:
             outcome = attempt_item(run, item)
         except SoftTimeLimitExceeded:
@@ -448,6 +456,8 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
         if run.unslotted:
             release_items(session, run.unslotted, run.owner, refund_attempt=True)
             log.info("chunk.deferred_for_slots", items=len(run.unslotted))
+        # Not run, so not the items' fault: back to the pool with the attempt refunded.
+        release_items(session, run.yielded, run.owner, refund_attempt=True)
         moved = record_outcomes(
             session,
             stage=stage.name,
