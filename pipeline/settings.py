@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
     #: worker runs at once beside its processes; 0: the prefork processes run them too
     batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
+    #: a writing chunk runs QC on what it wrote and records one state change per item
+    #: (``pipeline.fusing``); false: QC claims and records them in chunks of its own
+    batch_fuse_stages: bool = True
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)
