@@ -204,3 +204,35 @@ def test_live_progress_counts_what_the_ledger_recorded(
         _cancel(batch_id)
         stop_workers([worker])
         client.close()
+
+
+def test_a_chunk_without_time_left_leaves_qc_to_its_own_chunks(
+    service_env: dict[str, str], isolated_redis: Callable[[int], str], tmp_path: Path
+) -> None:
+    # Given fusing on, a soft limit of 11 s (fused work stops 10 s before it) and a writer
+    # answering in 1.5 s: every writing chunk is past its fusing time when its calls return
+    env = {
+        **service_env,
+        "REDIS_URL": isolated_redis(FUSE_REDIS_DB),
+        "BATCH_FUSE_STAGES": "true",
+        "BATCH_TASK_SOFT_TIME_LIMIT": "11",
+        "BATCH_TASK_TIME_LIMIT": "30",
+        "WRITER_OFFLINE_LATENCY_MS": "1500",
+    }
+    batch_id = f"fused-late-{uuid.uuid4().hex[:8]}"
+    worker = spawn_worker(
+        ALL_LANES, concurrency=2, name="fuse-late", env=env, log_path=tmp_path / "w.log"
+    )
+    try:
+        # When a batch runs
+        orders = make_orders(6, batch_id)
+        submit_in_child([{"id": batch_id, "priority": "normal", "orders": orders}], env, tmp_path)
+        assert wait_for_final([batch_id], timeout=180) == {batch_id: "COMPLETED"}
+    finally:
+        _cancel(batch_id)
+        stop_workers([worker])
+
+    # Then QC's own chunks judged every article, and every order was delivered once
+    assert set(item_states(batch_id).values()) == {"DELIVERED"}
+    assert_each_delivered_once(batch_id)
+    _assert_boundaries(batch_id, fused=False)
