@@ -20,6 +20,7 @@ the ledger, as a finalized batch's is) must agree with the ledger.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +36,9 @@ from cli.sample_orders import orders_built_to_fail
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import transaction
 from metrics.progress import read_progress
+from pipeline.chunk import ChunkMessage
 from pipeline.settings import get_settings
+from tests.integration import test_concurrent_calls
 from tests.integration.helpers import (
     assert_each_delivered_once,
     item_states,
@@ -44,8 +47,12 @@ from tests.integration.helpers import (
     wait_for_final,
     wait_until,
 )
+from tests.integration.stage_patch import patch_stage
 
 pytestmark = pytest.mark.integration
+
+#: test_concurrent_calls' batch of preflighted orders waiting for writing, run in this process
+written = test_concurrent_calls.written
 
 FUSE_REDIS_DB = 2
 ORDERS = 12
@@ -236,3 +243,50 @@ def test_a_chunk_without_time_left_leaves_qc_to_its_own_chunks(
     assert set(item_states(batch_id).values()) == {"DELIVERED"}
     assert_each_delivered_once(batch_id)
     _assert_boundaries(batch_id, fused=False)
+
+
+def test_what_fused_qc_cannot_judge_before_its_margin_waits_for_qc_chunks(
+    written, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.chunk_runner import run_chunk
+    from tasks.handlers import handle_qc
+
+    # Given fusing on, a soft limit of 14 s (fused QC may start items for the first 4 s of
+    # the chunk) and a QC that takes a second an article: six cannot all be judged in time
+    def slow_qc(order: Any, previous: Any, context: Any) -> dict[str, Any]:
+        time.sleep(1.0)
+        return handle_qc(order, previous, context)
+
+    patch_stage(monkeypatch, "qc", handle=slow_qc)
+    monkeypatch.setenv("BATCH_FUSE_STAGES", "true")
+    monkeypatch.setenv("BATCH_TASK_SOFT_TIME_LIMIT", "14")
+    get_settings.cache_clear()
+    batch_id, ids = written
+    try:
+        # When one writing chunk runs them
+        message = ChunkMessage(stage="writing", batch_id=batch_id, item_ids=tuple(ids))
+        report = run_chunk(message, "writing-task@test")
+    finally:
+        monkeypatch.undo()  # the settings, and QC's own handler for the rest of the test
+        get_settings.cache_clear()
+
+    # Then every article was written; QC judged the first ones and approved them in the
+    # writer's statement, and left the rest in QC, with the writer's output only
+    states = {int(i): s for i, s in _item_rows(ids)}
+    judged = sorted(report.fused.succeeded)
+    left = [i for i in ids if i not in judged]
+    assert report.succeeded == ids and report.fused_stage == "qc"
+    assert judged and left, (judged, left)
+    assert judged == ids[: len(judged)]  # in item order, up to the margin
+    assert {states[i] for i in judged} == {"APPROVED"}
+    assert {states[i] for i in left} == {"QC"}
+    # And QC's own chunk takes the rest as it would without fusing
+    qc = run_chunk(ChunkMessage(stage="qc", batch_id=batch_id, item_ids=tuple(left)), "qc@test")
+    assert sorted(qc.succeeded) == left
+    assert {s for _i, s in _item_rows(ids)} == {"APPROVED"}
+
+
+def _item_rows(ids: list[int]) -> list[Any]:
+    with transaction() as session:
+        query = text("SELECT id, state FROM items WHERE id = ANY(:ids)")
+        return list(session.execute(query, {"ids": ids}))
