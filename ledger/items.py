@@ -36,6 +36,21 @@ class ClaimedItem:
 
 
 @dataclass(frozen=True)
+class FusedOutput:
+    """The output of the next stage, run in the same task (``pipeline.fusing``).
+
+    Stored beside the chunk's own output, under its own stage, in the same statement.
+    """
+
+    stage: str
+    ok: bool
+    output: dict[str, Any]
+    duration_ms: float = 0.0
+    #: when its own run started and ended (QC's span, not the writer's)
+    span: tuple[datetime, datetime] | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one stage did to one item; ``new_state`` is where the item goes next."""
 
@@ -51,6 +66,8 @@ class Outcome:
     #: when this item's own run started and ended (its concurrency slots held);
     #: None: the chunk's span passed to record_outcomes
     span: tuple[datetime, datetime] | None = None
+    #: the next stage's output when it ran fused; ``new_state`` is then its decision
+    fused: FusedOutput | None = None
 
 
 _CLAIM = text(
@@ -196,29 +213,41 @@ _RECORD = text(
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
         AS v(item_id bigint, new_state text, error_class text, error_message text,
              ok boolean, output jsonb, duration_ms float8, started_at timestamptz,
-             finished_at timestamptz)
+             finished_at timestamptz, fused_stage text, fused_ok boolean, fused_output jsonb,
+             fused_duration_ms float8, fused_started_at timestamptz,
+             fused_finished_at timestamptz)
     ), moved AS (
+        -- A fused rewrite (WRITING -> WRITING) is a new run of writing: its budget restarts.
         UPDATE items AS i SET state = v.new_state, error_class = v.error_class,
                error_message = v.error_message, lease_owner = NULL, lease_expires_at = NULL,
                queued_at = NULL,
-               attempts = CASE WHEN v.new_state = i.state THEN i.attempts ELSE 0 END,
+               attempts = CASE WHEN v.new_state = i.state AND v.fused_stage IS NULL
+                               THEN i.attempts ELSE 0 END,
                updated_at = now()
         FROM v
         WHERE i.id = v.item_id AND i.state = :stage_state AND i.lease_owner = :owner
         RETURNING i.id, i.publisher_domain
+    ), outputs AS (
+        SELECT v.item_id, CAST(:stage AS text) AS stage, v.ok, v.output, v.duration_ms,
+               v.started_at, v.finished_at
+        FROM v
+        UNION ALL
+        SELECT v.item_id, v.fused_stage, v.fused_ok, v.fused_output, v.fused_duration_ms,
+               v.fused_started_at, v.fused_finished_at
+        FROM v WHERE v.fused_stage IS NOT NULL
     ), stored AS (
         -- ``attempt`` numbers an item's outputs of one stage across its whole life (a
         -- rewrite runs writing and QC again), so every run's output is kept.
         INSERT INTO stage_outputs (item_id, stage, attempt, ok, output, duration_ms,
                                    started_at, finished_at, publisher_domain)
-        SELECT v.item_id, CAST(:stage AS varchar),
+        SELECT s.item_id, s.stage,
                coalesce((SELECT max(o.attempt) FROM stage_outputs o
-                         WHERE o.item_id = v.item_id AND o.stage = CAST(:stage AS varchar)), 0) + 1,
-               v.ok, v.output, v.duration_ms,
-               coalesce(v.started_at, CAST(:started_at AS timestamptz)),
-               coalesce(v.finished_at, CAST(:finished_at AS timestamptz)),
+                         WHERE o.item_id = s.item_id AND o.stage = s.stage), 0) + 1,
+               s.ok, s.output, s.duration_ms,
+               coalesce(s.started_at, CAST(:started_at AS timestamptz)),
+               coalesce(s.finished_at, CAST(:finished_at AS timestamptz)),
                moved.publisher_domain
-        FROM v JOIN moved ON moved.id = v.item_id
+        FROM outputs s JOIN moved ON moved.id = s.item_id
     )
     SELECT id FROM moved
     """
@@ -238,25 +267,13 @@ def record_outcomes(
 
     An item whose lease this worker no longer holds (it expired and someone else
     claimed it) is left alone, and its output is not stored. ``span`` is when the
-    chunk started and finished holding its items (stored with each output).
+    chunk started and finished holding its items (stored with each output). An
+    outcome with a ``fused`` output stores that too, under its own stage.
     """
     if not outcomes:
         return set()
     _check_transitions(stage_state, outcomes)
-    payload = [
-        {
-            "item_id": o.item_id,
-            "new_state": o.new_state,
-            "error_class": o.error_class,
-            "error_message": o.error_message,
-            "ok": o.ok,
-            "output": o.output,
-            "duration_ms": o.duration_ms,
-            "started_at": o.span[0].isoformat() if o.span else None,
-            "finished_at": o.span[1].isoformat() if o.span else None,
-        }
-        for o in outcomes
-    ]
+    payload = [_record_row(o) for o in outcomes]
     params = {
         "rows": json.dumps(payload),
         "stage_state": stage_state,
@@ -266,6 +283,31 @@ def record_outcomes(
         "finished_at": span[1] if span else None,
     }
     return {int(item_id) for item_id in session.scalars(_RECORD, params)}
+
+
+def _record_row(outcome: Outcome) -> dict[str, Any]:
+    fused = outcome.fused
+    return {
+        "item_id": outcome.item_id,
+        "new_state": outcome.new_state,
+        "error_class": outcome.error_class,
+        "error_message": outcome.error_message,
+        "ok": outcome.ok,
+        "output": outcome.output,
+        "duration_ms": outcome.duration_ms,
+        "started_at": _iso(outcome.span, 0),
+        "finished_at": _iso(outcome.span, 1),
+        "fused_stage": fused.stage if fused else None,
+        "fused_ok": fused.ok if fused else None,
+        "fused_output": fused.output if fused else None,
+        "fused_duration_ms": fused.duration_ms if fused else None,
+        "fused_started_at": _iso(fused.span, 0) if fused else None,
+        "fused_finished_at": _iso(fused.span, 1) if fused else None,
+    }
+
+
+def _iso(span: tuple[datetime, datetime] | None, end: int) -> str | None:
+    return span[end].isoformat() if span else None
 
 
 def _check_transitions(stage_state: str, outcomes: Sequence[Outcome]) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
+from redis.client import Pipeline
 
 from metrics.keys import batch_error_bucket_key, batch_waits_key, error_bucket_key, progress_key
 from pipeline.settings import get_settings
@@ -72,8 +73,13 @@ def is_complete(progress: Mapping[str, str]) -> bool:
     return COMPLETE_FIELD in progress
 
 
-def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> bool:
+def record_chunk(
+    client: redis.Redis, batch_id: str, change: ChunkProgress, *fused: ChunkProgress
+) -> bool:
     """Add one chunk's committed outcome to the counters, in one round trip.
+
+    ``fused``: what a stage run inside the same chunk changed (``pipeline.fusing``),
+    counted under its own stage in the same MULTI, so a lost hash is rebuilt once.
 
     Returns:
         True when counted. False when the hash was lost (or holds a finalized
@@ -85,14 +91,21 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> b
     pipe = client.pipeline(transaction=True)
     pipe.hexists(key, COMPLETE_FIELD)
     pipe.hexists(key, FINAL_FIELD)
+    for each in (change, *fused):
+        _count(pipe, key, batch_id, each)
+    pipe.hset(key, "updated_at", time.time())
+    pipe.expire(key, _ttl_seconds())
+    complete, final, *_ = pipe.execute()
+    return bool(complete) and not final
+
+
+def _count(pipe: Pipeline, key: str, batch_id: str, change: ChunkProgress) -> None:
     pipe.hincrby(key, f"{change.stage}_done", change.done)
     pipe.hincrby(key, f"{change.stage}_failed", change.failed)
     pipe.hincrby(key, "failed", change.failed)
     pipe.hincrby(key, "completed", change.delivered)
     if change.rewrites:
         pipe.hincrby(key, "rewrites", change.rewrites)
-    pipe.hset(key, "updated_at", time.time())
-    pipe.expire(key, _ttl_seconds())
     if change.errors:
         # The hour's bucket answers "what fails now?", the batch's "what failed in it?".
         for bucket in (error_bucket_key(datetime.now(UTC)), batch_error_bucket_key(batch_id)):
@@ -105,8 +118,6 @@ def record_chunk(client: redis.Redis, batch_id: str, change: ChunkProgress) -> b
         for name, count in change.waits.items():
             pipe.hincrby(waits, name, count)
         pipe.expire(waits, _ttl_seconds())
-    complete, final, *_ = pipe.execute()
-    return bool(complete) and not final
 
 
 def mark_finished(client: redis.Redis, batch_id: str, status: str) -> None:

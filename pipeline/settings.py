@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     #: how long an item of an I/O-bound stage waits for a concurrency slot taken by
     #: another before it goes back to the pool (0: at once); see tasks.slots.wait_for_slots
     batch_slot_wait_seconds: float = Field(default=1.0, ge=0, le=30)
+    #: a writing chunk runs QC on what it wrote and records one state change per item
+    #: (``pipeline.fusing``); false: QC claims and records them in chunks of its own
+    batch_fuse_stages: bool = True
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)

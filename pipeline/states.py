@@ -57,13 +57,24 @@ FINAL_BATCH_STATUSES: Final = frozenset(
 )
 
 # Legal moves. QC may send an order back to WRITING; FAILED returns to PENDING
-# only through recovery. Cancelling a batch ends every order nobody is working
-# on, wherever it waits (ARCHITECTURE.md allowed it from PENDING only; an order
-# waiting between stages must be cancellable too, or a cancelled batch never ends).
+# only through recovery. A writing chunk that runs QC itself (``pipeline.fusing``)
+# records QC's decision straight from WRITING: APPROVED, FAILED, or WRITING again
+# for a rewrite (its output and QC's report stored, the item back in the pool).
+# Cancelling a batch ends every order nobody is working on, wherever it waits
+# (ARCHITECTURE.md allowed it from PENDING only; an order waiting between stages
+# must be cancellable too, or a cancelled batch never ends).
 TRANSITIONS: Final[dict[ItemState, frozenset[ItemState]]] = {
     ItemState.PENDING: frozenset({ItemState.PREFLIGHT, ItemState.CANCELLED}),
     ItemState.PREFLIGHT: frozenset({ItemState.WRITING, ItemState.FAILED, ItemState.CANCELLED}),
-    ItemState.WRITING: frozenset({ItemState.QC, ItemState.FAILED, ItemState.CANCELLED}),
+    ItemState.WRITING: frozenset(
+        {
+            ItemState.QC,
+            ItemState.APPROVED,
+            ItemState.WRITING,
+            ItemState.FAILED,
+            ItemState.CANCELLED,
+        }
+    ),
     ItemState.QC: frozenset(
         {ItemState.APPROVED, ItemState.WRITING, ItemState.FAILED, ItemState.CANCELLED}
     ),

@@ -4,6 +4,11 @@ Flower shows a task's result in its task list and searches it, so a chunk whose
 orders failed says so in words (``"outcome": "ITEMS_FAILED"``, findable with
 ``result:items_failed`` in Flower's search box) and names the failed orders.
 The task itself still succeeds: its failures are recorded, nothing is to retry.
+
+A writing chunk that ran QC itself (``pipeline.fusing``) adds
+``"fused": {"stage": "qc", "ok": approved, "failed": rejected, "rewrites": sent back}``;
+``ok`` and ``failed`` stay the writer's, and QC's failures are listed with them
+(``"stage": "qc"``), so ``result:items_failed`` finds a chunk whose QC failed orders.
 """
 
 from __future__ import annotations
@@ -34,13 +39,22 @@ def chunk_result(report: ChunkReport) -> dict[str, Any]:
         "ok": len(report.succeeded),
         "failed": len(report.failed),
     }
-    failures = report.summary.failures
+    if report.fused_stage is not None:
+        result["fused"] = {
+            "stage": report.fused_stage,
+            "ok": len(report.fused.succeeded),
+            "failed": len(report.fused.failed),
+            "rewrites": len(report.fused.rewrites),
+        }
+    failures = [*report.summary.failures, *report.fused.failures]
     if failures:
+        fused = set(report.fused.failed)
         result["failed_orders"] = [
             {
                 "order_id": report.failed_orders.get(failure.item_id, ""),
                 "class": failure.error_class,
                 "code": failure.code,
+                **({"stage": report.fused_stage} if failure.item_id in fused else {}),
             }
             for failure in failures[:LISTED_FAILURES]
         ]
@@ -51,4 +65,4 @@ def chunk_result(report: ChunkReport) -> dict[str, Any]:
 def _outcome(report: ChunkReport) -> str:
     if report.halted:
         return HALTED
-    return ITEMS_FAILED if report.failed else CHUNK_OK
+    return ITEMS_FAILED if report.failed or report.fused.failed else CHUNK_OK

@@ -62,6 +62,7 @@ from pipeline.states import ItemState
 from pipeline.wait_tally import WaitTally, tallying
 from tasks.chunk_threads import run_concurrently
 from tasks.circuits import ChunkCircuits, seconds_until
+from tasks.fused import Decision, fused_row, run_fused, stage_to_fuse
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
@@ -87,6 +88,10 @@ class ChunkReport:
     failed_orders: dict[int, str] = field(default_factory=dict)
     #: retries, deferrals and limit waits for ``metrics:batch-waits:<batch_id>``
     waits: dict[str, int] = field(default_factory=dict)
+    #: the next stage, when this chunk ran it on its successes (``pipeline.fusing``)
+    fused_stage: str | None = None
+    #: what that stage decided, as recorded (its successes, failures and rewrites)
+    fused: ChunkSummary = field(default_factory=ChunkSummary)
 
     @property
     def succeeded(self) -> list[int]:
@@ -137,6 +142,7 @@ def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> Ch
     run = ChunkRun(runtime, message, owner, inputs)
     try:
         outcomes = _outcomes(run, claimed) if claimed else []
+        _fuse(run, claimed, outcomes)
         report = _commit(run, claimed, outcomes)
     except INFRASTRUCTURE_ERRORS:
         _refund(claimed, owner)
@@ -173,6 +179,10 @@ class ChunkRun:
     circuits: ChunkCircuits = field(default_factory=ChunkCircuits)
     #: time this chunk's calls slept for call slots and rate-limit tokens
     waits: WaitTally = field(default_factory=WaitTally)
+    #: the next stage, run on this chunk's successes in the same task (or None)
+    fused_stage: Stage | None = None
+    #: item id -> that stage's decision, for the items it judged in time
+    fused: dict[int, Decision] = field(default_factory=dict)
     _held: set[SlotUser] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -230,6 +240,16 @@ class ChunkRun:
             held, self._held = list(self._held), set()
         if held:
             give_back(redis_client(), held)
+
+
+def _fuse(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcome]) -> None:
+    """Run the next stage on the chunk's successes when the boundary may fuse."""
+    run.fused_stage = stage_to_fuse(run.stage, run.message.priority)
+    if run.fused_stage is None or not outcomes:
+        return
+    run.fused = run_fused(run.fused_stage, run.message, claimed, outcomes, run.began)
+    for decision in run.fused.values():
+        _log_outcome(run.fused_stage.name, decision)
 
 
 def _refund(claimed: list[ClaimedItem], owner: str) -> None:
@@ -451,7 +471,7 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
     stage, message = run.stage, run.message
     attempts = {item.item_id: item.attempts for item in claimed}
     rows = [_ledger_row(stage, o, attempts[o.item_id]) for o in outcomes]
-    recorded = [row for row in rows if row is not None]
+    recorded = [_with_fused(run, row) for row in rows if row is not None]
     with transaction() as session:
         if run.unslotted:
             release_items(session, run.unslotted, run.owner, refund_attempt=True)
@@ -468,6 +488,7 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
         )
         store_receipts(session, message.batch_id, [r for r in recorded if r.item_id in moved])
         summary = summarise(outcomes, moved)
+        fused = summarise(list(run.fused.values()), moved)
         _defer(session, run.owner, summary)
         _halt(session, stage, message, run.owner, summary.halts)
     return ChunkReport(
@@ -475,9 +496,19 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
         summary=summary,
         unslotted=len(run.unslotted),
         released_slots=run.used_slots,
-        failed_orders=_order_ids(claimed, set(summary.failed)),
+        failed_orders=_order_ids(claimed, {*summary.failed, *fused.failed}),
         waits=chunk_fields(stage.name, outcomes, len(run.unslotted), run.waits.totals()),
+        fused_stage=run.fused_stage.name if run.fused and run.fused_stage else None,
+        fused=fused,
     )
+
+
+def _with_fused(run: ChunkRun, row: Outcome) -> Outcome:
+    """The item's row, carrying the fused stage's decision when it made one."""
+    decision = run.fused.get(row.item_id)
+    if decision is None or run.fused_stage is None or not row.ok:
+        return row
+    return fused_row(row, run.fused_stage, decision)
 
 
 def _order_ids(claimed: list[ClaimedItem], ids: set[int]) -> dict[int, str]:

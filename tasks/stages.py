@@ -64,15 +64,32 @@ def _emit_progress(request: ChunkMessage, report: ChunkReport) -> None:
         rewrites=len(report.rewrites),
         waits=report.waits,
     )
+    fused = _fused_progress(report)
     try:
-        if not record_chunk(redis_client(), request.batch_id, change):
+        if not record_chunk(redis_client(), request.batch_id, change, *fused):
             # The hash was lost (Redis restarted empty): the counters alone would hold
             # only what happened since. The ledger, which holds this chunk, rebuilds it.
             refresh_progress(request.batch_id)
     except FEED_ERRORS as error:  # progress is rebuildable from the ledger (the sweeper)
         log.warning("progress.unavailable", batch_id=request.batch_id, error=str(error))
         return
-    after_chunk(request.batch_id, delivered + len(report.failed))  # 25/50/75/100 % notices
+    ended = delivered + len(report.failed) + len(report.fused.failed)
+    after_chunk(request.batch_id, ended)  # 25/50/75/100 % notices
+
+
+def _fused_progress(report: ChunkReport) -> tuple[ChunkProgress, ...]:
+    """What the stage run inside the chunk (QC after writing) changed, under its own name."""
+    if report.fused_stage is None:
+        return ()
+    fused = report.fused
+    change = ChunkProgress(
+        report.fused_stage,
+        len(fused.succeeded),
+        len(fused.failed),
+        errors=fused.failure_classes,
+        rewrites=len(fused.rewrites),
+    )
+    return (change,)
 
 
 def _hand_on(request: ChunkMessage, report: ChunkReport) -> None:
@@ -84,7 +101,11 @@ def _hand_on(request: ChunkMessage, report: ChunkReport) -> None:
     except FEED_ERRORS as error:
         # The outcomes are committed; the sweeper feeds the pool within one interval.
         log.warning("feeder.unavailable", lane=request.priority, error=str(error))
-    terminal = report.failed or (stage_named(request.stage).terminal_success and report.succeeded)
+    terminal = (
+        report.failed
+        or report.fused.failed
+        or (stage_named(request.stage).terminal_success and report.succeeded)
+    )
     if terminal:
         finalize_if_complete(request.batch_id)
 

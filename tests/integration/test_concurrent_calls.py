@@ -51,6 +51,20 @@ def written(service_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str,
     cancel_batch(batch_id)
 
 
+@pytest.fixture(autouse=True)
+def writing_alone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests look at the writer's calls: the chunk does not run QC after them.
+
+    (A fused chunk would judge the stand-in articles and send them back to WRITING;
+    tests/integration/test_fused_qc.py covers fusing.)
+    """
+    monkeypatch.setenv("BATCH_FUSE_STAGES", "false")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("BATCH_FUSE_STAGES")
+    get_settings.cache_clear()
+
+
 @pytest.fixture()
 def io_concurrency(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("BATCH_IO_CONCURRENCY", "3")

@@ -154,6 +154,32 @@ def test_record_chunk_adds_to_the_stage_and_batch_counters(client: fakeredis.Fak
     assert progress["completed"] == "0"
 
 
+def test_a_fused_stage_counts_under_its_own_name_in_the_same_round_trip(
+    client: fakeredis.FakeRedis,
+) -> None:
+    # Given a writing chunk of 5 that ran QC itself: 3 approved, 1 rewrite, 1 rejected
+    init_progress(client, "batch-1", 50)
+    writing = ChunkProgress("writing", done=5, failed=0)
+    qc = ChunkProgress("qc", done=3, failed=1, errors={"QualityRejected": 1}, rewrites=1)
+
+    counted = record_chunk(client, "batch-1", writing, qc)
+
+    progress = read_progress(client, "batch-1")
+    assert counted is True
+    assert (progress["writing_done"], progress["writing_failed"]) == ("5", "0")
+    assert (progress["qc_done"], progress["qc_failed"]) == ("3", "1")
+    assert (progress["failed"], progress["rewrites"]) == ("1", "1")
+    assert client.hgetall(batch_error_bucket_key("batch-1")) == {"QualityRejected": "1"}
+
+
+def test_a_fused_chunk_on_a_lost_hash_asks_for_one_rebuild(client: fakeredis.FakeRedis) -> None:
+    counted = record_chunk(
+        client, "lost", ChunkProgress("writing", done=1, failed=0), ChunkProgress("qc", 1, 0)
+    )
+
+    assert counted is False
+
+
 def test_record_chunk_counts_delivered_items_as_completed(client: fakeredis.FakeRedis) -> None:
     init_progress(client, "batch-1", 50)
 

@@ -33,6 +33,10 @@ EXPECTED_MOVES = {
     (S.PREFLIGHT, S.FAILED),
     (S.WRITING, S.QC),
     (S.WRITING, S.FAILED),
+    # A writing chunk that ran QC itself records QC's decision from WRITING
+    # (pipeline.fusing): approved, or back to writing for a rewrite.
+    (S.WRITING, S.APPROVED),
+    (S.WRITING, S.WRITING),
     (S.QC, S.APPROVED),
     (S.QC, S.WRITING),
     (S.QC, S.FAILED),

@@ -15,7 +15,7 @@ from metrics.logs import configure_logging, route_stdlib_logging, say_as_json
 from metrics.task_context import bind_task, bound_order, task_fields, unbind_task
 from pipeline.chunk import ChunkMessage, chunk_kwargsrepr
 from pipeline.errors import ErrorCategory
-from pipeline.outcomes import Done, Failed, ItemOutcome, summarise
+from pipeline.outcomes import Done, Failed, ItemOutcome, Rewrite, summarise
 from pipeline.retry_policy import RetryStrategy
 from tasks.chunk_result import ITEMS_FAILED, LISTED_FAILURES, chunk_result
 from tasks.chunk_runner import ChunkReport
@@ -63,6 +63,33 @@ def test_a_chunk_with_failed_orders_says_so_and_names_them() -> None:
         "failed": 1,
         "failed_orders": [
             {"order_id": "order-2", "class": "InvalidInput", "code": "target_domain"}
+        ],
+        "unlisted": 0,
+    }
+
+
+def test_a_writing_chunk_that_ran_qc_says_what_qc_decided_and_names_its_failures() -> None:
+    # Given a writing chunk of three that ran QC itself: one approved, one sent back
+    # for a rewrite, one rejected for good
+    written = summarise([Done(1, {}), Done(2, {}), Done(3, {})], {1, 2, 3})
+    judged: list[ItemOutcome] = [Done(1, {}), Rewrite(2, "short"), _failed(3, "too_short")]
+    report = ChunkReport(
+        claimed=3,
+        summary=written,
+        failed_orders={3: "order-3"},
+        fused_stage="qc",
+        fused=summarise(judged, {1, 2, 3}),
+    )
+
+    # Then the writer's counts stay, QC's are beside them, and its failure is listed
+    assert chunk_result(report) == {
+        "outcome": ITEMS_FAILED,
+        "claimed": 3,
+        "ok": 3,
+        "failed": 0,
+        "fused": {"stage": "qc", "ok": 1, "failed": 1, "rewrites": 1},
+        "failed_orders": [
+            {"order_id": "order-3", "class": "InvalidInput", "code": "too_short", "stage": "qc"}
         ],
         "unlisted": 0,
     }
