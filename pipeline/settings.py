@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     #: its own interpreter lock, so the CPU work between calls spreads over cores
     batch_io_worker_processes: int = Field(default=1, ge=1, le=16)
     #: how long an item of an I/O-bound stage waits for a concurrency slot taken by
-    #: another before it goes back to the pool (0: at once); see tasks.slots.wait_for_slots
+    #: another before it goes back to the pool (0: at once); see tasks.chunk_runner.ChunkRun.take
     batch_slot_wait_seconds: float = Field(default=1.0, ge=0, le=30)
     #: a writing chunk runs QC on what it wrote and records one state change per item
     #: (``pipeline.fusing``); false: QC claims and records them in chunks of its own
