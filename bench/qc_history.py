@@ -78,7 +78,53 @@ def _chunk_seconds(batch_id: str, claimed: list[Any], written: list[tuple[Any, A
     return time.perf_counter() - started
 
 
-def measure(histories: Sequence[int], chunks: int, work_dir: Path) -> dict[int, float]:
+#: QC's signature query before the fix, one row per signature (for --compare).
+_ROWS_QUERY = text(
+    """
+    SELECT d.domain, recent.signature
+    FROM unnest(CAST(:domains AS text[])) AS d(domain)
+    CROSS JOIN LATERAL (
+        SELECT o.output->'signature' AS signature FROM stage_outputs o
+        WHERE o.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
+          AND o.output ? 'signature' AND NOT (o.item_id = ANY(:ids))
+        ORDER BY o.id DESC
+        LIMIT :per_domain
+    ) recent
+    """
+)
+
+
+def _history_part(claimed: list[Any], written: list[Any], *, rows: bool) -> float:
+    """Seconds of the history-dependent part of a QC chunk: fetch, decode, compare."""
+    from ledger.db import transaction
+    from ledger.items import article_signatures
+    from pipeline.similarity import max_similarity, minhash_signature
+    from tasks.preparers import SIGNATURES_PER_PUBLISHER
+
+    mine = [minhash_signature(str(article.get("html", ""))) for _, article in written]
+    domains = sorted({item.publisher_domain for item in claimed})
+    ids = [item.item_id for item in claimed]
+    started = time.perf_counter()
+    with transaction() as session:
+        if rows:  # before: 200 rows per publisher, each decoded, lists for every article
+            params = {"domains": domains, "ids": ids, "per_domain": SIGNATURES_PER_PUBLISHER}
+            found: dict[str, Any] = {}
+            for domain, signature in session.execute(_ROWS_QUERY, params):
+                found.setdefault(str(domain), []).append([int(v) for v in signature])
+        else:
+            found = dict(
+                article_signatures(
+                    session, domains, exclude=ids, per_domain=SIGNATURES_PER_PUBLISHER
+                )
+            )
+    for item, signature in zip(claimed, mine, strict=True):
+        max_similarity(signature, found.get(item.publisher_domain, []))
+    return time.perf_counter() - started
+
+
+def measure(
+    histories: Sequence[int], chunks: int, work_dir: Path, *, compare: bool = False
+) -> dict[int, float]:
     """Median seconds per QC chunk at each per-publisher history, in one ledger."""
     from bench.services import bench_services
     from cli.sample_orders import load_catalog, sample_orders
@@ -118,6 +164,17 @@ def measure(histories: Sequence[int], chunks: int, work_dir: Path) -> dict[int, 
             _chunk_seconds(batch_id, timed, written)  # warm caches and connections
             times = [_chunk_seconds(batch_id, timed, written) for _ in range(chunks)]
             results[history] = statistics.median(times)
+            if compare:
+                before, after = [], []
+                for _ in range(chunks):  # alternated, so both see the same load
+                    before.append(_history_part(timed, written, rows=True))
+                    after.append(_history_part(timed, written, rows=False))
+                print(
+                    f"history {history:>4}/publisher: signatures part before"
+                    f" {statistics.median(before) * 1000:.1f} ms, after"
+                    f" {statistics.median(after) * 1000:.1f} ms per chunk",
+                    flush=True,
+                )
             base = results[histories[0]]
             print(
                 f"history {history:>4}/publisher: {results[history] * 1000:7.1f} ms per chunk of"
@@ -133,9 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--histories", default="0,50,100,200")
     parser.add_argument("--chunks", type=int, default=15, help="timed chunks per history")
     parser.add_argument("--work-dir", type=Path, default=Path("var/bench/qc-history"))
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time the signatures part the old way (rows) and the new, alternately",
+    )
     args = parser.parse_args(argv)
     histories = [int(value) for value in args.histories.split(",")]
-    measure(histories, args.chunks, args.work_dir)
+    measure(histories, args.chunks, args.work_dir, compare=args.compare)
     return 0
 
 
