@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ledger.catalog import customer_tiers
 from ledger.models import Batch, Event, Item
+from ledger.targets import record_batch_targets
 from pipeline.manifest import Submission
 from pipeline.priority import calculate_priority, fair_ranks
 from pipeline.states import BatchStatus, ItemState, final_batch_status, open_sql
@@ -95,6 +96,7 @@ def insert_batch(
         for position, order in enumerate(orders)
     )
     _copy_items(session, rows)
+    record_batch_targets(session, batch_id)
     add_event(session, batch_id=batch_id, kind="submitted", data={"items": len(orders)})
     query = select(Item.id).where(Item.batch_id == batch_id).order_by(Item.position)
     return [int(item_id) for item_id in session.scalars(query)]

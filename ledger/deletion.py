@@ -1,12 +1,12 @@
 """Delete a finalized batch in bounded steps: outputs and orders go, receipts stay.
 
 Each :func:`delete_items_step` removes at most ``limit`` orders with their stage
-outputs, so no transaction holds many locks for long and an interrupted delete is
-continued by the next call. The delivery receipts and the idempotency keys are not
-touched: with the lineage's root batch id and the order id they make the delivery
-key, so the same orders submitted again under the same batch id (or its recovery
-lineage) find the earlier publish and are not published twice. The caller owns
-the transaction.
+outputs and their targets (:mod:`ledger.targets`), so no transaction holds many
+locks for long and an interrupted delete is continued by the next call. The
+delivery receipts and the idempotency keys are not touched: with the lineage's
+root batch id and the order id they make the delivery key, so the same orders
+submitted again under the same batch id (or its recovery lineage) find the earlier
+publish and are not published twice. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ledger.models import Batch, DeliveryReceipt
+from ledger.targets import forget_item_targets
 
 _STEP_ITEMS = text(
     """
@@ -60,6 +61,7 @@ def delete_items_step(session: Session, batch_id: str, limit: int) -> tuple[int,
     if not ids:
         return 0, 0
     outputs = session.execute(_DELETE_OUTPUTS, {"ids": ids}).rowcount  # type: ignore[attr-defined]
+    forget_item_targets(session, ids)
     session.execute(_DELETE_ITEMS, {"ids": ids})
     return len(ids), int(outputs)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ledger.batches import add_event
 from ledger.models import Batch
+from ledger.targets import record_item_targets
 from pipeline.recovery import FailedItem, Pick
 from pipeline.states import BatchStatus
 
@@ -187,7 +188,9 @@ def insert_recovery_items(
         "ids": [p.item_id for p in picks],
         "states": [p.state.value for p in picks],
     }
-    return len(session.execute(_INSERT_ITEMS, params).all())
+    inserted = [int(item_id) for (item_id,) in session.execute(_INSERT_ITEMS, params)]
+    record_item_targets(session, inserted)
+    return len(inserted)
 
 
 def record_recovery_events(

@@ -97,14 +97,6 @@ class Item(Base):
         Index("ix_items_batch_state", "batch_id", "state"),
         # Tiny and exact: answers "is anything of this batch still open?" at once.
         Index("ix_items_open", "batch_id", postgresql_where=text(open_sql())),
-        # Preflight's history look-up (a customer's recent orders of a few target
-        # pages) without scanning the customer's whole history.
-        Index(
-            "ix_items_customer_target",
-            "customer_id",
-            text("(document ->> 'target_url')"),
-            "created_at",
-        ),
         # The sweeper's question "whose lease ran out?" without scanning every item.
         Index(
             "ix_items_leased",
@@ -204,6 +196,29 @@ class StageOutput(Base):
     #: the item's publisher, copied so QC finds a publisher's articles by index
     publisher_domain: Mapped[str | None] = mapped_column(String(253))
     created_at: Mapped[datetime] = _now()
+
+
+class OrderTarget(Base):
+    """An order's customer and target page as stored: preflight's history look-up.
+
+    Insert-only (:mod:`ledger.targets`): written with the item, never updated, so
+    the look-up's random-key index is written once per order, not once per row
+    version of the item. No foreign key: its check would lock every new item row.
+    """
+
+    __tablename__ = "order_targets"
+    __table_args__ = (
+        # A customer's orders of a few target pages in the window, however long its history.
+        Index("ix_order_targets_lookup", "customer_id", "target_url", "created_at"),
+    )
+
+    #: the item's id: monotonic, so the primary key only ever appends
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    #: ``document ->> 'target_url'`` of the item
+    target_url: Mapped[str | None] = mapped_column(Text)
+    #: the item's ``created_at``
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class DeliveryReceipt(Base):

@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Final
+from typing import Final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -118,15 +118,52 @@ def estimated_jaccard(sig_a: Sequence[int], sig_b: Sequence[int]) -> float:
     return matches / len(sig_a)
 
 
+class SignatureSet(Sequence[list[int]]):
+    """Earlier signatures, compared with many articles: their matrix is built once.
+
+    QC compares each article of a chunk with up to 200 of its publisher's earlier
+    signatures; converting those lists to an array for every article cost more than
+    the comparison itself, and grew with the publisher's history.
+    """
+
+    def __init__(self, rows: Sequence[list[int]]) -> None:
+        """``rows``: the signatures, in the order the caller gives them."""
+        self._rows = list(rows)
+        self._matrices: dict[int, npt.NDArray[np.int64]] = {}
+
+    @overload
+    def __getitem__(self, index: int) -> list[int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[list[int]]: ...
+    def __getitem__(self, index: int | slice) -> list[int] | Sequence[list[int]]:
+        return self._rows[index]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def matrix(self, length: int) -> npt.NDArray[np.int64]:
+        """The signatures of ``length`` values as rows of one array (built on first use)."""
+        if length not in self._matrices:
+            rows = [row for row in self._rows if len(row) == length]
+            self._matrices[length] = np.asarray(rows, dtype=np.int64).reshape(len(rows), length)
+        return self._matrices[length]
+
+
 def max_similarity(signature: Sequence[int], earlier: Sequence[Sequence[int]]) -> float:
     """The highest estimated Jaccard of ``signature`` against ``earlier`` (0.0 if none).
 
     Earlier signatures of another length (made with another ``num_perm``) are skipped.
+    A :class:`SignatureSet` is compared through its matrix, built once for all articles.
     """
-    comparable = [other for other in earlier if len(other) == len(signature)]
-    if not comparable or not signature:
+    if not signature:
+        return 0.0
+    if isinstance(earlier, SignatureSet):
+        theirs = earlier.matrix(len(signature))
+    else:
+        comparable = [other for other in earlier if len(other) == len(signature)]
+        theirs = np.asarray(comparable, dtype=np.int64)
+    if not len(theirs):
         return 0.0
     mine = np.asarray(signature, dtype=np.int64)
-    theirs = np.asarray(comparable, dtype=np.int64)
     matches = (theirs == mine) & (mine != EMPTY_SLOT)
     return float(matches.mean(axis=1).max())

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.similarity import (
     EMPTY_SLOT,
+    SignatureSet,
     estimated_jaccard,
     max_similarity,
     minhash_signature,
@@ -169,3 +170,19 @@ def test_max_similarity_skips_signatures_made_with_another_num_perm() -> None:
     text = " ".join(prose(13, 40))
 
     assert max_similarity(minhash_signature(text), [minhash_signature(text, 32)]) == 0.0
+
+
+def test_a_signature_set_compares_as_its_lists_do() -> None:
+    # Given earlier signatures of two lengths, one of them a near copy of the article
+    texts = [" ".join(prose(seed, 40)) for seed in (21, 22, 23)]
+    signature = minhash_signature(texts[0])
+    near = [*signature[:48], *minhash_signature(texts[1])[48:]]
+    earlier = [minhash_signature(texts[1]), near, minhash_signature(texts[0], 32)]
+    shared = SignatureSet(earlier)
+
+    # Then every article gets what the plain lists give, from one matrix per length
+    for mine in (signature, minhash_signature(texts[2]), minhash_signature(texts[0], 32)):
+        assert max_similarity(mine, shared) == max_similarity(mine, earlier)
+    assert max_similarity(signature, shared) == 0.75
+    assert max_similarity(signature, SignatureSet([])) == 0.0
+    assert list(shared) == earlier and len(shared) == 3

@@ -1,0 +1,103 @@
+"""Where D's time goes as the ledger grows: statement costs per run, from ``pg_stat_statements``.
+
+``python -m bench.size_profile --sizes 1000,10000,1000,10000`` runs scenario D at each
+size in turn against one ledger (so later runs see the earlier runs' history, as in
+``make bench``) and, per run, prints the run's orders/s and the statements that cost
+the most database time per order, with their mean time per call. A statement whose
+mean grows from the 1,000 run to the 10,000 run is what slows D down with size.
+
+The embedded PostgreSQL is started with ``pg_stat_statements`` preloaded; with a
+``DATABASE_URL`` of your own, preload it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+#: Statements shown per run.
+TOP = 15
+
+_STATEMENTS = """
+SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query, calls,
+       total_exec_time, mean_exec_time, rows, shared_blks_hit + shared_blks_read AS blocks
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_exec_time DESC
+LIMIT %s
+"""
+
+
+def _preload_statements() -> None:
+    # The embedded server reads its settings from this mapping when it starts.
+    from cli import embedded
+
+    embedded._POSTGRES_SETTINGS["shared_preload_libraries"] = "pg_stat_statements"
+    embedded._POSTGRES_SETTINGS["pg_stat_statements.track"] = "all"
+
+
+def _reset(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        connection.execute("SELECT pg_stat_statements_reset()")
+
+
+def _statements(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        cursor = connection.execute(_STATEMENTS, (TOP,))
+        names = [column.name for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _print_run(orders: int, items_per_s: float, statements: list[dict[str, Any]]) -> None:
+    print(f"\n=== D at {orders:,} orders: {items_per_s:.1f} orders/s", flush=True)
+    print(f"{'ms/order':>9} {'calls':>8} {'mean ms':>8} {'blocks/call':>11}  query")
+    for row in statements:
+        per_order = float(row["total_exec_time"]) / orders
+        blocks = int(row["blocks"]) / max(int(row["calls"]), 1)
+        print(
+            f"{per_order:>9.3f} {int(row['calls']):>8} {float(row['mean_exec_time']):>8.3f}"
+            f" {blocks:>11.1f}  {row['query']}",
+            flush=True,
+        )
+
+
+def profile(sizes: Sequence[int], work_dir: Path, out: Path) -> list[dict[str, Any]]:
+    """Run D at each of ``sizes`` against one ledger; return each run's statement costs."""
+    _preload_statements()
+    from bench.batchline import run_real
+    from bench.services import bench_services
+
+    runs: list[dict[str, Any]] = []
+    with bench_services(work_dir.resolve()) as bench:
+        database_url = bench.env["DATABASE_URL"]
+        for orders in sizes:
+            _reset(database_url)
+            run = run_real(bench, orders)
+            statements = _statements(database_url)
+            _print_run(orders, run.items_per_s, statements)
+            runs.append({"orders": orders, "items_per_s": run.items_per_s, "top": statements})
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(runs, indent=1, default=str), encoding="utf-8")
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments and profile."""
+    parser = argparse.ArgumentParser(prog="python -m bench.size_profile", description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000", help="orders per D run, in order")
+    parser.add_argument("--work-dir", type=Path, default=Path("var/bench/profile"))
+    parser.add_argument("--out", type=Path, default=Path("var/bench/size-profile.json"))
+    args = parser.parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    profile(sizes, args.work_dir, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
