@@ -258,9 +258,9 @@ def test_slow_services_with_io_worker_kills_and_soft_limits_lose_and_double_noth
 
 
 @pytest.mark.xfail(
-    reason="docs/RELIABILITY.md, latency-bound scenario: the ledger's spans showed 25-34 "
-    "items in capped stages against BATCH_CAP_GLOBAL 24; the cause found (slot "
-    "reconciliation freeing new holders) is fixed, a full-scale run has to confirm it",
+    reason="docs/RELIABILITY.md, latency-bound scenario: calls abandoned at a chunk's "
+    "deadline run on without their slot (the writer saw 25 at once against a cap of 24 "
+    "at full scale); the ledger's over-cap spans (slot reconciliation) are fixed",
     strict=False,
 )
 def test_slow_services_with_io_worker_kills_and_soft_limits_exceed_no_cap(
