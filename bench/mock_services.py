@@ -188,12 +188,20 @@ class _WriterState:
     latency_s: float
     jitter: float
     rng: random.Random
+    #: every ``slow_every``-th call (0: none) takes ``slow_s`` instead: a long tail
+    slow_every: int = 0
+    slow_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     calls: list[WriterCall] = field(default_factory=list)
     open_now: int = 0
+    #: calls that have started, for the slow tail
+    started: int = 0
 
     def delay(self) -> float:
         with self.lock:
+            self.started += 1
+            if self.slow_every and self.started % self.slow_every == 0:
+                return self.slow_s
             return self.latency_s * (1 + self.rng.uniform(-self.jitter, self.jitter))
 
 
@@ -246,9 +254,19 @@ def _completion(model: str, content: str) -> dict[str, Any]:
 class MockWriter(_LocalServer):
     """An OpenAI-compatible writer answering after ``latency_s`` ± ``jitter`` (uniform)."""
 
-    def __init__(self, latency_s: float, *, jitter: float = 0.2, seed: int = 1) -> None:
-        """Args: latency_s: mean answer time; jitter: ± share of it; seed: of the jitter."""
-        self._state = _WriterState(latency_s, jitter, random.Random(seed))
+    def __init__(
+        self,
+        latency_s: float,
+        *,
+        jitter: float = 0.2,
+        seed: int = 1,
+        slow_every: int = 0,
+        slow_s: float = 0.0,
+    ) -> None:
+        """Args: latency_s: mean answer time; jitter: ± share of it; seed: of the jitter;
+        slow_every, slow_s: every ``slow_every``-th call (0: none) answers after ``slow_s``
+        (the chaos suite's calls that outlast a chunk's soft time limit)."""
+        self._state = _WriterState(latency_s, jitter, random.Random(seed), slow_every, slow_s)
         super().__init__(type("Handler", (_WriterHandler,), {"state": self._state}))
 
     @property

@@ -24,9 +24,19 @@ def reconcile_slots(client: redis.Redis) -> int:
     }
     with transaction() as session:
         active = active_states(session, sorted(item_ids))
+    return reconcile(client, lambda holder: holder_is_live(holder, item_ids, active))
 
-    def is_live(holder: str) -> bool:
-        item_id, stage = parse_holder(holder)
-        return stage in STAGE_NAMES and active.get(item_id) in stage_named(stage).entry_states
 
-    return reconcile(client, is_live)
+def holder_is_live(holder: str, asked: set[int], active: dict[int, str]) -> bool:
+    """Whether ``holder`` may keep its slot, given the ledger's ``active`` states of ``asked``.
+
+    ``reconcile`` reads the holders again after the ledger was asked: a holder that
+    took its slot in between (an item that moved on to this stage meanwhile) was not
+    asked about, and its absence from ``active`` says nothing. It keeps its slot; the
+    next sweep judges it. Removing it freed a slot under a running call, and another
+    item took it: more calls at once than the cap.
+    """
+    item_id, stage = parse_holder(holder)
+    if item_id not in asked:
+        return True
+    return stage in STAGE_NAMES and active.get(item_id) in stage_named(stage).entry_states

@@ -12,7 +12,8 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,14 @@ CHAOS_SETTINGS = {
     # Without the default preflight limit (100/min): faults, not pacing, set the pace here.
     "BATCH_RATE_LIMITS": "writer=60/min:20",
 }
-#: Chunks the I/O threads worker runs at once (``BATCH_IO_WORKER_THREADS``'s default).
-IO_THREADS = 16
+
+
+def io_threads() -> int:
+    """Chunks the I/O threads worker runs at once: ``BATCH_IO_WORKER_THREADS``, as
+    ``batchline worker`` reads it (at least 1: these stacks always start that worker)."""
+    from pipeline.settings import get_settings
+
+    return max(1, get_settings().batch_io_worker_threads)
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class ChaosStack:
         name = f"chaos{self.started}"
         worker = spawn_worker(
             ALL_LANES,
-            concurrency=IO_THREADS if kind == "io" else 2,
+            concurrency=io_threads() if kind == "io" else 2,
             name=name,
             env=self.env,
             log_path=self.log_dir / f"{name}.log",
@@ -127,6 +134,20 @@ class ChaosStack:
         self.start_worker(kind)
         return "I/O threads worker" if kind == "io" else "main worker"
 
+    def kill_and_restart(self, kind: QueueKind) -> None:
+        """SIGKILL the live worker of ``kind`` with its whole pool, then start another.
+
+        For the I/O threads worker this is one process: every chunk it runs dies
+        mid-call, and only the broker's redelivery and the sweeper bring them back.
+        """
+        victim = next(w for w in self.workers if w.poll() is None and self.kinds[w.pid] == kind)
+        children = _children(victim.pid)
+        victim.send_signal(signal.SIGKILL)
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        victim.wait()
+        self.start_worker(kind)
+
     def stop_processes(self) -> None:
         """Stop beat and every worker."""
         stop_workers([*self.workers, *([self.beat] if self.beat else [])])
@@ -136,7 +157,7 @@ class ChaosStack:
 _children = child_pids  # the shared /proc reader (tests/support_processes.py)
 
 
-def _wait_for_workers(count: int, timeout: float = 60.0) -> None:
+def _wait_for_workers(count: int, timeout: float = 240.0) -> None:
     from celery_app import app
 
     deadline = time.monotonic() + timeout
@@ -144,6 +165,54 @@ def _wait_for_workers(count: int, timeout: float = 60.0) -> None:
         if len(app.control.ping(timeout=0.5)) >= count:
             return
     raise TimeoutError(f"{count} chaos workers did not answer within {timeout}s")
+
+
+@contextmanager
+def running_chaos_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: dict[str, str] | None = None,
+    kinds: Sequence[QueueKind] = ("all", "io"),
+    prepare: Callable[[], None] | None = None,
+) -> Iterator[ChaosStack]:
+    """Fresh servers, one worker per ``kinds`` and beat; the environment is restored after.
+
+    ``extra_env`` adds to (or overrides) :data:`CHAOS_SETTINGS`; ``prepare`` runs
+    once the ledger is migrated and seeded, before any worker starts.
+    """
+    saved = dict(os.environ)
+    valkey, postgres = EmbeddedValkey(), EmbeddedPostgres()
+    try:
+        env = {
+            "REDIS_URL": valkey.start(),
+            "DATABASE_URL": postgres.start(),
+            "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("chaos-outbox")),
+            **CHAOS_SETTINGS,
+            **(extra_env or {}),
+        }
+        apply_environment(env)
+        from ledger.migrate import upgrade
+        from pipeline.settings import get_settings
+
+        upgrade(get_settings().require_database_url())
+        seed_sample_catalog()
+        if prepare is not None:
+            prepare()
+        stack = ChaosStack(valkey, postgres, env, tmp_path_factory.mktemp("chaos-logs"))
+        for kind in kinds:
+            stack.start_worker(kind)
+        stack.beat = spawn_beat(
+            env=env, log_path=stack.log_dir / "beat.log", schedule_path=stack.log_dir / "schedule"
+        )
+        _wait_for_workers(len(kinds))
+        yield stack
+        stack.stop_processes()
+    finally:
+        from ledger.db import dispose_engine
+
+        dispose_engine()
+        valkey.stop()
+        postgres.stop()
+        restore_environment(saved)
 
 
 @pytest.fixture(scope="module")
@@ -154,34 +223,5 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
     I/O queues as ``batchline worker`` starts it, so writing and delivery chunks
     run in both kinds of pool and kills hit both.
     """
-    saved = dict(os.environ)
-    valkey, postgres = EmbeddedValkey(), EmbeddedPostgres()
-    try:
-        env = {
-            "REDIS_URL": valkey.start(),
-            "DATABASE_URL": postgres.start(),
-            "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("chaos-outbox")),
-            **CHAOS_SETTINGS,
-        }
-        apply_environment(env)
-        from ledger.migrate import upgrade
-        from pipeline.settings import get_settings
-
-        upgrade(get_settings().require_database_url())
-        seed_sample_catalog()
-        stack = ChaosStack(valkey, postgres, env, tmp_path_factory.mktemp("chaos-logs"))
-        stack.start_worker()
-        stack.start_worker("io")
-        stack.beat = spawn_beat(
-            env=env, log_path=stack.log_dir / "beat.log", schedule_path=stack.log_dir / "schedule"
-        )
-        _wait_for_workers(2)
+    with running_chaos_stack(tmp_path_factory) as stack:
         yield stack
-        stack.stop_processes()
-    finally:
-        from ledger.db import dispose_engine
-
-        dispose_engine()
-        valkey.stop()
-        postgres.stop()
-        restore_environment(saved)
