@@ -273,6 +273,14 @@ class Settings(BaseSettings):
             lanes=self.batch_schedule_lanes,
         )
 
+    def call_timeout(self, circuit: str | None) -> float:
+        """The HTTP timeout of one call through ``circuit`` (``writer``, ``publisher``; None: 0)."""
+        timeouts = {
+            "writer": self.writer_timeout_seconds,
+            "publisher": self.delivery_timeout_seconds,
+        }
+        return timeouts.get(circuit or "", 0.0)
+
     def stage_time_limits(self, stage: str) -> tuple[int, int]:
         """``stage``'s (soft, hard) task time limits: its window's when it is scheduled."""
         return stage_time_limits(

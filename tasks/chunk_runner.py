@@ -184,6 +184,8 @@ class ChunkRun:
     #: item id -> that stage's decision, for the items it judged in time
     fused: dict[int, Decision] = field(default_factory=dict)
     _held: set[SlotUser] = field(default_factory=set)
+    #: holders whose call is under way: their own thread gives their slots back
+    _calling: set[SlotUser] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -234,10 +236,21 @@ class ChunkRun:
         with self._lock:
             self.unslotted.append(item_id)
 
-    def give_back_all(self) -> None:
-        """Give back whatever is still held (after an error cut items short)."""
+    def calling(self, user: SlotUser, under_way: bool) -> None:
+        """Note that ``user``'s call started (True) or ended (False)."""
         with self._lock:
-            held, self._held = list(self._held), set()
+            (self._calling.add if under_way else self._calling.discard)(user)
+
+    def give_back_all(self) -> None:
+        """Give back what is still held (after an error or the deadline cut items short).
+
+        Not the slots of calls still under way: a thread cannot be stopped, so a
+        call past the chunk's deadline keeps its slot until it ends (its thread
+        gives it back, or the lease runs out), and the cap counts it meanwhile.
+        """
+        with self._lock:
+            held = [user for user in self._held if user not in self._calling]
+            self._held.difference_update(held)
         if held:
             give_back(redis_client(), held)
 
@@ -325,6 +338,10 @@ def _run_concurrently(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOut
         grace=max(0.0, hard - soft - 5),
         # Celery's threads pool has no time limits: the chunk keeps its own.
         deadline=soft - (time.monotonic() - run.began),
+        # A call still under way after the grace runs on in its thread, holding its
+        # slot under the item's name: its retry waits until the call's own timeout
+        # has ended it, or the two would run at once on one slot.
+        running_retry_after=settings.call_timeout(run.stage.circuit) + 1.0,
     )
 
 
@@ -369,10 +386,12 @@ def _attempt_in_slots(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
         run.no_slot(item.item_id)
         return None
     began = time.monotonic()
+    run.calling(user, True)
     try:
         context = StageContext(run.message.batch_id, item.attempts, run.prepared.get(item.item_id))
         return _run_item(run, item, run.inputs.get(item.item_id), context)
     finally:
+        run.calling(user, False)
         if run.give_back(user) and time.monotonic() - began >= REFILL_AFTER_CALLS_OF_S:
             refill_after_call()  # the slot may take waiting work before this chunk ends
 

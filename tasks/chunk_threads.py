@@ -20,16 +20,28 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ledger.items import ClaimedItem
-from pipeline.outcomes import ItemOutcome, out_of_time
+from pipeline.outcomes import ItemOutcome, Retry, out_of_time
 
 log = structlog.get_logger(__name__)
 
 Attempt = Callable[[ClaimedItem], ItemOutcome | None]
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What happens to a chunk's items when its time runs out."""
+
+    max_retries: int
+    #: seconds calls under way may still finish in
+    grace: float
+    #: the least delay of the retry of a call still under way after the grace
+    running_retry_after: float
 
 
 def run_concurrently(
@@ -40,6 +52,7 @@ def run_concurrently(
     max_retries: int,
     grace: float,
     deadline: float | None = None,
+    running_retry_after: float = 0.0,
 ) -> list[ItemOutcome]:
     """Run ``attempt`` on every item with at most ``workers`` at once; outcomes in item order.
 
@@ -48,7 +61,9 @@ def run_concurrently(
     ended, so no thread is left running against a chunk that is being retried.
     ``deadline``: seconds the chunk may still wait for its calls (None: no limit
     but Celery's); what has not finished by then ends as at the soft time limit.
+    ``running_retry_after``: the least delay of the retry of a call still under way.
     """
+    limits = _Limits(max_retries, grace, running_retry_after)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchline-io")
     # Each call runs in a copy of the task's context: its log lines keep the bound ids.
     futures = [pool.submit(contextvars.copy_context().run, attempt, item) for item in claimed]
@@ -56,10 +71,10 @@ def run_concurrently(
         _, pending = wait(futures, timeout=None if deadline is None else max(0.0, deadline))
         if pending:
             log.warning("chunk.deadline", items=len(claimed), unfinished=len(pending))
-            return _out_of_time(pool, claimed, futures, max_retries=max_retries, grace=grace)
+            return _out_of_time(pool, claimed, futures, limits)
     except SoftTimeLimitExceeded:
         log.warning("chunk.soft_time_limit", items=len(claimed), concurrent=True)
-        return _out_of_time(pool, claimed, futures, max_retries=max_retries, grace=grace)
+        return _out_of_time(pool, claimed, futures, limits)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return _collect(futures)
@@ -77,15 +92,22 @@ def _out_of_time(
     pool: ThreadPoolExecutor,
     claimed: Sequence[ClaimedItem],
     futures: Sequence[Future[ItemOutcome | None]],
-    *,
-    max_retries: int,
-    grace: float,
+    limits: _Limits,
 ) -> list[ItemOutcome]:
     pool.shutdown(wait=False, cancel_futures=True)
-    wait([f for f in futures if not f.cancelled()], timeout=grace)
+    wait([f for f in futures if not f.cancelled()], timeout=limits.grace)
     finished = [f for f in futures if f.done() and not f.cancelled()]
     outcomes = _collect(finished)
     pairs = list(zip(claimed, futures, strict=True))
     waiting = [item.item_id for item, future in pairs if future.cancelled()]
     running = [(item.item_id, item.attempts) for item, future in pairs if not future.done()]
-    return outcomes + out_of_time(running, waiting, max_retries=max_retries)
+    left = out_of_time(running, waiting, max_retries=limits.max_retries)
+    still_running = {item_id for item_id, _ in running}
+    return outcomes + [_not_before(o, still_running, limits.running_retry_after) for o in left]
+
+
+def _not_before(outcome: ItemOutcome, running: set[int], delay: float) -> ItemOutcome:
+    """A retry of a call still under way waits at least ``delay`` (see ``run_concurrently``)."""
+    if isinstance(outcome, Retry) and outcome.item_id in running and outcome.delay < delay:
+        return replace(outcome, delay=delay)
+    return outcome

@@ -257,12 +257,6 @@ def test_slow_services_with_io_worker_kills_and_soft_limits_lose_and_double_noth
     }
 
 
-@pytest.mark.xfail(
-    reason="docs/RELIABILITY.md, latency-bound scenario: calls abandoned at a chunk's "
-    "deadline run on without their slot (the writer saw 25 at once against a cap of 24 "
-    "at full scale); the ledger's over-cap spans (slot reconciliation) are fixed",
-    strict=False,
-)
 def test_slow_services_with_io_worker_kills_and_soft_limits_exceed_no_cap(
     latency_stack: LatencyStack, latency_run: LatencyRun
 ) -> None:

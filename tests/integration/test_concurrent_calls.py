@@ -21,11 +21,14 @@ from sqlalchemy import select
 
 from ledger.db import transaction
 from ledger.models import Item, StageOutput
+from metrics.keys import slot_key
+from metrics.redis_client import redis_client
 from pipeline.audit import max_overlap
 from pipeline.chunk import ChunkMessage
 from pipeline.errors import PermanentError
 from pipeline.settings import get_settings
 from tasks.chunk_runner import run_chunk
+from tasks.limits.semaphore import holders
 from tasks.submit import submit_batch
 from tests.integration.helpers import make_orders
 from tests.integration.stage_patch import patch_stage
@@ -193,3 +196,12 @@ def test_without_celerys_time_limit_the_chunk_keeps_its_own_soft_limit(
     assert sorted(report.retry_ids) == written[1]
     assert {rows[i][0] for i in written[1]} == {"WRITING"}
     assert [rows[i][1] for i in waiting] == [0, 0, 0]
+    # ...while the three calls under way run on in their threads, each keeps its slot
+    # (the cap counts it) until it ends, and their retry waits for the writer's timeout
+    running = {f"{item_id}:writing" for item_id in written[1][:3]}
+    assert running <= set(holders(redis_client(), slot_key("global")))
+    assert report.retry_delay >= get_settings().writer_timeout_seconds
+    deadline = time.monotonic() + 30
+    while running & set(holders(redis_client(), slot_key("global"))):
+        assert time.monotonic() < deadline, "the calls' threads never gave their slots back"
+        time.sleep(0.1)
