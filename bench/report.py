@@ -52,7 +52,8 @@ def size_runs(runs: Sequence[RunResult]) -> dict[tuple[str, int], RunResult]:
 
 #: (command, what it does) listed under "How to reproduce".
 COMMANDS = (
-    ("make bench", "every scenario at 1,000 / 10,000 / 100,000 orders"),
+    ("make bench", "every scenario at 1,000 / 10,000 / 100,000 orders (D up to 10,000)"),
+    ("make bench-full", "the same, and D at 100,000 orders (25-40 min more)"),
     ('make bench BENCH_ARGS="--sizes 1000,10000"', "smaller sizes only"),
     ('make bench BENCH_ARGS="--scenarios A,B,C,D"', "throughput only"),
     ('make bench BENCH_ARGS="--scenarios priority,fairness"', "latency and fairness only"),

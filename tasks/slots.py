@@ -20,6 +20,7 @@ import redis
 
 from metrics.keys import slot_key
 from pipeline.settings import get_settings
+from pipeline.stage_registry import stage_named
 from tasks.limits.semaphore import SlotClaim, acquire, occupancy, release
 
 
@@ -92,14 +93,16 @@ def admissible(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
     no slot, so low work waiting in its queue never keeps a slot from high work
     (which is consumed first); what no longer fits at claim time goes back to the pool.
     """
-    capped = [(index, slot_claim(user)) for index, user in enumerate(users)]
-    capped = [(index, claim) for index, claim in capped if claim.capped()]
-    keys = sorted({key for _, claim in capped for key in claim.capped()})
+    surplus = get_settings().batch_feed_surplus
+    capped = [(index, slot_claim(user), user) for index, user in enumerate(users)]
+    capped = [(index, claim, user) for index, claim, user in capped if claim.capped()]
+    keys = sorted({key for _, claim, _ in capped for key in claim.capped()})
     used = occupancy(client, keys) if keys else {}
     fits = [True] * len(users)
-    for index, claim in capped:
+    for index, claim, user in capped:
         caps = claim.capped()
-        if all(used.get(key, 0) < limit for key, limit in caps.items()):
+        extra = surplus if stage_named(user.stage).io_bound else 0.0
+        if all(used.get(key, 0) < limit * (1 + extra) for key, limit in caps.items()):
             for key in caps:
                 used[key] = used.get(key, 0) + 1
         else:
