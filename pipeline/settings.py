@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     batch_io_concurrency: int = Field(default=32, ge=1, le=256)
     #: chunks of I/O-bound stages (writing, delivery) that ``batchline worker``'s threads
     #: worker runs at once beside its processes; 0: the prefork processes run them too
-    batch_io_worker_threads: int = Field(default=16, ge=0, le=256)
+    batch_io_worker_threads: int = Field(default=32, ge=0, le=256)
     #: how many such threads workers ``batchline worker`` starts: each is one process with
     #: its own interpreter lock, so the CPU work between calls spreads over cores
     batch_io_worker_processes: int = Field(default=1, ge=1, le=16)
