@@ -29,7 +29,9 @@ pytestmark = pytest.mark.e2e
 #: Redis database of this module's worker and Flower (see ``isolated_redis``).
 FLOWER_REDIS_DB = 2
 USER, PASSWORD = "ops", "flower-test-password"
-STAGES = ("preflight", "writing", "qc", "delivery")
+#: Stages that run chunks of their own: QC runs inside the writing chunks (fused,
+#: ``BATCH_FUSE_STAGES``), whose Flower result carries QC's part.
+STAGES = ("preflight", "writing", "delivery")
 
 
 @pytest.fixture()
@@ -151,6 +153,10 @@ def test_flower_needs_credentials_and_shows_chunks_by_batch_with_failures_findab
             for chunk in chunks.values()
             if chunk not in failed
         )
+        # and QC's verdicts show in the writing chunks' results, where QC ran
+        writing = [c for c in chunks.values() if c["name"] == "batchline.stage.writing"]
+        fused = [ast.literal_eval(c["result"]).get("fused") for c in writing]
+        assert sum(part["ok"] for part in fused if part and part["stage"] == "qc") == 2
 
         # and the task list renders in a browser with the credentials: rows of the batch
         page = _chromium(chromium, flower, tmp_path, "--dump-dom").stdout
