@@ -106,7 +106,9 @@ def _backlog_row(run: RunResult | None) -> dict[str, Any] | None:
     if run is None:
         return None
     for name, values in run.extra.items():
-        if isinstance(values, dict) and "shared" in name and "backlog" in name:
+        # "default" (batchline worker's own pair) is the shared deployment now
+        shared = "shared" in name or "default" in name
+        if isinstance(values, dict) and shared and "backlog" in name:
             return values
     return None
 
