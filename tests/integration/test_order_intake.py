@@ -13,15 +13,17 @@ import sys
 import threading
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from ledger import intake as intake_rows
 from ledger.db import transaction
-from ledger.models import Batch, Item
+from ledger.models import Batch, IntakeOrder, Item
 from pipeline.manifest import ManifestError
+from pipeline.settings import get_settings
 from tasks.intake import IntakeConflict, OrderIntake
 from tests.integration.helpers import item_states, make_orders, wait_for_final, wait_until
 
@@ -210,6 +212,16 @@ def test_two_intakes_flushing_at_once_put_each_order_in_one_batch(workers: Any) 
     assert set(wait_for_final(mine).values()) == {"COMPLETED"}
 
 
+def _accepted_seconds_ago(project: str, seconds: float) -> None:
+    """Date a project's intake orders back by ``seconds`` (by the database's clock)."""
+    with transaction() as session:
+        session.execute(
+            update(IntakeOrder)
+            .where(IntakeOrder.project_uuid == project)
+            .values(accepted_at=func.now() - timedelta(seconds=seconds))
+        )
+
+
 def test_beat_flushes_a_group_due_by_age_when_no_intake_runs(
     service_env: dict[str, str], workers: Any, tmp_path: Any
 ) -> None:
@@ -223,7 +235,10 @@ def test_beat_flushes_a_group_due_by_age_when_no_intake_runs(
     )
     reader = OrderIntake(background=False)
     assert reader.lookup_one(project, order["order_id"])["state"] == "pending"
-    # When beat runs its flush_intake entry every second (the workers' INTAKE_MAX_WAIT_SECONDS)
+    # ... longer ago than the workers' INTAKE_MAX_WAIT_SECONDS (the test's own settings,
+    # as the session's workers share them): dated back rather than waited for (30 s)
+    _accepted_seconds_ago(project, get_settings().intake_max_wait_seconds + 1)
+    # When beat runs its flush_intake entry every second
     beat = spawn_beat(
         env={**service_env, "INTAKE_FLUSH_INTERVAL_SECONDS": "1"},
         log_path=tmp_path / "beat.log",
