@@ -43,9 +43,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 DEFERRAL_REDIS_DB = 7
-#: The first order takes the only token, the second is deferred: the path under test.
-#: (A third only added one more 10 s token wait after the resume.)
-ORDERS = 2
+ORDERS = 3
 #: Far less than the reservation the orders would otherwise wait out (660 s).
 FINISH_WITHIN_SECONDS = 150.0
 
@@ -76,7 +74,7 @@ def test_orders_deferred_while_halted_finish_promptly_after_resume_all(
     env = {
         **service_env,
         "REDIS_URL": isolated_redis(DEFERRAL_REDIS_DB),
-        # One preflight every 10 s, no burst: the second order is deferred.
+        # One preflight every 10 s, no burst: the second and third orders are deferred.
         "BATCH_RATE_LIMITS": "preflight=6/min:1",
         "BATCH_RATE_LIMIT_MAX_WAIT_SECONDS": "1",
     }
