@@ -14,8 +14,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Enough for each scenario to run several chunks per stage; the figures' size is not tested.
-ORDERS = 100
 
 
 def test_bench_run_records_and_renders_scenarios_a_and_b(
@@ -29,10 +27,10 @@ def test_bench_run_records_and_renders_scenarios_a_and_b(
     }
     out, doc, chart = tmp_path / "r.json", tmp_path / "B.md", tmp_path / "c.png"
 
-    # When the benchmark runs A and B with 100 orders each
+    # When the benchmark runs A and B with 300 orders each
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "bench.run", "--sizes", str(ORDERS), "--scenarios", "A,B"),
+            *(sys.executable, "-m", "bench.run", "--sizes", "300", "--scenarios", "A,B"),
             *("--out", str(out), "--doc", str(doc), "--chart", str(chart)),
             *("--work-dir", str(tmp_path / "w")),
         ],
@@ -48,7 +46,7 @@ def test_bench_run_records_and_renders_scenarios_a_and_b(
     runs = {run["scenario"]: run for run in json.loads(out.read_text())["runs"]}
     assert set(runs) == {"A", "B"}
     for run in runs.values():
-        assert run["orders"] == ORDERS
+        assert run["orders"] == 300
         assert run["items_per_s"] > 0
         assert run["redis_bytes_per_order"] > 0
     page = doc.read_text()
