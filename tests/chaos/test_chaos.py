@@ -26,7 +26,7 @@ import celery_app
 from ledger.db import dispose_engine, transaction
 from ledger.models import Batch, Item
 from tasks.control import ControlRefused, cancel_batch
-from tests.chaos.conftest import CHAOS_SETTINGS, ChaosScale, ChaosStack
+from tests.chaos.conftest import CHAOS_SETTINGS, SCALES, ChaosScale, ChaosStack
 from tests.integration.helpers import (
     finalize_events,
     item_states,
@@ -155,9 +155,12 @@ def _finish_and_measure(
     # The bound: recovery (visibility timeout + one sweep) plus the work left at the
     # last fault at half the fault-free rate, since a fault also costs capacity.
     bound = VISIBILITY + SWEEP + 2 * remaining / rate
-    assert after_fault <= bound, (
-        f"finished {after_fault:.1f}s after the last fault (> {bound:.1f}s)"
-    )
+    # A timing bound, so only `make chaos` (full scale, a run of its own) enforces it;
+    # inside `make test` the small run shares the machine and the figure is reported.
+    if orders >= SCALES["full"].orders:
+        assert after_fault <= bound, (
+            f"finished {after_fault:.1f}s after the last fault (> {bound:.1f}s)"
+        )
     return {**figures, "open_at_last_fault": remaining,
             "seconds_to_finish_after_last_fault": round(after_fault, 2),
             # What the fault cost beyond the work that was left anyway.
