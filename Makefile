@@ -11,7 +11,8 @@ QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 ORDERS ?= 200
 # Extra demo flags, e.g. `make demo DEMO_ARGS=--api` serves the batches page beside it.
 DEMO_ARGS ?=
-PYTEST_ARGS ?=
+# --durations: every run (CI included) prints where its time went.
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: demo test chaos bench bench-full lint format install lock clean
 
