@@ -65,9 +65,11 @@ from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.fused import Decision, fused_row, run_fused, stage_to_fuse
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.lane_gate import GATE
 from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
-from tasks.slots import SlotUser, give_back, is_capped, take_slots
+from tasks.slot_order import higher_waiter, waiting
+from tasks.slots import SlotUser, give_back, is_capped, slot_claim, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 from tasks.yielding import HigherWorkWatch
 
@@ -138,17 +140,18 @@ def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> Ch
     raised for Celery to retry the chunk.
     """
     runtime = runtime_for(message.stage)
-    claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
-    run = ChunkRun(runtime, message, owner, inputs)
-    try:
-        outcomes = _outcomes(run, claimed) if claimed else []
-        _fuse(run, claimed, outcomes)
-        report = _commit(run, claimed, outcomes)
-    except INFRASTRUCTURE_ERRORS:
-        _refund(claimed, owner)
-        raise
-    finally:
-        run.give_back_all()  # only on an exception is anything still held here
+    with GATE.running(message.priority):  # lower lanes' items here pause meanwhile
+        claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
+        run = ChunkRun(runtime, message, owner, inputs)
+        try:
+            outcomes = _outcomes(run, claimed) if claimed else []
+            _fuse(run, claimed, outcomes)
+            report = _commit(run, claimed, outcomes)
+        except INFRASTRUCTURE_ERRORS:
+            _refund(claimed, owner)
+            raise
+        finally:
+            run.give_back_all()  # only on an exception is anything still held here
     return report
 
 
@@ -213,14 +216,23 @@ class ChunkRun:
         return True
 
     def _take(self, user: SlotUser) -> bool:
-        def attempt() -> bool:
-            return take_slots(redis_client(), [user])[0]
+        client, lane, claim = redis_client(), self.message.priority, slot_claim(user)
 
+        def attempt() -> bool:
+            # Strict lane order at the slots too (``tasks.slot_order``).
+            if higher_waiter(client, lane, claim):
+                return False
+            return take_slots(client, [user])[0]
+
+        if attempt():
+            return True
         if not self.stage.io_bound:
-            return attempt()
+            return False  # a CPU-bound stage would hold a process: it never waits
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
-        return poll_until(attempt, max(0.0, min(settings.batch_slot_wait_seconds, left / 2)))
+        seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
+        with waiting(client, lane, claim, seconds):
+            return poll_until(attempt, seconds)
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -378,6 +390,9 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
 
 
 def _attempt_in_slots(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
+    # Before the slot is taken: a paused item holds none (``tasks.lane_gate``).
+    left = get_settings().batch_task_soft_time_limit - (time.monotonic() - run.began)
+    GATE.pause(run.message.priority, left / 2)
     waiting = run.circuits.hold(run.stage, item, run.message.batch_id)
     if waiting is not None:
         return waiting  # its circuit is open: no slot, no call, no attempt spent

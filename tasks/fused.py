@@ -29,6 +29,7 @@ from pipeline.stage_registry import Stage, stage_named
 from pipeline.states import ItemState
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
+from tasks.lane_gate import GATE
 from tasks.stage_runtime import StageRuntime, runtime_for
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,8 @@ def run_fused(
     decisions: dict[int, Decision] = {}
     try:
         for item in items:
+            # QC is CPU work under the process's GIL: a higher lane's chunk goes first.
+            GATE.pause(message.priority, fused_time_left(time.monotonic() - began, soft) / 2)
             if fused_time_left(time.monotonic() - began, soft) <= 0:
                 break  # the rest waits for QC's own chunks
             decision = _judge(runtime, message, item, done[item.item_id].output, prepared)

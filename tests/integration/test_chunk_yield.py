@@ -105,3 +105,41 @@ def test_a_high_chunk_never_stops_early(service_env, queues, monkeypatch) -> Non
         assert _run(batch_id, ids, "high").succeeded == ids
     finally:
         cancel_batch(batch_id)
+
+
+def test_a_low_chunks_items_start_only_once_the_high_chunk_beside_it_ends(
+    service_env, monkeypatch
+) -> None:
+    """``tasks.lane_gate``: in one process (the I/O worker's threads), high runs first."""
+    import threading
+    from datetime import UTC, datetime
+
+    import tasks.lane_gate as lane_gate
+    from ledger.models import StageOutput
+    from pipeline.polling import poll_until
+
+    monkeypatch.setattr(lane_gate, "MAX_PAUSE_S", 600.0)  # no bound cuts the pause short here
+    batch_id, ids = _batch("low", monkeypatch)
+    reports: list[ChunkReport] = []
+    low = threading.Thread(target=lambda: reports.append(_run(batch_id, ids, "low")))
+    try:
+        # Given a high chunk running in this process
+        with lane_gate.GATE.running("high"):
+            # When a low chunk starts beside it and claims its orders
+            low.start()
+            assert poll_until(lambda: all(r[2] == "task-y@test" for r in _rows(ids)), 120)
+            high_ended = datetime.now(UTC)
+        low.join(120)
+
+        # Then all of them ran, every one after the high chunk ended
+        assert reports and reports[0].succeeded == ids
+        with transaction() as session:
+            starts = session.scalars(
+                select(StageOutput.started_at).where(StageOutput.item_id.in_(ids))
+            ).all()
+        assert len(starts) == len(ids)
+        assert all(start is not None and start >= high_ended for start in starts)
+    finally:
+        if low.is_alive():
+            low.join(120)
+        cancel_batch(batch_id)
