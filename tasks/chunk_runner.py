@@ -142,7 +142,7 @@ def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> Ch
     runtime = runtime_for(message.stage)
     with GATE.running(message.priority):  # lower lanes' items here pause meanwhile
         claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
-        run = ChunkRun(runtime, message, owner, inputs)
+        run = ChunkRun(runtime, message, owner, inputs, higher=HigherWorkWatch(message.priority))
         try:
             outcomes = _outcomes(run, claimed) if claimed else []
             _fuse(run, claimed, outcomes)
@@ -182,6 +182,8 @@ class ChunkRun:
     circuits: ChunkCircuits = field(default_factory=ChunkCircuits)
     #: time this chunk's calls slept for call slots and rate-limit tokens
     waits: WaitTally = field(default_factory=WaitTally)
+    #: whether a higher lane's message waits in a queue this worker polls (``tasks.yielding``)
+    higher: HigherWorkWatch | None = None
     #: the next stage, run on this chunk's successes in the same task (or None)
     fused_stage: Stage | None = None
     #: item id -> that stage's decision, for the items it judged in time
@@ -231,8 +233,21 @@ class ChunkRun:
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
         seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
+        gave_way = False
+
+        def attempt_or_give_way() -> bool:
+            # Higher work waits for this worker: stop waiting (the item goes back to
+            # the pool), so the chunk ends sooner and its thread takes that work.
+            nonlocal gave_way
+            gave_way = self.higher_waiting()
+            return gave_way or attempt()
+
         with waiting(client, lane, claim, seconds):
-            return poll_until(attempt, seconds)
+            return poll_until(attempt_or_give_way, seconds) and not gave_way
+
+    def higher_waiting(self) -> bool:
+        """Whether a higher lane's message waits in a queue this worker polls."""
+        return self.higher is not None and self.higher.waiting()
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -272,7 +287,9 @@ def _fuse(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcome]
     run.fused_stage = stage_to_fuse(run.stage, run.message.priority)
     if run.fused_stage is None or not outcomes:
         return
-    run.fused = run_fused(run.fused_stage, run.message, claimed, outcomes, run.began)
+    run.fused = run_fused(
+        run.fused_stage, run.message, claimed, outcomes, run.began, give_way=run.higher_waiting
+    )
     for decision in run.fused.values():
         _log_outcome(run.fused_stage.name, decision)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -56,10 +56,13 @@ def run_fused(
     claimed: Sequence[ClaimedItem],
     outcomes: Sequence[ItemOutcome],
     began: float,
+    give_way: Callable[[], bool] | None = None,
 ) -> dict[int, Decision]:
     """Run ``following`` on the chunk's successes while time is left; item id -> decision.
 
     ``began``: the chunk's start on the monotonic clock (its soft limit counts from there).
+    ``give_way``: asked before each item; True stops here (a higher lane's work waits
+    for this worker, ``tasks.yielding``), and the rest waits for QC's own chunks.
     """
     done = {o.item_id: o for o in outcomes if isinstance(o, Done)}
     soft = float(get_settings().stage_time_limits(message.stage)[0])
@@ -81,6 +84,9 @@ def run_fused(
             GATE.pause(message.priority, fused_time_left(time.monotonic() - began, soft) / 2)
             if fused_time_left(time.monotonic() - began, soft) <= 0:
                 break  # the rest waits for QC's own chunks
+            if decisions and give_way is not None and give_way():
+                log.info("chunk.fuse_yielded", stage=following.name, judged=len(decisions))
+                break
             decision = _judge(runtime, message, item, done[item.item_id].output, prepared)
             if isinstance(decision, Done | Failed | Rewrite):
                 decisions[item.item_id] = decision

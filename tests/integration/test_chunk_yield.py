@@ -143,3 +143,33 @@ def test_a_low_chunks_items_start_only_once_the_high_chunk_beside_it_ends(
         if low.is_alive():
             low.join(120)
         cancel_batch(batch_id)
+
+
+def _writing(batch_id: str, ids: list[int], priority: str) -> ChunkReport:
+    message = ChunkMessage(
+        stage="writing", batch_id=batch_id, item_ids=tuple(ids), priority=priority
+    )
+    return run_chunk(message, "task-y@test", reclaim=True)
+
+
+def test_a_low_writing_chunk_stops_fusing_qc_when_high_work_waits(
+    service_env, queues, monkeypatch
+) -> None:
+    # Given three low orders written to the writer's pool, and a high message waiting
+    batch_id, ids = _batch("low", monkeypatch)
+    try:
+        assert _run(batch_id, ids, "low").succeeded == ids
+        redis_client().rpush(queues["high"], "a high chunk")
+
+        # When the low writing chunk runs
+        report = _writing(batch_id, ids, "low")
+
+        # Then every article is written, but QC judged only the first one in the chunk:
+        # the other two wait in the pool for QC's own chunks
+        assert report.succeeded == ids
+        assert report.fused.succeeded == (ids[0],)
+        states = [row[0] for row in _rows(ids)]
+        assert states[1:] == ["QC", "QC"]
+        assert states[0] != "QC"
+    finally:
+        cancel_batch(batch_id)
