@@ -78,6 +78,7 @@ def waiting(client: redis.Redis, lane: str, claim: SlotClaim, seconds: float) ->
             pipe = client.pipeline(transaction=False)
             pipe.zremrangebyscore(key, "-inf", now)  # those who gave up without leaving
             pipe.zadd(key, {member: now + seconds + 1.0})
+            pipe.expire(key, int(seconds) + 5)  # the set goes with its last waiter
             pipe.execute()
         except redis.RedisError as error:
             log.warning("slots.wait_unregistered", error=str(error))
