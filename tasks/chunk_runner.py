@@ -65,7 +65,6 @@ from tasks.circuits import ChunkCircuits, seconds_until
 from tasks.fused import Decision, fused_row, run_fused, stage_to_fuse
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
-from tasks.lane_gate import GATE
 from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
 from tasks.slot_order import higher_waiter, waiting
@@ -140,18 +139,17 @@ def run_chunk(message: ChunkMessage, owner: str, *, reclaim: bool = False) -> Ch
     raised for Celery to retry the chunk.
     """
     runtime = runtime_for(message.stage)
-    with GATE.running(message.priority):  # lower lanes' items here pause meanwhile
-        claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
-        run = ChunkRun(runtime, message, owner, inputs, higher=HigherWorkWatch(message.priority))
-        try:
-            outcomes = _outcomes(run, claimed) if claimed else []
-            _fuse(run, claimed, outcomes)
-            report = _commit(run, claimed, outcomes)
-        except INFRASTRUCTURE_ERRORS:
-            _refund(claimed, owner)
-            raise
-        finally:
-            run.give_back_all()  # only on an exception is anything still held here
+    claimed, inputs = _claim(runtime.stage, message, owner, reclaim)
+    run = ChunkRun(runtime, message, owner, inputs)
+    try:
+        outcomes = _outcomes(run, claimed) if claimed else []
+        _fuse(run, claimed, outcomes)
+        report = _commit(run, claimed, outcomes)
+    except INFRASTRUCTURE_ERRORS:
+        _refund(claimed, owner)
+        raise
+    finally:
+        run.give_back_all()  # only on an exception is anything still held here
     return report
 
 
@@ -182,8 +180,6 @@ class ChunkRun:
     circuits: ChunkCircuits = field(default_factory=ChunkCircuits)
     #: time this chunk's calls slept for call slots and rate-limit tokens
     waits: WaitTally = field(default_factory=WaitTally)
-    #: whether a higher lane's message waits in a queue this worker polls (``tasks.yielding``)
-    higher: HigherWorkWatch | None = None
     #: the next stage, run on this chunk's successes in the same task (or None)
     fused_stage: Stage | None = None
     #: item id -> that stage's decision, for the items it judged in time
@@ -233,21 +229,8 @@ class ChunkRun:
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
         seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
-        gave_way = False
-
-        def attempt_or_give_way() -> bool:
-            # Higher work waits for this worker: stop waiting (the item goes back to
-            # the pool), so the chunk ends sooner and its thread takes that work.
-            nonlocal gave_way
-            gave_way = self.higher_waiting()
-            return gave_way or attempt()
-
         with waiting(client, lane, claim, seconds):
-            return poll_until(attempt_or_give_way, seconds) and not gave_way
-
-    def higher_waiting(self) -> bool:
-        """Whether a higher lane's message waits in a queue this worker polls."""
-        return self.higher is not None and self.higher.waiting()
+            return poll_until(attempt, seconds)
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -287,9 +270,7 @@ def _fuse(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcome]
     run.fused_stage = stage_to_fuse(run.stage, run.message.priority)
     if run.fused_stage is None or not outcomes:
         return
-    run.fused = run_fused(
-        run.fused_stage, run.message, claimed, outcomes, run.began, give_way=run.higher_waiting
-    )
+    run.fused = run_fused(run.fused_stage, run.message, claimed, outcomes, run.began)
     for decision in run.fused.values():
         _log_outcome(run.fused_stage.name, decision)
 
@@ -407,9 +388,6 @@ def attempt_item(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
 
 
 def _attempt_in_slots(run: ChunkRun, item: ClaimedItem) -> ItemOutcome | None:
-    # Before the slot is taken: a paused item holds none (``tasks.lane_gate``).
-    left = get_settings().batch_task_soft_time_limit - (time.monotonic() - run.began)
-    GATE.pause(run.message.priority, left / 2)
     waiting = run.circuits.hold(run.stage, item, run.message.batch_id)
     if waiting is not None:
         return waiting  # its circuit is open: no slot, no call, no attempt spent

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -29,7 +29,6 @@ from pipeline.stage_registry import Stage, stage_named
 from pipeline.states import ItemState
 from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
-from tasks.lane_gate import GATE
 from tasks.stage_runtime import StageRuntime, runtime_for
 
 log = structlog.get_logger(__name__)
@@ -56,13 +55,10 @@ def run_fused(
     claimed: Sequence[ClaimedItem],
     outcomes: Sequence[ItemOutcome],
     began: float,
-    give_way: Callable[[], bool] | None = None,
 ) -> dict[int, Decision]:
     """Run ``following`` on the chunk's successes while time is left; item id -> decision.
 
     ``began``: the chunk's start on the monotonic clock (its soft limit counts from there).
-    ``give_way``: asked before each item; True stops here (a higher lane's work waits
-    for this worker, ``tasks.yielding``), and the rest waits for QC's own chunks.
     """
     done = {o.item_id: o for o in outcomes if isinstance(o, Done)}
     soft = float(get_settings().stage_time_limits(message.stage)[0])
@@ -80,13 +76,8 @@ def run_fused(
     decisions: dict[int, Decision] = {}
     try:
         for item in items:
-            # QC is CPU work under the process's GIL: a higher lane's chunk goes first.
-            GATE.pause(message.priority, fused_time_left(time.monotonic() - began, soft) / 2)
             if fused_time_left(time.monotonic() - began, soft) <= 0:
                 break  # the rest waits for QC's own chunks
-            if decisions and give_way is not None and give_way():
-                log.info("chunk.fuse_yielded", stage=following.name, judged=len(decisions))
-                break
             decision = _judge(runtime, message, item, done[item.item_id].output, prepared)
             if isinstance(decision, Done | Failed | Rewrite):
                 decisions[item.item_id] = decision
