@@ -88,6 +88,15 @@ def slot_key_pattern() -> str:
     return f"{get_settings().redis_prefix_batch}slots:*"
 
 
+def slot_waiters_key(lane: str) -> str:
+    """Items of ``lane`` waiting for a slot (sorted set scored by give-up time).
+
+    ``batch:slot-waiters:<lane>``; outside ``slot_key_pattern``, so the sweeper's
+    reconciliation of the semaphores never reads it as one.
+    """
+    return f"{get_settings().redis_prefix_batch}slot-waiters:{lane}"
+
+
 def rate_bucket_key(service: str, key: str = "") -> str:
     """Token bucket of an external service, optionally per key: ``batch:rate:<service>[:<key>]``."""
     suffix = f"{service}:{key}" if key else service

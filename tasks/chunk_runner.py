@@ -67,7 +67,8 @@ from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
-from tasks.slots import SlotUser, give_back, is_capped, take_slots
+from tasks.slot_order import higher_waiter, waiting
+from tasks.slots import SlotUser, give_back, is_capped, slot_claim, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 from tasks.yielding import HigherWorkWatch
 
@@ -213,14 +214,23 @@ class ChunkRun:
         return True
 
     def _take(self, user: SlotUser) -> bool:
-        def attempt() -> bool:
-            return take_slots(redis_client(), [user])[0]
+        client, lane, claim = redis_client(), self.message.priority, slot_claim(user)
 
+        def attempt() -> bool:
+            # Strict lane order at the slots too (``tasks.slot_order``).
+            if higher_waiter(client, lane, claim):
+                return False
+            return take_slots(client, [user])[0]
+
+        if attempt():
+            return True
         if not self.stage.io_bound:
-            return attempt()
+            return False  # a CPU-bound stage would hold a process: it never waits
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
-        return poll_until(attempt, max(0.0, min(settings.batch_slot_wait_seconds, left / 2)))
+        seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
+        with waiting(client, lane, claim, seconds):
+            return poll_until(attempt, seconds)
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
