@@ -6,7 +6,9 @@ each item's two outputs with one state change (``WRITING -> APPROVED``, back to
 them again. Only a next stage that needs nothing the feeder hands out may be
 fused: no concurrency slots (uncapped), no window to wait for (not scheduled in
 the chunk's lane), no outside calls (no circuit, not I/O-bound), and whose
-rewrites come back to the stage that fused it. Both stages are in the chunk's
+rewrites come back to the stage that fused it. ``BATCH_FUSE_IN_THREADS=false``
+also keeps a chunk in a threads-pool worker from fusing: there the next stage's CPU
+work holds the interpreter lock the other chunks' calls need. Both stages are in the chunk's
 lane by construction: an item keeps its batch's lane for its whole journey.
 
 Pure: the tasks side (``tasks.fused``) supplies the settings and runs it.
@@ -36,6 +38,9 @@ class FuseRules:
     capped: frozenset[str]
     #: stages that wait for a window in this lane (``BATCH_SCHEDULE_*``)
     scheduled: frozenset[str]
+    #: the chunk runs in a thread beside other chunks' calls (Celery's threads pool) and
+    #: ``BATCH_FUSE_IN_THREADS`` is off: it may not fuse
+    threaded: bool = False
 
 
 def fused_stage(stage: Stage, rules: FuseRules) -> Stage | None:
@@ -47,6 +52,11 @@ def fused_stage(stage: Stage, rules: FuseRules) -> Stage | None:
     """
     following = next_stage(stage)
     if not rules.enabled or following is None:
+        return None
+    if rules.threaded:
+        # CPU work here holds the interpreter lock the other threads' calls need to
+        # start and end, and they hold their slots meanwhile: with it on, the CPU
+        # workers' own chunks run the next stage instead.
         return None
     if following.name in rules.capped or following.name in rules.scheduled:
         return None  # its slots or its window are the feeder's to hand out

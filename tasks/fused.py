@@ -12,6 +12,7 @@ writer's success: it waits in the pool for QC chunks, as without fusing.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -45,6 +46,9 @@ def stage_to_fuse(stage: Stage, lane: str) -> Stage | None:
         enabled=settings.batch_fuse_stages,
         capped=settings.capped_stages(),
         scheduled=frozenset(s.stage for s in plan.scheduled if plan.gates(s.stage, lane)),
+        # Celery's threads pool runs tasks outside the main thread; prefork and solo in it.
+        threaded=not settings.batch_fuse_in_threads
+        and threading.current_thread() is not threading.main_thread(),
     )
     return fused_stage(stage, rules)
 

@@ -92,3 +92,10 @@ def test_fused_work_stops_a_margin_before_the_soft_limit() -> None:
     assert fused_time_left(485.0, 540) > 0
     assert fused_time_left(486.0, 540) <= 0
     assert fused_time_left(600.0, 540) < 0
+
+
+def test_a_chunk_in_a_threads_pool_does_not_fuse() -> None:
+    # Its CPU work would hold the interpreter lock the other chunks' calls wait for.
+    rules = replace(DEFAULT, threaded=True)
+
+    assert all(fused_stage(stage, rules) is None for stage in STAGES)
