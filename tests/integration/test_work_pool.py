@@ -140,6 +140,44 @@ def test_a_later_small_customer_overtakes_an_earlier_big_one_and_equals_alternat
     assert [c.customer_id for c in picked] == ["pool-s1", "pool-s2"] * 3 + ["pool-big"] * 12
 
 
+def test_a_short_limit_takes_the_best_across_running_batches_and_skips_paused_ones(
+    rolled_back: Session,
+) -> None:
+    # Given three batches of one lane with interleaved scores above anyone else's:
+    # two running, one paused (whose orders score highest)
+    batches = []
+    for name in ("pool-r1", "pool-r2", "pool-p"):
+        orders = make_orders(8, name)
+        for order in orders:
+            order["customer_id"], order["deadline"] = name, None
+        batches.append(_insert(rolled_back, orders, priority="normal"))
+    rolled_back.execute(
+        text("UPDATE items SET score = 10000000 + (id % 13) * 7 WHERE batch_id = ANY(:b)"),
+        {"b": batches[:2]},
+    )
+    rolled_back.execute(
+        text("UPDATE items SET score = 20000000 WHERE batch_id = :b"), {"b": batches[2]}
+    )
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = ANY(:b)"), {"b": batches[:2]}
+    )
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'PAUSED' WHERE id = :b"), {"b": batches[2]}
+    )
+    ranked = rolled_back.execute(
+        text("SELECT id FROM items WHERE batch_id = ANY(:b) ORDER BY score DESC, fair_rank, id"),
+        {"b": batches[:2]},
+    ).scalars()
+    expected = [int(item_id) for item_id in ranked]
+
+    # When the feeder asks for fewer candidates than the running batches hold
+    picked = candidates(rolled_back, "normal", 11)
+
+    # Then it gets the lane's best 11, merged across both running batches, none paused
+    assert [c.item_id for c in picked] == expected[:11]
+    assert {c.batch_id for c in picked} == set(batches[:2])
+
+
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
     rolled_back: Session,
 ) -> None:
