@@ -1,10 +1,11 @@
-"""Where D's time goes as the ledger grows: statement costs per run, from ``pg_stat_statements``.
+"""Where C's or D's time goes as the ledger grows: statement costs per run (``pg_stat_statements``).
 
-``python -m bench.size_profile --sizes 1000,10000,1000,10000`` runs scenario D at each
-size in turn against one ledger (so later runs see the earlier runs' history, as in
-``make bench``) and, per run, prints the run's orders/s and the statements that cost
-the most database time per order, with their mean time per call. A statement whose
-mean grows from the 1,000 run to the 10,000 run is what slows D down with size.
+``python -m bench.size_profile --scenario C --sizes 10000,100000`` runs the scenario (C
+or D, default D) at each size in turn against one ledger (so later runs see the earlier
+runs' history, as in ``make bench``) and, per run, prints the run's orders/s and the
+statements that cost the most database time per order, with their mean time per call.
+A statement whose mean grows from the smaller run to the larger one is what slows the
+scenario down with size.
 
 The embedded PostgreSQL is started with ``pg_stat_statements`` preloaded; with a
 ``DATABASE_URL`` of your own, preload it there.
@@ -21,7 +22,7 @@ from typing import Any
 import psycopg
 
 #: Statements shown per run.
-TOP = 15
+TOP = 25
 
 _STATEMENTS = """
 SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query, calls,
@@ -54,8 +55,10 @@ def _statements(database_url: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _print_run(orders: int, items_per_s: float, statements: list[dict[str, Any]]) -> None:
-    print(f"\n=== D at {orders:,} orders: {items_per_s:.1f} orders/s", flush=True)
+def _print_run(
+    scenario: str, orders: int, items_per_s: float, statements: list[dict[str, Any]]
+) -> None:
+    print(f"\n=== {scenario} at {orders:,} orders: {items_per_s:.1f} orders/s", flush=True)
     print(f"{'ms/order':>9} {'calls':>8} {'mean ms':>8} {'blocks/call':>11}  query")
     for row in statements:
         per_order = float(row["total_exec_time"]) / orders
@@ -67,10 +70,12 @@ def _print_run(orders: int, items_per_s: float, statements: list[dict[str, Any]]
         )
 
 
-def profile(sizes: Sequence[int], work_dir: Path, out: Path) -> list[dict[str, Any]]:
-    """Run D at each of ``sizes`` against one ledger; return each run's statement costs."""
+def profile(
+    sizes: Sequence[int], work_dir: Path, out: Path, scenario: str = "D"
+) -> list[dict[str, Any]]:
+    """Run ``scenario`` (C or D) at each of ``sizes`` against one ledger; return the costs."""
     _preload_statements()
-    from bench.batchline import run_real
+    from bench.batchline import run_noop, run_real
     from bench.services import bench_services
 
     runs: list[dict[str, Any]] = []
@@ -78,10 +83,17 @@ def profile(sizes: Sequence[int], work_dir: Path, out: Path) -> list[dict[str, A
         database_url = bench.env["DATABASE_URL"]
         for orders in sizes:
             _reset(database_url)
-            run = run_real(bench, orders)
+            run = (run_noop if scenario == "C" else run_real)(bench, orders)
             statements = _statements(database_url)
-            _print_run(orders, run.items_per_s, statements)
-            runs.append({"orders": orders, "items_per_s": run.items_per_s, "top": statements})
+            _print_run(scenario, orders, run.items_per_s, statements)
+            runs.append(
+                {
+                    "scenario": scenario,
+                    "orders": orders,
+                    "items_per_s": run.items_per_s,
+                    "top": statements,
+                }
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(runs, indent=1, default=str), encoding="utf-8")
     return runs
@@ -90,12 +102,13 @@ def profile(sizes: Sequence[int], work_dir: Path, out: Path) -> list[dict[str, A
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments and profile."""
     parser = argparse.ArgumentParser(prog="python -m bench.size_profile", description=__doc__)
-    parser.add_argument("--sizes", default="1000,10000", help="orders per D run, in order")
+    parser.add_argument("--scenario", choices=("C", "D"), default="D")
+    parser.add_argument("--sizes", default="1000,10000", help="orders per run, in order")
     parser.add_argument("--work-dir", type=Path, default=Path("var/bench/profile"))
     parser.add_argument("--out", type=Path, default=Path("var/bench/size-profile.json"))
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
-    profile(sizes, args.work_dir, args.out)
+    profile(sizes, args.work_dir, args.out, args.scenario)
     return 0
 
 

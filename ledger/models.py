@@ -55,6 +55,8 @@ class Batch(Base):
 
     __tablename__ = "batches"
     __table_args__ = (
+        # The feeder's running batches, without reading every finished one.
+        Index("ix_batches_running", "id", postgresql_where=text("status = 'RUNNING'")),
         # A recovery round exists once per lineage: its id is derived from it.
         UniqueConstraint("root_batch_id", "recovery_round", name="uq_batches_root_round"),
         # The outbox of on_complete callbacks: finalized, asked for, not yet sent.
@@ -103,10 +105,12 @@ class Item(Base):
             "lease_expires_at",
             postgresql_where=text("lease_expires_at IS NOT NULL"),
         ),
-        # The feeder's question "what goes next in this lane?" as an index scan:
-        # highest score first, then the fair-share rank, then submission order.
+        # The feeder's question "what goes next in this lane?" as one short index walk
+        # per running batch (highest score first, then the fair-share rank, then
+        # submission order), merged: bounded by what a feed sends, not by the batch.
         Index(
-            "ix_items_pool",
+            "ix_items_pool_batch",
+            "batch_id",
             "lane",
             text("score DESC"),
             "fair_rank",

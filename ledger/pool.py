@@ -2,9 +2,9 @@
 
 An item is in the pool while it is open, unleased and has no message published
 for it (``queued_at IS NULL``). The feeder takes the best candidates of a lane
-with one index scan (``ix_items_pool``), marks them queued and publishes their
-chunks; a claim or a recorded outcome clears the mark, so whatever an item
-waits for next puts it back in the pool. The caller owns the transaction.
+with one short index walk per running batch (``ix_items_pool_batch``), marks
+them queued and publishes their chunks; a claim or a recorded outcome clears the
+mark, so whatever an item waits for next puts it back in the pool. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -43,11 +43,25 @@ _CANDIDATE_WHERE = f"""
     AND b.status = 'RUNNING'
     AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
 """
+# Each running batch's best ``limit`` from ``ix_items_pool_batch`` (one ordered walk
+# that stops there), merged. One scan of the whole lane cannot skip a paused batch's
+# pooled backlog, so the planner read every open item of the running batches instead,
+# a cost that grew with the batch (bench/NOTES.md, "The feeder's pool query").
 _CANDIDATES = text(
     f"""
-    SELECT {_CANDIDATE_COLUMNS}
-    FROM items i JOIN batches b ON b.id = i.batch_id
-    WHERE {_CANDIDATE_WHERE}
+    SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+           coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}),
+           i.score, i.fair_rank
+    FROM batches b
+    CROSS JOIN LATERAL (
+        SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+               i.score, i.fair_rank
+        FROM items i
+        WHERE i.batch_id = b.id AND i.lane = :lane AND {pooled_sql("i.")}
+        ORDER BY i.score DESC, i.fair_rank, i.id
+        LIMIT :limit
+    ) i
+    WHERE b.status = 'RUNNING' AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     ORDER BY i.score DESC, i.fair_rank, i.id
     LIMIT :limit
     """
@@ -57,7 +71,7 @@ _CANDIDATES = text(
 def _per_state_candidates(states: Sequence[str]) -> str:
     """The scan for some states only: each state's best from ``ix_items_pool_state``, merged.
 
-    One scan of ``ix_items_pool`` that filters held states out would walk past the
+    One scan of the lane's pool that filters held states out would walk past the
     whole held backlog on every feed (``bench/schedule_hold.py``).
     """
     parts = [
@@ -71,6 +85,10 @@ def _per_state_candidates(states: Sequence[str]) -> str:
     return f"SELECT * FROM ({union}) c ORDER BY 7 DESC, 8, 1 LIMIT :limit"
 
 
+_SORT_OFF = text("SET LOCAL enable_sort = off")
+_SORT_DEFAULT = text("SET LOCAL enable_sort TO DEFAULT")
+
+
 def candidates(
     session: Session, lane: str, limit: int, held: Sequence[str] = ()
 ) -> list[Candidate]:
@@ -81,13 +99,20 @@ def candidates(
     """
     params: dict[str, object] = {"lane": lane, "limit": limit}
     if not held:
-        rows = session.execute(_CANDIDATES, params)
+        # Without this the planner, estimating almost no pooled rows for a batch its
+        # statistics do not know yet (any new batch in a ledger with a long history:
+        # autoanalyze waits for a tenth of the table to change), reads every open item
+        # of the batch from ix_items_open and sorts them. The ordered walk of
+        # ix_items_pool_batch is the only plan without a sort, and it stops at the limit.
+        session.execute(_SORT_OFF)
+        rows = session.execute(_CANDIDATES, params).all()
+        session.execute(_SORT_DEFAULT)
     else:
         states = sorted(s.value for s in OPEN_ITEM_STATES if s.value not in set(held))
         if not states:
             return []
         params.update({f"state_{n}": state for n, state in enumerate(states)})
-        rows = session.execute(text(_per_state_candidates(states)), params)
+        rows = session.execute(text(_per_state_candidates(states)), params).all()
     return [
         Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
         for i, b, state, customer, domain, retries, _, _ in rows

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from celery_app import LANES
+from ledger import pool
 from ledger.batches import insert_batch
 from ledger.catalog import customer_tiers
 from ledger.db import engine, transaction
@@ -138,6 +139,71 @@ def test_a_later_small_customer_overtakes_an_earlier_big_one_and_equals_alternat
 
     # Then the two small customers alternate, and all of theirs go before the big one's
     assert [c.customer_id for c in picked] == ["pool-s1", "pool-s2"] * 3 + ["pool-big"] * 12
+
+
+def test_a_short_limit_takes_the_best_across_running_batches_and_skips_paused_ones(
+    rolled_back: Session,
+) -> None:
+    # Given three batches of one lane with interleaved scores above anyone else's:
+    # two running, one paused (whose orders score highest)
+    batches = []
+    for name in ("pool-r1", "pool-r2", "pool-p"):
+        orders = make_orders(8, name)
+        for order in orders:
+            order["customer_id"], order["deadline"] = name, None
+        batches.append(_insert(rolled_back, orders, priority="normal"))
+    rolled_back.execute(
+        text("UPDATE items SET score = 10000000 + (id % 13) * 7 WHERE batch_id = ANY(:b)"),
+        {"b": batches[:2]},
+    )
+    rolled_back.execute(
+        text("UPDATE items SET score = 20000000 WHERE batch_id = :b"), {"b": batches[2]}
+    )
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = ANY(:b)"), {"b": batches[:2]}
+    )
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'PAUSED' WHERE id = :b"), {"b": batches[2]}
+    )
+    ranked = rolled_back.execute(
+        text("SELECT id FROM items WHERE batch_id = ANY(:b) ORDER BY score DESC, fair_rank, id"),
+        {"b": batches[:2]},
+    ).scalars()
+    expected = [int(item_id) for item_id in ranked]
+
+    # When the feeder asks for fewer candidates than the running batches hold
+    picked = candidates(rolled_back, "normal", 11)
+
+    # Then it gets the lane's best 11, merged across both running batches, none paused
+    assert [c.item_id for c in picked] == expected[:11]
+    assert {c.batch_id for c in picked} == set(batches[:2])
+
+
+def test_the_pool_query_walks_the_pool_index_for_a_batch_the_statistics_do_not_know(
+    rolled_back: Session,
+) -> None:
+    # Given a running batch no ANALYZE has seen (uncommitted), so the planner
+    # estimates almost none of its items pooled, as for any new batch on a long history
+    batch_id = _insert(rolled_back, make_orders(30, "plan"), priority="normal")
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
+    )
+
+    # When the feeder's query is planned as candidates() runs it
+    rolled_back.execute(pool._SORT_OFF)
+    plan = "\n".join(
+        str(row[0])
+        for row in rolled_back.execute(
+            text(f"EXPLAIN {pool._CANDIDATES.text}"), {"lane": "normal", "limit": 2000}
+        )
+    )
+    rolled_back.execute(pool._SORT_DEFAULT)
+
+    # Then each batch's items come from the ordered walk of the pool index, which
+    # stops at the limit, never from all of its open items sorted
+    assert "ix_items_pool_batch" in plan, plan
+    assert "ix_items_open" not in plan, plan
+    assert [c.batch_id for c in candidates(rolled_back, "normal", 2000)].count(batch_id) == 30
 
 
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(

@@ -110,6 +110,6 @@ def test_the_pool_index_is_defined_by_the_pooled_predicate() -> None:
     from ledger.models import Item
 
     indexes = {index.name: index for index in Item.__table__.indexes}  # type: ignore[attr-defined]
-    where = indexes["ix_items_pool"].dialect_options["postgresql"]["where"]
+    where = indexes["ix_items_pool_batch"].dialect_options["postgresql"]["where"]
     assert str(where) == pooled_sql()
     assert str(indexes["ix_items_open"].dialect_options["postgresql"]["where"]) == open_sql()
