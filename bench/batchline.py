@@ -107,7 +107,9 @@ def run_batchline(
         queued = sum(int(client.llen(queue_key(q))) for q in WORK_QUEUES)
         started = time.time()
         resume(app, WORK_QUEUES)
-        finished = wait_final(batch_id, timeout=120 + orders / 20)
+        # At 4 orders/s, not 20: a shared machine under load (average 25 on 2 cores) runs D
+        # at 10,000 at about 10 orders/s, and a benchmark that gives up measures nothing.
+        finished = wait_final(batch_id, timeout=120 + orders / 4)
     seconds = finished - started
     return RunResult(
         scenario=scenario,

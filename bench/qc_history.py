@@ -78,48 +78,86 @@ def _chunk_seconds(batch_id: str, claimed: list[Any], written: list[tuple[Any, A
     return time.perf_counter() - started
 
 
-#: QC's signature query before the fix, one row per signature (for --compare).
+#: QC's signature query of session 4, one row per signature (for --compare). The walk
+#: uses today's index (same rows, same order); what differs is reading whole reports.
 _ROWS_QUERY = text(
     """
     SELECT d.domain, recent.signature
     FROM unnest(CAST(:domains AS text[])) AS d(domain)
     CROSS JOIN LATERAL (
         SELECT o.output->'signature' AS signature FROM stage_outputs o
-        WHERE o.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
-          AND o.output ? 'signature' AND NOT (o.item_id = ANY(:ids))
+        WHERE o.publisher_domain = d.domain AND o.signature IS NOT NULL
+          AND NOT (o.item_id = ANY(:ids))
         ORDER BY o.id DESC
         LIMIT :per_domain
     ) recent
     """
 )
+#: Session 5's: one JSON array per publisher, still read out of the whole reports.
+_JSON_QUERY = text(
+    """
+    SELECT d.domain, recent.signatures
+    FROM unnest(CAST(:domains AS text[])) AS d(domain)
+    CROSS JOIN LATERAL (
+        SELECT jsonb_agg(newest.signature ORDER BY newest.id DESC) AS signatures
+        FROM (
+            SELECT o.id, o.output->'signature' AS signature FROM stage_outputs o
+            WHERE o.publisher_domain = d.domain AND o.signature IS NOT NULL
+              AND NOT (o.item_id = ANY(:ids))
+            ORDER BY o.id DESC
+            LIMIT :per_domain
+        ) newest
+    ) recent
+    WHERE recent.signatures IS NOT NULL
+    """
+)
+#: The ways --compare times, oldest first.
+WAYS = ("rows", "json", "packed")
 
 
-def _history_part(claimed: list[Any], written: list[Any], *, rows: bool) -> float:
+def _fetch(session: Any, way: str, domains: list[str], ids: list[int]) -> dict[str, Any]:
+    from ledger.items import article_signatures
+    from pipeline.similarity import SignatureSet
+    from tasks.preparers import SIGNATURES_PER_PUBLISHER
+
+    params = {"domains": domains, "ids": ids, "per_domain": SIGNATURES_PER_PUBLISHER}
+    if way == "rows":  # 200 rows per publisher, each decoded, lists for every article
+        found: dict[str, Any] = {}
+        for domain, signature in session.execute(_ROWS_QUERY, params):
+            found.setdefault(str(domain), []).append([int(v) for v in signature])
+        return found
+    if way == "json":
+        rows = session.execute(_JSON_QUERY, params)
+        return {str(domain): SignatureSet(signatures) for domain, signatures in rows}
+    return dict(
+        article_signatures(session, domains, exclude=ids, per_domain=SIGNATURES_PER_PUBLISHER)
+    )
+
+
+def _history_part(claimed: list[Any], written: list[Any], *, way: str) -> float:
     """Seconds of the history-dependent part of a QC chunk: fetch, decode, compare."""
     from ledger.db import transaction
-    from ledger.items import article_signatures
     from pipeline.similarity import max_similarity, minhash_signature
-    from tasks.preparers import SIGNATURES_PER_PUBLISHER
 
     mine = [minhash_signature(str(article.get("html", ""))) for _, article in written]
     domains = sorted({item.publisher_domain for item in claimed})
     ids = [item.item_id for item in claimed]
     started = time.perf_counter()
     with transaction() as session:
-        if rows:  # before: 200 rows per publisher, each decoded, lists for every article
-            params = {"domains": domains, "ids": ids, "per_domain": SIGNATURES_PER_PUBLISHER}
-            found: dict[str, Any] = {}
-            for domain, signature in session.execute(_ROWS_QUERY, params):
-                found.setdefault(str(domain), []).append([int(v) for v in signature])
-        else:
-            found = dict(
-                article_signatures(
-                    session, domains, exclude=ids, per_domain=SIGNATURES_PER_PUBLISHER
-                )
-            )
+        found = _fetch(session, way, domains, ids)
     for item, signature in zip(claimed, mine, strict=True):
         max_similarity(signature, found.get(item.publisher_domain, []))
     return time.perf_counter() - started
+
+
+def _compare(history: int, claimed: list[Any], written: list[Any], chunks: int) -> None:
+    """Print the signatures part's median per way, the ways alternated (same load)."""
+    times: dict[str, list[float]] = {way: [] for way in WAYS}
+    for _ in range(chunks):
+        for way in WAYS:
+            times[way].append(_history_part(claimed, written, way=way))
+    parts = ", ".join(f"{way} {statistics.median(times[way]) * 1000:.1f} ms" for way in WAYS)
+    print(f"history {history:>4}/publisher: signatures part per chunk: {parts}", flush=True)
 
 
 def measure(
@@ -165,16 +203,7 @@ def measure(
             times = [_chunk_seconds(batch_id, timed, written) for _ in range(chunks)]
             results[history] = statistics.median(times)
             if compare:
-                before, after = [], []
-                for _ in range(chunks):  # alternated, so both see the same load
-                    before.append(_history_part(timed, written, rows=True))
-                    after.append(_history_part(timed, written, rows=False))
-                print(
-                    f"history {history:>4}/publisher: signatures part before"
-                    f" {statistics.median(before) * 1000:.1f} ms, after"
-                    f" {statistics.median(after) * 1000:.1f} ms per chunk",
-                    flush=True,
-                )
+                _compare(history, timed, written, chunks)
             base = results[histories[0]]
             print(
                 f"history {history:>4}/publisher: {results[history] * 1000:7.1f} ms per chunk of"
@@ -193,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also time the signatures part the old way (rows) and the new, alternately",
+        help="also time the signatures part each way (" + ", ".join(WAYS) + "), alternately",
     )
     args = parser.parse_args(argv)
     histories = [int(value) for value in args.histories.split(",")]

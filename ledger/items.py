@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from ledger.models import DeliveryReceipt
-from pipeline.similarity import SignatureSet
+from pipeline.similarity import DEFAULT_NUM_PERM, PACKED_DTYPE, SignatureSet
 from pipeline.states import IllegalTransition, ItemState, is_legal
 
 log = structlog.get_logger(__name__)
@@ -185,14 +185,17 @@ _SIGNATURES = text(
     SELECT d.domain, recent.signatures
     FROM unnest(CAST(:domains AS text[])) AS d(domain)
     CROSS JOIN LATERAL (
-        -- An index walk (ix_stage_outputs_signatures) that stops after :per_domain
-        -- entries, so its cost does not grow with the publisher's history; one JSON
-        -- array per publisher, newest first, so the worker decodes one value, not 200.
-        SELECT jsonb_agg(newest.signature ORDER BY newest.id DESC) AS signatures
+        -- An index-only walk (ix_stage_outputs_article_signatures carries the packed
+        -- signature) that stops after :per_domain entries, so its cost does not grow
+        -- with the publisher's history; one bytea per publisher, newest first, that
+        -- the worker reinterprets as a matrix without decoding a value. Signatures of
+        -- another length count towards the limit but are left out, as before 0014.
+        SELECT string_agg(newest.signature, ''::bytea ORDER BY newest.id DESC)
+                   FILTER (WHERE octet_length(newest.signature) = :width) AS signatures
         FROM (
-            SELECT o.id, o.output->'signature' AS signature FROM stage_outputs o
-            WHERE o.publisher_domain = d.domain AND o.stage = 'qc' AND o.ok
-              AND o.output ? 'signature' AND NOT (o.item_id = ANY(:ids))
+            SELECT o.id, o.signature FROM stage_outputs o
+            WHERE o.publisher_domain = d.domain AND o.signature IS NOT NULL
+              AND NOT (o.item_id = ANY(:ids))
             ORDER BY o.id DESC
             LIMIT :per_domain
         ) newest
@@ -203,17 +206,34 @@ _SIGNATURES = text(
 
 
 def article_signatures(
-    session: Session, domains: Sequence[str], *, exclude: Sequence[int], per_domain: int
+    session: Session,
+    domains: Sequence[str],
+    *,
+    exclude: Sequence[int],
+    per_domain: int,
+    num_perm: int = DEFAULT_NUM_PERM,
 ) -> dict[str, SignatureSet]:
     """MinHash signatures of each publisher's most recent approved articles, newest first.
 
-    Publishers without any are left out. Each set builds its comparison matrix once
-    for the whole chunk (:class:`pipeline.similarity.SignatureSet`).
+    Read from ``stage_outputs.signature`` (packed, migration 0014), never from the
+    QC reports. Publishers without any are left out.
+
+    Args:
+        session: The caller's session.
+        domains: The publishers to look up.
+        exclude: Item ids whose own outputs are not "earlier" (the chunk's items).
+        per_domain: How many of each publisher's newest approved articles to read.
+        num_perm: The length of the signatures to compare with; others are skipped.
     """
-    params = {"domains": list(domains), "ids": list(exclude), "per_domain": per_domain}
+    params = {
+        "domains": list(domains),
+        "ids": list(exclude),
+        "per_domain": per_domain,
+        "width": num_perm * PACKED_DTYPE.itemsize,
+    }
     return {
-        str(domain): SignatureSet(signatures)
-        for domain, signatures in session.execute(_SIGNATURES, params)
+        str(domain): SignatureSet.from_packed(bytes(packed), num_perm)
+        for domain, packed in session.execute(_SIGNATURES, params)
     }
 
 

@@ -13,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -30,6 +32,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.states import open_sql, pooled_sql
+
+#: An approved QC report's signature, packed by ``qc_signature_bytes`` (migration 0014).
+_SIGNATURE_SQL = (
+    "CASE WHEN stage = 'qc' AND ok AND jsonb_typeof(output -> 'signature') = 'array'"
+    " THEN qc_signature_bytes(output -> 'signature') END"
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -177,12 +185,14 @@ class StageOutput(Base):
     __tablename__ = "stage_outputs"
     __table_args__ = (
         UniqueConstraint("item_id", "stage", "attempt", name="uq_stage_outputs"),
-        # QC's near-duplicate look-up: a publisher's newest approved articles.
+        # QC's near-duplicate look-up: a publisher's newest approved articles, read
+        # from the index alone (it carries the packed signature; migration 0014).
         Index(
-            "ix_stage_outputs_signatures",
+            "ix_stage_outputs_article_signatures",
             "publisher_domain",
             text("id DESC"),
-            postgresql_where=text("stage = 'qc' AND ok AND output ? 'signature'"),
+            postgresql_include=["item_id", "signature"],
+            postgresql_where=text("signature IS NOT NULL"),
         ),
     )
 
@@ -199,6 +209,11 @@ class StageOutput(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: the item's publisher, copied so QC finds a publisher's articles by index
     publisher_domain: Mapped[str | None] = mapped_column(String(253))
+    #: an approved QC report's MinHash signature as big-endian int4s, generated from
+    #: ``output`` by PostgreSQL (function ``qc_signature_bytes``, migration 0014)
+    signature: Mapped[bytes | None] = mapped_column(
+        LargeBinary, Computed(_SIGNATURE_SQL, persisted=True)
+    )
     created_at: Mapped[datetime] = _now()
 
 

@@ -2,8 +2,9 @@
 
 Two texts are compared by the Jaccard similarity of their sets of ``k``-word
 shingles. A MinHash signature estimates it from a fixed number of integers, so a
-signature can be stored (as a JSON list) with each article and later articles
-compared against it without keeping, or re-reading, the earlier text.
+signature can be stored with each article (as a JSON list in the QC report, and
+packed as 4-byte integers beside it for the look-up) and later articles compared
+against it without keeping, or re-reading, the earlier text.
 
 Everything is deterministic across processes and Python versions: shingles are
 hashed with BLAKE2b (never the salted built-in ``hash``) and the permutations'
@@ -118,6 +119,16 @@ def estimated_jaccard(sig_a: Sequence[int], sig_b: Sequence[int]) -> float:
     return matches / len(sig_a)
 
 
+#: How the ledger packs a signature (``stage_outputs.signature``): big-endian 4-byte
+#: integers, as PostgreSQL's ``int4send`` writes them. Every value is below 2**31.
+PACKED_DTYPE: Final = np.dtype(">i4")
+
+
+def pack_signature(signature: Sequence[int]) -> bytes:
+    """``signature`` as the ledger stores it: ``len(signature)`` big-endian int4s."""
+    return np.asarray(signature, dtype=PACKED_DTYPE).tobytes()
+
+
 class SignatureSet(Sequence[list[int]]):
     """Earlier signatures, compared with many articles: their matrix is built once.
 
@@ -128,23 +139,49 @@ class SignatureSet(Sequence[list[int]]):
 
     def __init__(self, rows: Sequence[list[int]]) -> None:
         """``rows``: the signatures, in the order the caller gives them."""
-        self._rows = list(rows)
+        self._rows: list[list[int]] | None = list(rows)
+        self._packed: npt.NDArray[np.int64] | None = None
         self._matrices: dict[int, npt.NDArray[np.int64]] = {}
+
+    @classmethod
+    def from_packed(cls, packed: bytes, num_perm: int) -> SignatureSet:
+        """Signatures of ``num_perm`` values packed end to end (see :func:`pack_signature`).
+
+        The matrix is the bytes themselves, reinterpreted: no per-value decoding.
+
+        Raises:
+            ValueError: ``packed`` is not a whole number of signatures.
+        """
+        width = num_perm * PACKED_DTYPE.itemsize
+        if num_perm < 1 or len(packed) % width:
+            raise ValueError(f"{len(packed)} bytes are not signatures of {num_perm} values")
+        signatures = cls(())
+        matrix = np.frombuffer(packed, dtype=PACKED_DTYPE).astype(np.int64)
+        signatures._rows = None
+        signatures._packed = signatures._matrices[num_perm] = matrix.reshape(-1, num_perm)
+        return signatures
+
+    def _lists(self) -> list[list[int]]:
+        # Lists only for callers that iterate; QC compares through matrix().
+        if self._rows is None:
+            assert self._packed is not None
+            self._rows = self._packed.tolist()
+        return self._rows
 
     @overload
     def __getitem__(self, index: int) -> list[int]: ...
     @overload
     def __getitem__(self, index: slice) -> Sequence[list[int]]: ...
     def __getitem__(self, index: int | slice) -> list[int] | Sequence[list[int]]:
-        return self._rows[index]
+        return self._lists()[index]
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._packed) if self._packed is not None else len(self._lists())
 
     def matrix(self, length: int) -> npt.NDArray[np.int64]:
         """The signatures of ``length`` values as rows of one array (built on first use)."""
         if length not in self._matrices:
-            rows = [row for row in self._rows if len(row) == length]
+            rows = [row for row in self._lists() if len(row) == length]
             self._matrices[length] = np.asarray(rows, dtype=np.int64).reshape(len(rows), length)
         return self._matrices[length]
 

@@ -336,7 +336,11 @@ def test_article_signatures_are_each_publishers_newest(rolled_back: Session) -> 
 
     # When QC asks for the newest 3 per publisher, leaving out its own chunk (the newest)
     found = article_signatures(
-        rolled_back, ["sig-a.example", "sig-b.example"], exclude=[ids[8]], per_domain=3
+        rolled_back,
+        ["sig-a.example", "sig-b.example"],
+        exclude=[ids[8]],
+        per_domain=3,
+        num_perm=1,
     )
 
     # Then each publisher's newest three others come back, and nothing else

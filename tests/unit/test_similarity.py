@@ -18,6 +18,7 @@ from pipeline.similarity import (
     max_similarity,
     minhash_signature,
     normalised_words,
+    pack_signature,
     shingles,
 )
 
@@ -186,3 +187,24 @@ def test_a_signature_set_compares_as_its_lists_do() -> None:
     assert max_similarity(signature, shared) == 0.75
     assert max_similarity(signature, SignatureSet([])) == 0.0
     assert list(shared) == earlier and len(shared) == 3
+
+
+def test_packed_signatures_compare_as_their_lists_do() -> None:
+    # Given signatures packed end to end as the ledger stores them (empty text included)
+    texts = [" ".join(prose(seed, 40)) for seed in (31, 32, 33)]
+    earlier = [minhash_signature(text) for text in texts] + [minhash_signature("")]
+    packed = SignatureSet.from_packed(b"".join(pack_signature(s) for s in earlier), 64)
+
+    # Then the set reads back the same lists, and every article gets the same answer
+    assert list(packed) == earlier and len(packed) == 4
+    near = [*earlier[0][:40], *minhash_signature(" ".join(prose(34, 40)))[40:]]
+    for mine in (earlier[0], near, minhash_signature(" ".join(prose(35, 40))), earlier[3]):
+        assert max_similarity(mine, packed) == max_similarity(mine, earlier)
+    # A signature of another length compares with none of them, as with lists
+    assert max_similarity(minhash_signature(texts[0], 32), packed) == 0.0
+
+
+def test_packing_is_four_big_endian_bytes_a_value_and_rejects_partial_signatures() -> None:
+    assert pack_signature([1, EMPTY_SLOT]) == b"\x00\x00\x00\x01\x7f\xff\xff\xff"
+    with pytest.raises(ValueError, match="not signatures of 64 values"):
+        SignatureSet.from_packed(b"\x00" * 12, 64)
