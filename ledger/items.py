@@ -189,7 +189,7 @@ _SIGNATURES = text(
         -- signature) that stops after :per_domain entries, so its cost does not grow
         -- with the publisher's history; one bytea per publisher, newest first, that
         -- the worker reinterprets as a matrix without decoding a value. Signatures of
-        -- another length count towards the limit but are left out, as before 0014.
+        -- another length count towards the limit but are left out, as before 0015.
         SELECT string_agg(newest.signature, ''::bytea ORDER BY newest.id DESC)
                    FILTER (WHERE octet_length(newest.signature) = :width) AS signatures
         FROM (
@@ -215,7 +215,7 @@ def article_signatures(
 ) -> dict[str, SignatureSet]:
     """MinHash signatures of each publisher's most recent approved articles, newest first.
 
-    Read from ``stage_outputs.signature`` (packed, migration 0014), never from the
+    Read from ``stage_outputs.signature`` (packed, migration 0015), never from the
     QC reports. Publishers without any are left out.
 
     Args:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.states import open_sql, pooled_sql
 
-#: An approved QC report's signature, packed by ``qc_signature_bytes`` (migration 0014).
+#: An approved QC report's signature, packed by ``qc_signature_bytes`` (migration 0015).
 _SIGNATURE_SQL = (
     "CASE WHEN stage = 'qc' AND ok AND jsonb_typeof(output -> 'signature') = 'array'"
     " THEN qc_signature_bytes(output -> 'signature') END"
@@ -186,7 +186,7 @@ class StageOutput(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "stage", "attempt", name="uq_stage_outputs"),
         # QC's near-duplicate look-up: a publisher's newest approved articles, read
-        # from the index alone (it carries the packed signature; migration 0014).
+        # from the index alone (it carries the packed signature; migration 0015).
         Index(
             "ix_stage_outputs_article_signatures",
             "publisher_domain",
@@ -210,7 +210,7 @@ class StageOutput(Base):
     #: the item's publisher, copied so QC finds a publisher's articles by index
     publisher_domain: Mapped[str | None] = mapped_column(String(253))
     #: an approved QC report's MinHash signature as big-endian int4s, generated from
-    #: ``output`` by PostgreSQL (function ``qc_signature_bytes``, migration 0014)
+    #: ``output`` by PostgreSQL (function ``qc_signature_bytes``, migration 0015)
     signature: Mapped[bytes | None] = mapped_column(
         LargeBinary, Computed(_SIGNATURE_SQL, persisted=True)
     )

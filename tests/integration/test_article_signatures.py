@@ -1,4 +1,4 @@
-"""QC's near-duplicate look-up from packed signatures (migration 0014) on a real ledger.
+"""QC's near-duplicate look-up from packed signatures (migration 0015) on a real ledger.
 
 The look-up must give QC exactly the verdicts that reading the signatures out of
 the QC reports gave (that query is kept below as the reference). The look-up
@@ -31,7 +31,7 @@ from tests.unit.test_similarity import prose
 
 pytestmark = pytest.mark.integration
 
-#: QC's look-up before 0014: each signature read out of its whole QC report.
+#: QC's look-up before 0015: each signature read out of its whole QC report.
 _REPORTS_QUERY = text(
     """
     SELECT d.domain, recent.signature
@@ -168,7 +168,7 @@ def _seed_0013(url: str, signature: list[int]) -> None:
         )
 
 
-def test_migration_0014_backfills_the_signatures_and_downgrades(service_env) -> None:
+def test_migration_0015_backfills_the_signatures_and_downgrades(service_env) -> None:
     # Given a ledger at 0013 holding one approved QC report
     url, name = _fresh_database(service_env["DATABASE_URL"])
     signature = minhash_signature("an article stored before the migration")
@@ -176,8 +176,8 @@ def test_migration_0014_backfills_the_signatures_and_downgrades(service_env) -> 
         upgrade(url, "0013")
         _seed_0013(url, signature)
 
-        # When it is migrated to 0014, then the report's signature is packed beside it
-        upgrade(url, "0014")
+        # When it is migrated to 0015, then the report's signature is packed beside it
+        upgrade(url, "0015")
         with psycopg.connect(url) as connection:
             row = connection.execute("SELECT signature FROM stage_outputs").fetchone()
         assert row is not None and bytes(row[0]) == pack_signature(signature)

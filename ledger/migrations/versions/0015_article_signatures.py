@@ -1,7 +1,7 @@
 """QC's near-duplicate look-up reads compact signatures, not whole QC reports
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-30 20:45:00
 
 QC compares each article with its publisher's 200 newest approved articles. Their
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
