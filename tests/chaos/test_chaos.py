@@ -225,10 +225,13 @@ def test_server_restart_mid_batch_loses_nothing(
 ) -> None:
     batch_id = _submit(chaos_scale.orders, report_key.split("_")[0])
     _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
-    restart(chaos_stack)
-    fault = time.time()
-    figures = _finish_and_measure(batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate)
-    chaos_report[report_key] = {**figures, "restarts": 1}
+    with chaos_stack.supervised() as replaced:
+        restart(chaos_stack)
+        fault = time.time()
+        figures = _finish_and_measure(
+            batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate
+        )
+    chaos_report[report_key] = {**figures, "restarts": 1, "workers_replaced": replaced}
 
 
 def test_duplicated_chunk_messages_change_nothing(
