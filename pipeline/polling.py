@@ -14,17 +14,24 @@ def poll_until(
     attempt: Callable[[], bool],
     seconds: float,
     *,
+    tried: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """Call ``attempt`` until it returns True or ``seconds`` have passed; its last answer.
 
-    ``attempt`` runs at least once. The pause doubles from 20 ms up to 100 ms, so
-    a crowd of pollers costs the thing they poll little, and never sleeps past
+    ``attempt`` runs at least once, or, with ``tried`` (the caller has just tried and
+    failed), only after the first pause. The pause doubles from 20 ms up to 100 ms,
+    so a crowd of pollers costs the thing they poll little, and never sleeps past
     the deadline.
     """
     deadline = clock() + seconds
     pause = FIRST_PAUSE_S
+    if tried:
+        if seconds <= 0:
+            return False
+        sleep(min(pause, seconds))
+        pause = min(pause * 2, LONGEST_PAUSE_S)
     while not attempt():
         left = deadline - clock()
         if left <= 0:

@@ -230,7 +230,7 @@ class ChunkRun:
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
         seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
         with waiting(client, lane, claim, seconds):
-            return poll_until(attempt, seconds)
+            return poll_until(attempt, seconds, tried=True)  # it just failed above
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""

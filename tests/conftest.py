@@ -18,9 +18,11 @@ import psycopg
 import pytest
 import redis
 from psycopg import sql
+from sqlalchemy.orm import Session
 
 from cli.embedded import services_for
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
+from ledger.db import engine
 from pipeline.settings import get_settings
 from tests.support import apply_environment, seed_sample_catalog
 
@@ -135,6 +137,17 @@ def workers(
         yield processes
     finally:
         stop_workers(processes)
+
+
+@pytest.fixture()
+def rolled_back(service_env: dict[str, str]) -> Iterator[Session]:
+    """A ledger session whose writes no other test (or worker) ever sees."""
+    with Session(engine()) as session:
+        session.begin()
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,7 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.batches import insert_batch
-from ledger.db import engine
 from ledger.items import article_signatures
 from ledger.migrate import upgrade
 from pipeline.manifest import validate_submission
@@ -50,17 +48,6 @@ _STORE = text(
     " publisher_domain) SELECT :i, :stage, :n, :ok, CAST(:o AS jsonb), 0, publisher_domain"
     " FROM items WHERE id = :i"
 )
-
-
-@pytest.fixture
-def rolled_back(service_env: dict[str, str]) -> Iterator[Session]:
-    """A session whose writes no other test (or worker) ever sees."""
-    with Session(engine()) as session:
-        session.begin()
-        try:
-            yield session
-        finally:
-            session.rollback()
 
 
 def _items(session: Session, count: int, domains: list[str]) -> list[int]:

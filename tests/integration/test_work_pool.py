@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from celery_app import LANES
 from ledger import pool
 from ledger.batches import insert_batch
 from ledger.catalog import customer_tiers
-from ledger.db import engine, transaction
+from ledger.db import transaction
 from ledger.pool import candidates, refresh_scores
 from metrics.keys import queue_key
 from pipeline.manifest import OrderDocument, validate_submission
@@ -35,17 +35,6 @@ from tests.support import apply_environment, restore_environment
 pytestmark = pytest.mark.integration
 
 POOL_REDIS_DB = 6
-
-
-@pytest.fixture()
-def rolled_back(service_env: dict[str, str]) -> Iterator[Session]:
-    """A session whose writes no other test (or worker) ever sees."""
-    with Session(engine()) as session:
-        session.begin()
-        try:
-            yield session
-        finally:
-            session.rollback()
 
 
 def _insert(session: Session, orders: list[dict[str, Any]], priority: str = "low") -> str:

@@ -55,3 +55,15 @@ def test_zero_seconds_tries_once() -> None:
     fake, failing = FakeTime(), Failing()
     assert not poll_until(failing, 0.0, clock=fake.clock, sleep=fake.sleep)
     assert failing.tries == 1 and fake.pauses == []
+
+
+def test_after_a_try_of_its_own_the_caller_is_not_tried_again_at_once() -> None:
+    fake, answers = FakeTime(), iter([False, True])
+    assert poll_until(lambda: next(answers), 1.0, tried=True, clock=fake.clock, sleep=fake.sleep)
+    assert fake.pauses == [0.02, 0.04]  # a pause before each try
+
+
+def test_after_a_try_of_its_own_zero_seconds_tries_no_more() -> None:
+    fake, failing = FakeTime(), Failing()
+    assert not poll_until(failing, 0.0, tried=True, clock=fake.clock, sleep=fake.sleep)
+    assert failing.tries == 0 and fake.pauses == []
