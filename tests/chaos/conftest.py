@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -149,36 +148,24 @@ class ChaosStack:
         victim.wait()
         self.start_worker(kind)
 
-    @contextmanager
-    def supervised(self) -> Iterator[list[str]]:
-        """Replace a worker that exits meanwhile, as the deployment's supervisor does.
+    def replace_exited(self) -> list[str]:
+        """Start a worker in place of each that exited; what was replaced.
 
-        ``batchline worker`` exits when one of its workers does, and systemd, Compose
-        (``restart: unless-stopped``) or Kubernetes start it again. A server restart can
-        end a worker: kombu's Redis transport has a known race on connection loss
-        (celery/kombu#659 and kin: ``'NoneType' object has no attribute ...`` raised
-        from the broadcast channel's reconnect, "Unrecoverable error"). Yields the list
-        of replaced workers' names, so a test reports how many it needed.
+        As the deployment's supervisor does: ``batchline worker`` exits when one of its
+        workers does, and systemd, Compose (``restart: unless-stopped``) or Kubernetes
+        start it again. A server restart can end a worker: kombu's Redis transport has a
+        known race on connection loss (celery/kombu#659 and kin: ``'NoneType' object has
+        no attribute ...`` from the broadcast channel's reconnect, "Unrecoverable
+        error"). Call it from the main thread: a worker dies with the thread that
+        started it (``die_with_parent``).
         """
         replaced: list[str] = []
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.wait(0.5):
-                for worker in list(self.workers):
-                    if worker.poll() is not None and worker.pid in self.kinds:
-                        kind = self.kinds.pop(worker.pid)
-                        self.workers.remove(worker)
-                        replaced.append(f"{kind} worker exited with {worker.returncode}")
-                        self.start_worker(kind)
-
-        watcher = threading.Thread(target=watch, name="chaos-supervisor", daemon=True)
-        watcher.start()
-        try:
-            yield replaced
-        finally:
-            stop.set()
-            watcher.join()
+        for worker in [w for w in self.workers if w.poll() is not None and w.pid in self.kinds]:
+            kind = self.kinds.pop(worker.pid)
+            self.workers.remove(worker)
+            replaced.append(f"{kind} worker exited with {worker.returncode}")
+            self.start_worker(kind)
+        return replaced
 
     def stop_processes(self) -> None:
         """Stop beat and every worker."""

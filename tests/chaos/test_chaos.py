@@ -141,11 +141,18 @@ def _diagnose(batch_id: str, stack: ChaosStack) -> str:
 
 
 def _finish_and_measure(
-    batch_id: str, orders: int, stack: ChaosStack, last_fault: float, rate: float
+    batch_id: str,
+    orders: int,
+    stack: ChaosStack,
+    last_fault: float,
+    rate: float,
+    each_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     remaining = _open_items(batch_id)
     try:
-        wait_for_final([batch_id], timeout=VISIBILITY + SWEEP + PROGRESS_DEADLINE)
+        wait_for_final(
+            [batch_id], timeout=VISIBILITY + SWEEP + PROGRESS_DEADLINE, each_poll=each_poll
+        )
     except TimeoutError:
         pytest.fail(f"batch {batch_id} did not finish:\n{_diagnose(batch_id, stack)}")
     figures = _check_invariants(batch_id, orders, Path(stack.env["BATCH_OUTPUT_DIR"]))
@@ -225,12 +232,17 @@ def test_server_restart_mid_batch_loses_nothing(
 ) -> None:
     batch_id = _submit(chaos_scale.orders, report_key.split("_")[0])
     _wait_until_progressed(batch_id, chaos_scale.orders, 0.3)
-    with chaos_stack.supervised() as replaced:
-        restart(chaos_stack)
-        fault = time.time()
-        figures = _finish_and_measure(
-            batch_id, chaos_scale.orders, chaos_stack, fault, fault_free_rate
-        )
+    replaced: list[str] = []
+    restart(chaos_stack)
+    fault = time.time()
+    figures = _finish_and_measure(
+        batch_id,
+        chaos_scale.orders,
+        chaos_stack,
+        fault,
+        fault_free_rate,
+        each_poll=lambda: replaced.extend(chaos_stack.replace_exited()),
+    )
     chaos_report[report_key] = {**figures, "restarts": 1, "workers_replaced": replaced}
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,18 @@ def make_orders(count: int, tag: str) -> list[dict[str, Any]]:
     return sample_orders(count, seed=hash(tag) % 1000, tag=tag)
 
 
-def wait_for_final(batch_ids: list[str], timeout: float = 120.0) -> dict[str, str]:
-    """Poll the ledger until every batch is finalized; return their statuses."""
+def wait_for_final(
+    batch_ids: list[str], timeout: float = 120.0, each_poll: Callable[[], object] | None = None
+) -> dict[str, str]:
+    """Poll the ledger until every batch is finalized; return their statuses.
+
+    ``each_poll`` runs before every poll, in the caller's thread (a chaos stack
+    replacing a worker that exited meanwhile).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if each_poll is not None:
+            each_poll()
         with transaction() as session:
             rows = session.execute(
                 select(Batch.id, Batch.status).where(
