@@ -14,7 +14,9 @@ Measured: orders/s from the start of submission to the last effective publish;
 writer calls in flight (peak and time-weighted mean) from the mock's own log;
 the global semaphore's holders by stage, worker RSS (sum and per process) and
 CPU, sampled every 0.5 s; effective publishes per order from the mock publisher
-(every order must be published exactly once).
+(every order must be published exactly once). Celery beat runs beside the
+workers, as in a deployment, so the sweeper re-feeds anything a lost feed left
+in the pool.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from tasks.slots import parse_holder
 #: ``batchline worker`` with every option at its default (it execs the same Celery
 #: command line, so the pid we start is the worker's main process).
 WORKER_COMMAND = (sys.executable, "-m", "cli", "worker")
+#: Celery beat as the docs start it (its RSS is not counted with the workers').
+BEAT_COMMAND = (sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "WARNING")
 #: 100 requests/s, burst 100: 4x what 50 slots allow at 2 s, so never the bottleneck.
 WRITER_RATE_LIMIT = "writer=6000/min:100"
 _SAMPLE_INTERVAL_S = 0.5
@@ -310,7 +314,13 @@ def _measure(
         env = with_env(bench, scenario_env(writer, run.latency_s, options.env))
         batch_id = f"bench-E-{run.latency_s:g}s-{run.orders}-{uuid.uuid4().hex[:6]}"
         name = f"realistic-{run.latency_s:g}s-{run.orders}"
-        with WorkerGroup([list(WORKER_COMMAND)], env, name=name) as group:
+        beat = [*BEAT_COMMAND, "--schedule", str(bench.log_dir / f"{name}-beat-schedule")]
+        # Beat runs beside the workers as in a deployment: its sweeper feeds the lanes
+        # again if a feed is lost (a Redis error in a refill stalled a run for good).
+        with (
+            WorkerGroup([beat], env, name=f"{name}-beat"),
+            WorkerGroup([list(WORKER_COMMAND)], env, name=name) as group,
+        ):
             group.wait_ready(app, 1)
             watch = _Watch(group.processes[0].pid)
             watch.start()
@@ -349,7 +359,7 @@ def run_realistic(bench: BenchEnv, run: RealisticRun, options: RealisticOptions)
             "writer_jitter": options.jitter,
             "webhook_latency_s": options.webhook_latency_s,
             "webhook_unavailable_rate": options.unavailable_rate,
-            "worker_command": "batchline worker (python -m cli worker), no options",
+            "worker_command": "batchline worker (python -m cli worker), no options; celery beat",
             "worker_concurrency": settings.batch_worker_concurrency,
             "worker_io_threads": settings.batch_io_worker_threads,
             "cap_global": settings.batch_cap_global,

@@ -78,6 +78,9 @@ def test_bench_e_keeps_writer_calls_within_the_cap_and_delivers_every_order_once
     assert extra["delivered_once"] == ORDERS
     assert extra["delivered_more_than_once"] == 0
     assert extra["webhook_effective"] == ORDERS
+    # And celery beat ran beside the workers, as in a deployment (its sweeper re-feeds)
+    (beat_log,) = (tmp_path / "w" / "logs").glob("realistic-*-beat-0.log")
+    assert "celery beat" in beat_log.read_text()
     # And the page has E's section and its chart
     assert "## E: real latency" in doc.read_text()
     assert (tmp_path / "bench-e-in-flight.png").read_bytes().startswith(PNG_SIGNATURE)
