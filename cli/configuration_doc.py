@@ -164,6 +164,11 @@ RULES = (
     " out twice.",
     "`BATCH_LEASE_SECONDS` > the largest stage time limit, so a lease never ends under a"
     " running chunk.",
+    "`BATCH_VISIBILITY_TIMEOUT` and `BATCH_LEASE_SECONDS` > writing's soft time limit +"
+    " `WRITER_TIMEOUT_SECONDS`, and > delivery's + `DELIVERY_TIMEOUT_SECONDS`: a call may"
+    " start just before the soft limit and run until its HTTP timeout, and a killed worker"
+    " cannot end it, so its concurrency slot must stay taken until then (the defaults:"
+    " 540 + 60 = 600 s).",
     "Each `BATCH_SCHEDULE_<STAGE>` parses, names no time twice, and its `_WINDOW` is no"
     " longer than the gap between two runs; `BATCH_SCHEDULE_*` names only known stages;"
     " `BATCH_SCHEDULE_LANES` names only lanes ([schedules](schedules.md)).",

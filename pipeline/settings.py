@@ -33,6 +33,10 @@ class SettingsError(RuntimeError):
     """Raised when an environment variable holds a value batchline cannot use."""
 
 
+#: The setting that bounds one call through each circuit (``Settings.call_timeout``).
+_TIMEOUT_SETTINGS = {"writer": "WRITER_TIMEOUT_SECONDS", "publisher": "DELIVERY_TIMEOUT_SECONDS"}
+
+
 class Settings(BaseSettings):
     """batchline's configuration; field names map to upper-case environment variables."""
 
@@ -221,12 +225,16 @@ class Settings(BaseSettings):
             raise ValueError("BATCH_TASK_SOFT_TIME_LIMIT must be below BATCH_TASK_TIME_LIMIT")
         self._check_schedules()
         # A chunk still running when the broker's visibility timeout expires is
-        # delivered a second time; keep the timeout above the largest hard limit.
-        longest, why = self._longest_time_limit()
+        # delivered a second time, and an item whose lease ran out is sent again: keep
+        # both above the largest hard limit, and above the latest a call can still be
+        # under way (started just before the soft limit, ended by its HTTP timeout).
+        # A killed worker cannot end its calls: until then their slots stay taken.
+        limit, call = self._longest_time_limit(), self._longest_call()
+        longest, why = call if call[0] > limit[0] else limit
         if self.batch_visibility_timeout <= longest:
-            raise ValueError(f"BATCH_VISIBILITY_TIMEOUT must exceed {why} ({longest} s)")
+            raise ValueError(f"BATCH_VISIBILITY_TIMEOUT must exceed {why} ({longest:g} s)")
         if self.batch_lease_seconds <= longest:
-            raise ValueError(f"BATCH_LEASE_SECONDS must exceed {why} ({longest} s)")
+            raise ValueError(f"BATCH_LEASE_SECONDS must exceed {why} ({longest:g} s)")
         for name, stages in (
             ("BATCH_CAPPED_STAGES", self.capped_stages()),
             ("BATCH_PUBLISHER_CAPPED_STAGES", self.publisher_capped_stages()),
@@ -258,6 +266,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{', '.join(unknown)}: no such schedule setting; stages: {', '.join(STAGE_NAMES)}"
             )
+
+    def _longest_call(self) -> tuple[float, str]:
+        ends = [
+            (
+                self.stage_time_limits(stage.name)[0] + self.call_timeout(stage.circuit),
+                f"the {stage.name} stage's soft time limit + {_TIMEOUT_SETTINGS[stage.circuit]}",
+            )
+            for stage in STAGES
+            if stage.circuit in _TIMEOUT_SETTINGS
+        ]
+        return max(ends, default=(0.0, "no call"))
 
     def _longest_time_limit(self) -> tuple[int, str]:
         limits = [(self.stage_time_limits(s)[1], s) for s in STAGE_NAMES]

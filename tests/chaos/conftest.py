@@ -30,8 +30,13 @@ from tests.support_processes import child_pids
 CHAOS_SETTINGS = {
     "BATCH_TASK_SOFT_TIME_LIMIT": "8",
     "BATCH_TASK_TIME_LIMIT": "10",
-    "BATCH_LEASE_SECONDS": "12",
-    "BATCH_VISIBILITY_TIMEOUT": "15",
+    # A call may start just before the soft limit and run until its HTTP timeout; a
+    # killed worker cannot end it, so leases and the visibility timeout outlast that
+    # (8 + 12 s: the settings refuse less), or its slot is taken again mid-call.
+    "WRITER_TIMEOUT_SECONDS": "12",
+    "DELIVERY_TIMEOUT_SECONDS": "5",
+    "BATCH_LEASE_SECONDS": "22",
+    "BATCH_VISIBILITY_TIMEOUT": "25",
     "BATCH_SWEEP_INTERVAL_SECONDS": "1",
     "BATCH_SWEEP_GRACE_SECONDS": "2",
     # Without the default preflight limit (100/min): faults, not pacing, set the pace here.

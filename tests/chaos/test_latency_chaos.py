@@ -50,8 +50,9 @@ CAP_GLOBAL = 24
 CAP_PER_CUSTOMER = 10
 CAP_PER_PUBLISHER = 5
 SOFT_LIMIT = float(CHAOS_SETTINGS["BATCH_TASK_SOFT_TIME_LIMIT"])
-#: Longer than the soft limit (the chunk's deadline strikes mid-call), shorter than
-#: the lease, so a call a killed worker left open has ended before its slot expires.
+#: Longer than the soft limit (the chunk's deadline strikes mid-call), shorter than the
+#: writer's HTTP timeout (the deadline, not the client, cuts it): a call a killed worker
+#: left open has ended before its lease (soft limit + timeout, at least) runs out.
 SLOW_S = SOFT_LIMIT + 1.5
 SLOW_EVERY = 40
 JITTER = 0.5
@@ -101,8 +102,6 @@ def _services_env(writer: MockWriter) -> dict[str, str]:
         "WRITER_URL": writer.url,
         "WRITER_API_KEY": "chaos",
         "WRITER_MODEL": "chaos-mock",
-        # Above the slow calls: the chunk's deadline, not the HTTP client, cuts them.
-        "WRITER_TIMEOUT_SECONDS": "30",
         "DELIVERY_BACKEND": "webhook",
         # The bench's writer limit (100/s): latency and faults set the pace, not tokens.
         "BATCH_RATE_LIMITS": "writer=6000/min:100",

@@ -59,6 +59,9 @@ def _short_lease_env(service_env: dict[str, str], redis_url: str) -> dict[str, s
         # Leases that run out within seconds, so recovery fits in a test.
         "BATCH_TASK_SOFT_TIME_LIMIT": "3",
         "BATCH_TASK_TIME_LIMIT": "4",
+        # The lease must outlast a call started at the soft limit (3 + 1 s).
+        "DELIVERY_TIMEOUT_SECONDS": "1",
+        "WRITER_TIMEOUT_SECONDS": "1",
         "BATCH_LEASE_SECONDS": "5",
         "BATCH_VISIBILITY_TIMEOUT": "10",  # the lowest the settings accept
         "BATCH_SWEEP_INTERVAL_SECONDS": "1",

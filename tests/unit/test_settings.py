@@ -159,6 +159,22 @@ def test_a_bad_value_raises_settings_error_naming_the_variable(
             "BATCH_TASK_SOFT_TIME_LIMIT must be below BATCH_TASK_TIME_LIMIT",
         ),
         ({"BATCH_LEASE_SECONDS": "600"}, "BATCH_LEASE_SECONDS must exceed BATCH_TASK_TIME_LIMIT"),
+        # A call may start just before the soft limit (540 s) and last its HTTP timeout:
+        # a killed worker cannot end it, so its item's lease must outlast it.
+        (
+            {"WRITER_TIMEOUT_SECONDS": "120"},
+            "BATCH_LEASE_SECONDS must exceed the writing stage's soft time limit"
+            r" \+ WRITER_TIMEOUT_SECONDS \(660 s\)",
+        ),
+        (
+            {"DELIVERY_TIMEOUT_SECONDS": "200", "BATCH_LEASE_SECONDS": "700"},
+            "BATCH_LEASE_SECONDS must exceed the delivery stage's soft time limit"
+            r" \+ DELIVERY_TIMEOUT_SECONDS \(740 s\)",
+        ),
+        (
+            {"WRITER_TIMEOUT_SECONDS": "120", "BATCH_VISIBILITY_TIMEOUT": "650"},
+            "BATCH_VISIBILITY_TIMEOUT must exceed the writing stage's soft time limit",
+        ),
     ],
 )
 def test_a_value_that_breaks_a_rule_between_variables_names_them(
