@@ -1,0 +1,224 @@
+"""The CPU each order costs in the pure stages, step by step, before and after session 8.
+
+``python -m bench.stage_cpu`` builds the demo's inputs (sample orders with their
+catalog profiles, preflight's prompts, the offline writer's articles at the sizes the
+publishers' bounds give) and times every pure step in this one process with
+``time.process_time``: parsing, word count, LIX, language, MinHash, each QC check,
+the whole judgement, preflight per order and the offline writer per order.
+
+Every step that session 8 made cheaper is timed twice, the current code and its
+faithful copy from before (``tests/unit/reference``), in alternating rounds, so
+the machine's load falls on both alike: only the ratio means anything on a shared
+machine. ``--profile`` prints cProfile's top functions of the current whole judgement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+#: Earlier signatures per publisher QC compares with (tasks.preparers.SIGNATURES_PER_PUBLISHER).
+EARLIER = 200
+
+
+@dataclass(frozen=True)
+class Case:
+    """One order with everything its stages read: context, prompt, article, earlier signatures."""
+
+    order: Any
+    context: Any
+    prompt: dict[str, Any]
+    article: dict[str, Any]
+    publisher: Any
+    earlier: Any
+
+
+def build_cases(count: int) -> list[Case]:
+    """``count`` sample orders, each preflighted and written by the offline writer."""
+    from cli.sample_orders import load_catalog, sample_orders
+    from pipeline.history import PreflightContext
+    from pipeline.manifest import OrderDocument
+    from pipeline.similarity import SignatureSet, minhash_signature
+    from pipeline.stages.preflight import run_preflight
+    from pipeline.writers.offline import OfflineWriter
+
+    catalog = load_catalog()
+    publishers = {profile.domain: profile for profile in catalog.publishers}
+    customers = {profile.customer_id: profile for profile in catalog.customers}
+    now = datetime.now(UTC)
+    writer = OfflineWriter()
+    raw = [OrderDocument.model_validate(order) for order in sample_orders(count + EARLIER)]
+    # Earlier articles of other orders: the history QC's near-duplicate check reads.
+    history = [
+        writer.write(order, run_preflight(order, now=now)["prompt"]) for order in raw[:EARLIER]
+    ]
+    earlier = SignatureSet([minhash_signature(_text(article["html"])) for article in history])
+    cases = []
+    for item_id, order in enumerate(raw[EARLIER:], start=1):
+        publisher = publishers.get(order.publisher_domain)
+        context = PreflightContext(
+            item_id=item_id,
+            customer=customers.get(order.customer_id),
+            publisher=publisher,
+            history=(),
+            now=now,
+        )
+        prompt = run_preflight(order, context)["prompt"]
+        article = writer.write(order, prompt)
+        cases.append(Case(order, context, prompt, article, publisher, earlier))
+    return cases
+
+
+def _text(fragment: str) -> str:
+    from pipeline.stages.html_article import parse_article
+
+    return parse_article(fragment).text
+
+
+def _judge(module: Any) -> Callable[[Case], Any]:
+    def judge(case: Case) -> Any:
+        try:
+            return module.judge_article(
+                case.order, case.article, publisher=case.publisher, earlier_signatures=case.earlier
+            )
+        except module.QualityRejected as rejected:
+            return rejected.details
+
+    return judge
+
+
+def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]:
+    """Step name -> (current,) or (current, before): each takes one case."""
+    from pipeline import readability, similarity
+    from pipeline.stages import html_article, preflight, qc
+    from pipeline.writers.offline import OfflineWriter
+    from tests.unit.reference import html_article as old_html
+    from tests.unit.reference import qc as old_qc
+    from tests.unit.reference import readability as old_readability
+    from tests.unit.reference import similarity as old_similarity
+
+    texts = {id(case): _text(case.article["html"]) for case in cases}
+    facts = {id(case): qc.ArticleFacts.from_html(case.article["html"]) for case in cases}
+
+    def on_text(function: Callable[[str], Any]) -> Callable[[Case], Any]:
+        return lambda case: function(texts[id(case)])
+
+    def check(name: str) -> Callable[[Case], Any]:
+        def run(case: Case) -> Any:
+            inputs = qc._Inputs(
+                case.order,
+                facts[id(case)],
+                qc.QcRules(),
+                limits=case.publisher or qc.QcRules(),
+                earlier=case.earlier,
+                forbidden_topics=case.publisher.forbidden_topics if case.publisher else (),
+                forbidden_terms=case.publisher.forbidden_terms if case.publisher else (),
+            )
+            return qc._CHECKS[name](inputs)
+
+        return run
+
+    writer = OfflineWriter()
+    table: dict[str, tuple[Callable[[Case], Any], ...]] = {
+        "parse": (
+            lambda case: html_article.parse_article(case.article["html"]),
+            lambda case: old_html.parse_article(case.article["html"]),
+        ),
+        "word count": (on_text(lambda text: len(text.split())),),
+        "lix": (on_text(readability.lix), on_text(old_readability.lix)),
+        "language": (on_text(qc.detect_language), on_text(old_qc.detect_language)),
+        "minhash": (
+            on_text(similarity.minhash_signature),
+            on_text(old_similarity.minhash_signature),
+        ),
+        "facts (all of the above)": (
+            lambda case: qc.ArticleFacts.from_html(case.article["html"]),
+            lambda case: old_qc.ArticleFacts.from_html(case.article["html"]),
+        ),
+    }
+    table.update({f"check {name}": (check(name),) for name in qc._CHECKS})
+    table["judge (whole QC)"] = (_judge(qc), _judge(old_qc))
+    table["preflight per order"] = (lambda case: preflight.run_preflight(case.order, case.context),)
+    table["offline writer per order"] = (lambda case: writer.write(case.order, case.prompt),)
+    return table
+
+
+def _time(function: Callable[[Case], Any], cases: Sequence[Case], repeat: int) -> float:
+    """CPU milliseconds per case, over ``repeat`` passes of every case."""
+    start = time.process_time()
+    for _ in range(repeat):
+        for case in cases:
+            function(case)
+    return (time.process_time() - start) * 1000 / (repeat * len(cases))
+
+
+def measure(
+    cases: Sequence[Case], *, repeat: int, rounds: int
+) -> dict[str, tuple[float, float | None]]:
+    """Step -> (current ms, before ms or None): medians of ``rounds`` alternating rounds."""
+    results: dict[str, tuple[float, float | None]] = {}
+    for name, functions in steps(cases).items():
+        samples: list[list[float]] = [[] for _ in functions]
+        for _ in range(rounds):
+            for index, function in enumerate(functions):
+                samples[index].append(_time(function, cases, repeat))
+        medians = [statistics.median(values) for values in samples]
+        results[name] = (medians[0], medians[1] if len(medians) > 1 else None)
+    return results
+
+
+def render(results: dict[str, tuple[float, float | None]], cases: Sequence[Case]) -> str:
+    """A Markdown table: step, ms before, ms now, now / before."""
+    words = statistics.mean(case.article["word_count"] for case in cases)
+    lines = [
+        f"{len(cases)} sample orders, offline-writer articles of {words:.0f} words on average",
+        "",
+        "| step | before, ms/order | now, ms/order | now / before |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, (now, before) in results.items():
+        if before is None:
+            lines.append(f"| {name} | | {now:.3f} | |")
+        else:
+            lines.append(f"| {name} | {before:.3f} | {now:.3f} | {now / before:.2f} |")
+    return "\n".join(lines)
+
+
+def profile(cases: Sequence[Case], repeat: int) -> None:
+    """Print cProfile's top 25 functions (own time) of the current whole judgement."""
+    from pipeline.stages import qc
+
+    judge = _judge(qc)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeat):
+        for case in cases:
+            judge(case)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build the inputs, time every step (or profile the judgement) and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=60, help="sample orders (default 60)")
+    parser.add_argument("--repeat", type=int, default=5, help="passes per timing (default 5)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the judgement instead")
+    args = parser.parse_args(argv)
+    cases = build_cases(args.orders)
+    if args.profile:
+        profile(cases, args.repeat)
+        return
+    print(render(measure(cases, repeat=args.repeat, rounds=args.rounds), cases))
+
+
+if __name__ == "__main__":
+    main()
