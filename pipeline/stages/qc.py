@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import py3langid
-
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import QualityRejected, RewriteNeeded
+from pipeline.language import classify as classify_language
 from pipeline.manifest import OrderDocument
 from pipeline.readability import lix
 from pipeline.similarity import max_similarity, minhash_signature, text_words
@@ -98,8 +97,7 @@ class ArticleFacts:
 
 def detect_language(text: str) -> str:
     """Return the ISO 639-1 code py3langid reads ``text`` as (offline, bundled model)."""
-    language, _score = py3langid.classify(" ".join(text.split()))
-    return str(language)
+    return classify_language(" ".join(text.split()))
 
 
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
