@@ -70,12 +70,10 @@ def _shingle_digests(words: Sequence[str], k: int) -> list[bytes]:
     bounds = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 0x1F).tolist()
     starts = [0, *(bound + 1 for bound in bounds)]
     ends = [*bounds, len(joined)]
-    last = len(words) - 1
+    # Run i spans words i to i + k - 1; fewer than k words make one run of them all.
+    spans = zip(starts, ends[k - 1 :], strict=False) if len(words) >= k else [(0, len(joined))]
     blake2b = hashlib.blake2b
-    return [
-        blake2b(joined[start : ends[min(index + k - 1, last)]], digest_size=8).digest()
-        for index, start in enumerate(starts[: max(1, len(words) - k + 1)])
-    ]
+    return [blake2b(joined[start:end], digest_size=8).digest() for start, end in spans]
 
 
 def shingles(text: str, k: int = DEFAULT_SHINGLE_WORDS) -> set[int]:

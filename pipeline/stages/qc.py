@@ -108,9 +108,14 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str]:
 
 def _found_phrases(text: str, phrases: Sequence[str]) -> list[str]:
     folded = text.casefold()
-    return [
-        phrase for phrase in phrases if phrase.strip() and _phrase_pattern(phrase).search(folded)
-    ]
+    return [phrase for phrase in phrases if phrase.strip() and _mentions(folded, phrase)]
+
+
+def _mentions(folded: str, phrase: str) -> bool:
+    # A substring test first: the whole-word pattern, which cannot skip ahead to a
+    # literal because it starts with a look-behind, only runs when every word occurs.
+    parts = phrase.casefold().split()
+    return all(part in folded for part in parts) and bool(_phrase_pattern(phrase).search(folded))
 
 
 # --- the checks -------------------------------------------------------------------------
