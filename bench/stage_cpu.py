@@ -97,12 +97,13 @@ def _judge(module: Any) -> Callable[[Case], Any]:
 def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]:
     """Step name -> (current,) or (current, before): each takes one case."""
     from pipeline import readability, similarity
-    from pipeline.stages import html_article, preflight, qc
+    from pipeline.stages import html_article, preflight, qc, writing
     from pipeline.writers.offline import OfflineWriter
     from tests.unit.reference import html_article as old_html
     from tests.unit.reference import qc as old_qc
     from tests.unit.reference import readability as old_readability
     from tests.unit.reference import similarity as old_similarity
+    from tests.unit.reference import writing as old_writing
 
     texts = {id(case): _text(case.article["html"]) for case in cases}
     facts = {id(case): qc.ArticleFacts.from_html(case.article["html"]) for case in cases}
@@ -146,7 +147,13 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
     table.update({f"check {name}": (check(name),) for name in qc._CHECKS})
     table["judge (whole QC)"] = (_judge(qc), _judge(old_qc))
     table["preflight per order"] = (lambda case: preflight.run_preflight(case.order, case.context),)
-    table["offline writer per order"] = (lambda case: writer.write(case.order, case.prompt),)
+    table["offline drafting, one pass"] = (
+        lambda case: writing.run_writing(case.order, case.prompt),
+        lambda case: old_writing.run_writing(case.order, case.prompt),
+    )
+    table["offline writer per order (all passes)"] = (
+        lambda case: writer.write(case.order, case.prompt),
+    )
     return table
 
 

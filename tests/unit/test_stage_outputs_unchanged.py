@@ -25,12 +25,13 @@ from pipeline import readability, similarity
 from pipeline.catalog import PublisherProfile
 from pipeline.history import PreflightContext
 from pipeline.manifest import OrderDocument
-from pipeline.stages import qc
+from pipeline.stages import qc, writing
 from pipeline.stages.preflight import run_preflight
 from pipeline.writers.offline import OfflineWriter
 from tests.unit.reference import qc as old_qc
 from tests.unit.reference import readability as old_readability
 from tests.unit.reference import similarity as old_similarity
+from tests.unit.reference import writing as old_writing
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -103,6 +104,20 @@ def _articles() -> tuple[tuple[OrderDocument, dict[str, Any], PublisherProfile |
         for attempt in (1, 2, 3):
             written.append((order, writer.write(order, prompt, attempt=attempt), publisher))
     return tuple(written)
+
+
+@pytest.mark.parametrize("target_words", [None, 120, 450, 1500])
+def test_offline_drafts_are_as_before(target_words: int | None) -> None:
+    # Every sample order in its prompt's language and in each other one, three seeds
+    languages = ("en", "sv", "de")
+    for order, _, _ in _articles()[::3]:
+        prompt = run_preflight(order, now=NOW)["prompt"]
+        if target_words is not None:
+            prompt["target_words"] = target_words
+        for language, seed in zip(languages, (0, 1, 2), strict=True):
+            brief = {**prompt, "language": language}
+            new = writing.run_writing(order, brief, seed=seed)
+            assert new == old_writing.run_writing(order, brief, seed=seed)
 
 
 def _texts() -> Iterator[str]:
