@@ -125,7 +125,10 @@ def minhash_signature(text: str, num_perm: int = DEFAULT_NUM_PERM) -> list[int]:
     # :func:`shingles`; the minimum over each permutation is the same.
     hashes = np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64) % np.uint64(_PRIME)
     a, b = _parameter_arrays(num_perm)
-    values = (a[:, None] * hashes[None, :] + b[:, None]) % np.uint64(_PRIME)
+    # (a*x + b) mod p for every permutation and shingle, in one array updated in place.
+    values = np.multiply.outer(a, hashes)
+    values += b[:, None]
+    np.remainder(values, np.uint64(_PRIME), out=values)
     signature: list[int] = values.min(axis=1).tolist()
     return signature
 
