@@ -106,23 +106,25 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
     from tests.unit.reference import writing as old_writing
 
     texts = {id(case): _text(case.article["html"]) for case in cases}
-    facts = {id(case): qc.ArticleFacts.from_html(case.article["html"]) for case in cases}
 
     def on_text(function: Callable[[str], Any]) -> Callable[[Case], Any]:
         return lambda case: function(texts[id(case)])
 
-    def check(name: str) -> Callable[[Case], Any]:
+    def check(module: Any, name: str) -> Callable[[Case], Any]:
+        """One check of ``module`` (current or before) on facts measured beforehand."""
+        facts = {id(case): module.ArticleFacts.from_html(case.article["html"]) for case in cases}
+
         def run(case: Case) -> Any:
-            inputs = qc._Inputs(
+            inputs = module._Inputs(
                 case.order,
                 facts[id(case)],
-                qc.QcRules(),
-                limits=case.publisher or qc.QcRules(),
+                module.QcRules(),
+                limits=case.publisher or module.QcRules(),
                 earlier=case.earlier,
                 forbidden_topics=case.publisher.forbidden_topics if case.publisher else (),
                 forbidden_terms=case.publisher.forbidden_terms if case.publisher else (),
             )
-            return qc._CHECKS[name](inputs)
+            return module._CHECKS[name](inputs)
 
         return run
 
@@ -144,7 +146,7 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
             lambda case: old_qc.ArticleFacts.from_html(case.article["html"]),
         ),
     }
-    table.update({f"check {name}": (check(name),) for name in qc._CHECKS})
+    table.update({f"check {name}": (check(qc, name), check(old_qc, name)) for name in qc._CHECKS})
     table["judge (whole QC)"] = (_judge(qc), _judge(old_qc))
     table["preflight per order"] = (lambda case: preflight.run_preflight(case.order, case.context),)
     table["offline drafting, one pass"] = (
