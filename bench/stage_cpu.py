@@ -30,14 +30,18 @@ EARLIER = 200
 
 @dataclass(frozen=True)
 class Case:
-    """One order with everything its stages read: context, prompt, article, earlier signatures."""
+    """One order with everything its stages read: context, prompt, article, earlier signatures.
+
+    ``earlier`` holds plain lists: each implementation compares with its own
+    ``SignatureSet`` of them (another module's class would be read as plain lists).
+    """
 
     order: Any
     context: Any
     prompt: dict[str, Any]
     article: dict[str, Any]
     publisher: Any
-    earlier: Any
+    earlier: list[list[int]]
 
 
 def build_cases(count: int) -> list[Case]:
@@ -45,7 +49,7 @@ def build_cases(count: int) -> list[Case]:
     from cli.sample_orders import load_catalog, sample_orders
     from pipeline.history import PreflightContext
     from pipeline.manifest import OrderDocument
-    from pipeline.similarity import SignatureSet, minhash_signature
+    from pipeline.similarity import minhash_signature
     from pipeline.stages.preflight import run_preflight
     from pipeline.writers.offline import OfflineWriter
 
@@ -59,7 +63,7 @@ def build_cases(count: int) -> list[Case]:
     history = [
         writer.write(order, run_preflight(order, now=now)["prompt"]) for order in raw[:EARLIER]
     ]
-    earlier = SignatureSet([minhash_signature(_text(article["html"])) for article in history])
+    earlier = [minhash_signature(_text(article["html"])) for article in history]
     cases = []
     for item_id, order in enumerate(raw[EARLIER:], start=1):
         publisher = publishers.get(order.publisher_domain)
@@ -82,11 +86,13 @@ def _text(fragment: str) -> str:
     return parse_article(fragment).text
 
 
-def _judge(module: Any) -> Callable[[Case], Any]:
+def _judge(module: Any, earlier: Any) -> Callable[[Case], Any]:
+    """``module.judge_article`` (its report, or its rejection's) against ``earlier``."""
+
     def judge(case: Case) -> Any:
         try:
             return module.judge_article(
-                case.order, case.article, publisher=case.publisher, earlier_signatures=case.earlier
+                case.order, case.article, publisher=case.publisher, earlier_signatures=earlier
             )
         except module.QualityRejected as rejected:
             return rejected.details
@@ -110,6 +116,12 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
     def on_text(function: Callable[[str], Any]) -> Callable[[Case], Any]:
         return lambda case: function(texts[id(case)])
 
+    # All cases share one history; each implementation reads it through its own class.
+    earlier = {
+        qc: similarity.SignatureSet(cases[0].earlier),
+        old_qc: old_similarity.SignatureSet(cases[0].earlier),
+    }
+
     def check(module: Any, name: str) -> Callable[[Case], Any]:
         """One check of ``module`` (current or before) on facts measured beforehand."""
         facts = {id(case): module.ArticleFacts.from_html(case.article["html"]) for case in cases}
@@ -120,7 +132,7 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
                 facts[id(case)],
                 module.QcRules(),
                 limits=case.publisher or module.QcRules(),
-                earlier=case.earlier,
+                earlier=earlier[module],
                 forbidden_topics=case.publisher.forbidden_topics if case.publisher else (),
                 forbidden_terms=case.publisher.forbidden_terms if case.publisher else (),
             )
@@ -147,7 +159,7 @@ def steps(cases: Sequence[Case]) -> dict[str, tuple[Callable[[Case], Any], ...]]
         ),
     }
     table.update({f"check {name}": (check(qc, name), check(old_qc, name)) for name in qc._CHECKS})
-    table["judge (whole QC)"] = (_judge(qc), _judge(old_qc))
+    table["judge (whole QC)"] = (_judge(qc, earlier[qc]), _judge(old_qc, earlier[old_qc]))
     table["preflight per order"] = (lambda case: preflight.run_preflight(case.order, case.context),)
     table["offline drafting, one pass"] = (
         lambda case: writing.run_writing(case.order, case.prompt),
@@ -205,9 +217,10 @@ def render(results: dict[str, tuple[float, float | None]], cases: Sequence[Case]
 
 def profile(cases: Sequence[Case], repeat: int) -> None:
     """Print cProfile's top 25 functions (own time) of the current whole judgement."""
+    from pipeline.similarity import SignatureSet
     from pipeline.stages import qc
 
-    judge = _judge(qc)
+    judge = _judge(qc, SignatureSet(cases[0].earlier))
     for case in cases:  # load the language model and fill the caches outside the profile
         judge(case)
     profiler = cProfile.Profile()
