@@ -9,7 +9,9 @@ every position can be found by walking from the start state over the last
 ``DEPTH`` bytes alone, and numpy does that for every position at once. The counts,
 their order and so the scores are exactly py3langid's;
 ``tests/unit/test_language.py`` checks the property over the whole model and the
-result against ``py3langid.classify``.
+result against ``py3langid.classify``. The model's arrays, its encoding and its scoring
+are py3langid's own (0.4's attributes): an upgrade that renames them fails that test,
+not silently.
 """
 
 from __future__ import annotations
