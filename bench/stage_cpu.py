@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import html
 import pstats
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 #: Earlier signatures per publisher QC compares with (tasks.preparers.SIGNATURES_PER_PUBLISHER).
 EARLIER = 200
+_DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,12 @@ class Case:
     earlier: list[list[int]]
 
 
-def build_cases(count: int) -> list[Case]:
-    """``count`` sample orders, each preflighted and written by the offline writer."""
+def build_cases(count: int, *, prose: bool = False) -> list[Case]:
+    """``count`` sample orders, each preflighted and written by the offline writer.
+
+    ``prose``: each article's HTML is replaced by 675 words of this repository's docs
+    (varied English, unlike the phrase book's), which QC then rejects for its links.
+    """
     from cli.sample_orders import load_catalog, sample_orders
     from pipeline.history import PreflightContext
     from pipeline.manifest import OrderDocument
@@ -76,8 +84,20 @@ def build_cases(count: int) -> list[Case]:
         )
         prompt = run_preflight(order, context)["prompt"]
         article = writer.write(order, prompt)
+        if prose:
+            article = {**article, "html": _prose(item_id - 1)}
         cases.append(Case(order, context, prompt, article, publisher, earlier))
     return cases
+
+
+def _prose(index: int, words: int = 675) -> str:
+    """The ``index``-th run of ``words`` words of docs/*.md as paragraphs of 60 words."""
+    text = " ".join(path.read_text() for path in sorted(_DOCS.glob("*.md")))
+    tokens = re.sub(r"[`*|#\[\]()]", " ", text).split()
+    start = (index * words) % max(1, len(tokens) - words)
+    chunk = tokens[start : start + words]
+    paragraphs = (" ".join(chunk[at : at + 60]) for at in range(0, len(chunk), 60))
+    return "<h1>Notes</h1>" + "".join(f"<p>{html.escape(part)}</p>" for part in paragraphs)
 
 
 def _text(fragment: str) -> str:
@@ -200,9 +220,9 @@ def measure(
 
 def render(results: dict[str, tuple[float, float | None]], cases: Sequence[Case]) -> str:
     """A Markdown table: step, ms before, ms now, now / before."""
-    words = statistics.mean(case.article["word_count"] for case in cases)
+    words = statistics.mean(len(_text(case.article["html"]).split()) for case in cases)
     lines = [
-        f"{len(cases)} sample orders, offline-writer articles of {words:.0f} words on average",
+        f"{len(cases)} sample orders, articles of {words:.0f} words on average",
         "",
         "| step | before, ms/order | now, ms/order | now / before |",
         "|---|---:|---:|---:|",
@@ -239,8 +259,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="passes per timing (default 5)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     parser.add_argument("--profile", action="store_true", help="cProfile the judgement instead")
+    parser.add_argument("--prose", action="store_true", help="articles of docs prose instead")
     args = parser.parse_args(argv)
-    cases = build_cases(args.orders)
+    cases = build_cases(args.orders, prose=args.prose)
     if args.profile:
         profile(cases, args.repeat)
         return

@@ -33,3 +33,14 @@ def test_every_step_runs_and_the_compared_ones_agree() -> None:
     table = render(measure(cases, repeat=1, rounds=1), cases)
     assert "| judge (whole QC) |" in table and table.count("|---|") == 1
     assert all(f"| {name} |" in table for name in steps(cases))
+
+
+def test_prose_cases_carry_docs_text_and_compare_alike() -> None:
+    # Given two sample orders whose articles are docs prose instead of the phrase book's
+    cases = build_cases(2, prose=True)
+    assert all("<h1>Notes</h1>" in case.article["html"] for case in cases)
+    assert cases[0].article["html"] != cases[1].article["html"]
+
+    # Then the judgement before and after agrees on them too
+    judge = steps(cases)["judge (whole QC)"]
+    assert [judge[0](case) for case in cases] == [judge[1](case) for case in cases]
