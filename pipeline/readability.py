@@ -13,6 +13,7 @@ line break, so that headings count as sentences of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 LONG_WORD_LETTERS: Final = 6
@@ -51,17 +52,27 @@ def _ends_sentence(token: str) -> bool:
     return token.rstrip(_CLOSERS)[-1:] in _TERMINATORS
 
 
+# Articles repeat their words, and QC counts every word of every article: each distinct
+# token is classified once per process (a few MB at most), not once per occurrence.
+@lru_cache(maxsize=8192)
+def _token_facts(token: str) -> tuple[bool, int, bool]:
+    """Whether ``token`` is a word, is a long one (0 or 1) and ends a sentence."""
+    word = _is_word(token)
+    return word, int(word and _is_long(token)), _ends_sentence(token)
+
+
 def count_text(text: str) -> TextCounts:
     """Count the words, sentences and long words of ``text``."""
     words = sentences = long_words = 0
     for line in text.splitlines():
         open_sentence = False
         for token in line.split():
-            if _is_word(token):
+            word, long, ends = _token_facts(token)
+            if word:
                 words += 1
-                long_words += _is_long(token)
+                long_words += long
                 open_sentence = True
-            if open_sentence and _ends_sentence(token):
+            if open_sentence and ends:
                 sentences += 1
                 open_sentence = False
         sentences += open_sentence

@@ -39,10 +39,41 @@ def _blake(data: bytes, size: int) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=size).digest(), "big")
 
 
+def _bare(token: str) -> str:
+    # Most tokens are letters and digits only: nothing to strip, and no regex to run.
+    return token if token.isalnum() else _EDGES.sub("", token)
+
+
+# QC reads an article's words twice (its shingles, then its keyword density), and the
+# I/O worker's threads judge many articles at once: keep the words of the last few texts.
+@lru_cache(maxsize=32)
+def text_words(text: str) -> tuple[str, ...]:
+    """:func:`normalised_words` as a tuple, computed once for every caller with the same text."""
+    return tuple(filter(None, map(_bare, text.casefold().split())))
+
+
 def normalised_words(text: str) -> list[str]:
     """Lower-case words of ``text`` without the punctuation around them."""
-    words = (_EDGES.sub("", token) for token in text.casefold().split())
-    return [word for word in words if word]
+    return list(text_words(text))
+
+
+def _shingle_digests(words: Sequence[str], k: int) -> list[bytes]:
+    """BLAKE2b (8 bytes) of each run of ``k`` words joined by U+001F, in text order.
+
+    The runs are slices of one encoded string: U+001F is whitespace to
+    :meth:`str.split`, so it never occurs inside a word, and in UTF-8 its byte never
+    occurs inside another character's, so the separators mark the words' bounds.
+    """
+    if not words:
+        return []
+    joined = "\x1f".join(words).encode()
+    bounds = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 0x1F).tolist()
+    starts = [0, *(bound + 1 for bound in bounds)]
+    ends = [*bounds, len(joined)]
+    # Run i spans words i to i + k - 1; fewer than k words make one run of them all.
+    spans = zip(starts, ends[k - 1 :], strict=False) if len(words) >= k else [(0, len(joined))]
+    blake2b = hashlib.blake2b
+    return [blake2b(joined[start:end], digest_size=8).digest() for start, end in spans]
 
 
 def shingles(text: str, k: int = DEFAULT_SHINGLE_WORDS) -> set[int]:
@@ -56,9 +87,8 @@ def shingles(text: str, k: int = DEFAULT_SHINGLE_WORDS) -> set[int]:
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    words = normalised_words(text)
-    runs = [words[i : i + k] for i in range(max(1, len(words) - k + 1))] if words else []
-    return {_blake("\x1f".join(run).encode(), 8) for run in runs}
+    digests = _shingle_digests(text_words(text), k)
+    return {int.from_bytes(digest, "big") for digest in digests}
 
 
 @lru_cache(maxsize=8)
@@ -88,12 +118,19 @@ def minhash_signature(text: str, num_perm: int = DEFAULT_NUM_PERM) -> list[int]:
     """
     if num_perm < 1:
         raise ValueError(f"num_perm must be at least 1, got {num_perm}")
-    hashes = np.fromiter((value % _PRIME for value in shingles(text)), dtype=np.uint64)
-    if not hashes.size:
+    digests = _shingle_digests(text_words(text), DEFAULT_SHINGLE_WORDS)
+    if not digests:
         return [EMPTY_SLOT] * num_perm
+    # A repeated shingle appears more than once here, unlike in the set of
+    # :func:`shingles`; the minimum over each permutation is the same.
+    hashes = np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64) % np.uint64(_PRIME)
     a, b = _parameter_arrays(num_perm)
-    values = (a[:, None] * hashes[None, :] + b[:, None]) % np.uint64(_PRIME)
-    return [int(value) for value in values.min(axis=1)]
+    # (a*x + b) mod p for every permutation and shingle, in one array updated in place.
+    values = np.multiply.outer(a, hashes)
+    values += b[:, None]
+    np.remainder(values, np.uint64(_PRIME), out=values)
+    signature: list[int] = values.min(axis=1).tolist()
+    return signature
 
 
 @lru_cache(maxsize=8)

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import py3langid
-
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import QualityRejected, RewriteNeeded
+from pipeline.language import classify as classify_language
 from pipeline.manifest import OrderDocument
 from pipeline.readability import lix
-from pipeline.similarity import max_similarity, minhash_signature, normalised_words
+from pipeline.similarity import max_similarity, minhash_signature, text_words
 
 # Re-exported: writers check their own drafts with the same parser as QC.
 from pipeline.stages.html_article import Link as Link
@@ -98,8 +97,7 @@ class ArticleFacts:
 
 def detect_language(text: str) -> str:
     """Return the ISO 639-1 code py3langid reads ``text`` as (offline, bundled model)."""
-    language, _score = py3langid.classify(" ".join(text.split()))
-    return str(language)
+    return classify_language(" ".join(text.split()))
 
 
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
@@ -110,9 +108,14 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str]:
 
 def _found_phrases(text: str, phrases: Sequence[str]) -> list[str]:
     folded = text.casefold()
-    return [
-        phrase for phrase in phrases if phrase.strip() and _phrase_pattern(phrase).search(folded)
-    ]
+    return [phrase for phrase in phrases if phrase.strip() and _mentions(folded, phrase)]
+
+
+def _mentions(folded: str, phrase: str) -> bool:
+    # A substring test first: the whole-word pattern, which cannot skip ahead to a
+    # literal because it starts with a look-behind, only runs when every word occurs.
+    parts = phrase.casefold().split()
+    return all(part in folded for part in parts) and bool(_phrase_pattern(phrase).search(folded))
 
 
 # --- the checks -------------------------------------------------------------------------
@@ -247,19 +250,32 @@ def check_near_duplicate(
     return QcResult(True, detail)
 
 
+def _starts(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
+    """Where ``phrase`` occurs in ``words``: only where its first word is, found by ``index``."""
+    starts: list[int] = []
+    stop = len(words) - len(phrase) + 1
+    start = -1
+    while True:
+        try:
+            start = words.index(phrase[0], start + 1, max(stop, 0))
+        except ValueError:
+            return starts
+        if words[start : start + len(phrase)] == phrase:
+            starts.append(start)
+
+
 def keyword_density(text: str, phrases: Sequence[str]) -> float:
     """Mentions of any of ``phrases`` per word of ``text``, overlapping mentions counted once.
 
     A mention counts once however many words the phrase has, so that a long topic
     is not taken for stuffing merely for being long.
     """
-    words = normalised_words(text)
+    words = text_words(text)
     spans = sorted(
         (start, start + len(phrase))
-        for phrase in (normalised_words(item) for item in phrases)
+        for phrase in (text_words(item) for item in phrases)
         if phrase
-        for start in range(len(words) - len(phrase) + 1)
-        if words[start : start + len(phrase)] == phrase
+        for start in _starts(words, phrase)
     )
     mentions, reach = 0, 0
     for start, end in spans:

@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pipeline.errors import InvalidInput
@@ -92,8 +93,17 @@ def _fill(template: str, topic: str) -> str:
     return _SLOT.sub(lambda match: capitalised if match[1] == "Topic" else topic, template)
 
 
+# Drafting counts the words of the same phrase-book sentences over and over (every
+# pass of every article): count each distinct sentence once per process.
+@lru_cache(maxsize=4096)
 def _words(text: str) -> int:
     return len(text.split())
+
+
+@lru_cache(maxsize=256)
+def _pool(language: str, topic: str) -> tuple[str, ...]:
+    """The language's sentences about ``topic``: the same for every draft of an order."""
+    return tuple(_fill(sentence, topic) for sentence in VOCABULARIES[language].sentences)
 
 
 def _sentence_text(sentence: _Sentence) -> str:
@@ -228,7 +238,7 @@ def run_writing(order: OrderDocument, prompt: dict[str, Any], *, seed: int = 0) 
     headings = _headings(rng, vocabulary, brief.topic)
     link = _link_sentence(rng, vocabulary, brief)
     fixed = _words(title) + sum(_words(heading) for heading in headings) + _words(link.text())
-    pool = [_fill(sentence, brief.topic) for sentence in vocabulary.sentences]
+    pool = _pool(brief.language, brief.topic)
     # Every heading needs at least one paragraph, and the introduction one more.
     slack = max(1, int(brief.target_words * _SLACK))
     goal = brief.target_words - fixed

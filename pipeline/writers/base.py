@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from pipeline.errors import ConfigurationError
 from pipeline.limits import CallGate
 from pipeline.manifest import OrderDocument
-from pipeline.stages.html_article import normalise_url, parse_article
+from pipeline.stages.html_article import ArticleParser, normalise_url, parse_article
 from pipeline.stages.preflight import DEFAULT_TARGET_WORDS
 
 if TYPE_CHECKING:
@@ -213,12 +213,28 @@ def ensure_link(fragment: str, target_url: str, anchor_text: str) -> tuple[str, 
     a paragraph is linked. Anything else is left for QC, whose rejection sends the
     model a "link the anchor text exactly once" note on the rewrite.
     """
+    checked, repaired, _parsed = ensure_link_parsed(fragment, target_url, anchor_text)
+    return checked, repaired
+
+
+def ensure_link_parsed(
+    fragment: str, target_url: str, anchor_text: str
+) -> tuple[str, bool, ArticleParser]:
+    """:func:`ensure_link`, and the returned fragment parsed.
+
+    A writer reads its draft's title and text from the same parse that looked for the
+    link; only a repaired fragment is parsed again.
+    """
     anchor, target = " ".join(anchor_text.split()), normalise_url(target_url)
-    links = parse_article(fragment).links
-    if any(link.text == anchor and normalise_url(link.href or "") == target for link in links):
-        return fragment, False
+    parsed = parse_article(fragment)
+    if any(
+        link.text == anchor and normalise_url(link.href or "") == target for link in parsed.links
+    ):
+        return fragment, False, parsed
     repaired = _wrap_first_mention(fragment, target_url, anchor_text)
-    return (fragment, False) if repaired is None else (repaired, True)
+    if repaired is None:
+        return fragment, False, parsed
+    return repaired, True, parse_article(repaired)
 
 
 def make_writer(settings: Settings, gate: CallGate | None = None) -> Writer:

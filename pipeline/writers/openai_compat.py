@@ -30,9 +30,8 @@ from pipeline.errors import (
 from pipeline.limits import CallGate, NoRateGate
 from pipeline.manifest import OrderDocument
 from pipeline.pacing import CALL_LEASE_MARGIN_SECONDS, paced
-from pipeline.stages.html_article import parse_article
 from pipeline.stages.vocabulary import VOCABULARIES
-from pipeline.writers.base import ensure_link, fill_prompt, length_bounds
+from pipeline.writers.base import ensure_link_parsed, fill_prompt, length_bounds
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _CONFIGURATION_STATUSES: Final = frozenset({401, 403, 404})
@@ -234,10 +233,9 @@ class OpenAICompatibleWriter:
             "temperature": self.temperature,
         }
         content, body = self._complete(payload)
-        fragment, repaired = ensure_link(
+        fragment, repaired, parsed = ensure_link_parsed(
             strip_code_fences(content), str(brief["target_url"]), str(brief["anchor_text"])
         )
-        parsed = parse_article(fragment)
         article: dict[str, Any] = {
             "title": parsed.title,
             "html": fragment,
