@@ -20,16 +20,16 @@ import py3langid
 from pipeline.catalog import PublisherProfile
 from pipeline.errors import QualityRejected, RewriteNeeded
 from pipeline.manifest import OrderDocument
+
+# Re-exported: writers check their own drafts with the same parser as QC.
+from pipeline.stages.html_article import Link as Link
+from pipeline.stages.html_article import normalise_url as normalise_url
+from pipeline.stages.html_article import parse_article as parse_article
 from pipeline.stages.preflight import (
     DEFAULT_MAX_OUTBOUND_LINKS,
     DEFAULT_MAX_WORDS,
     DEFAULT_MIN_WORDS,
 )
-
-# Re-exported: writers check their own drafts with the same parser as QC.
-from tests.unit.reference.html_article import Link as Link
-from tests.unit.reference.html_article import normalise_url as normalise_url
-from tests.unit.reference.html_article import parse_article as parse_article
 from tests.unit.reference.readability import lix
 from tests.unit.reference.similarity import max_similarity, minhash_signature, normalised_words
 
