@@ -27,7 +27,8 @@ from metrics.redis_client import redis_client
 #: Slices per run (a tenth of the batch each).
 SLICES = 10
 _POLL_S = 0.05
-#: Polls between two looks at the process trees (psutil's walk is not free).
+#: Polls between two CPU readings (psutil's walk is not free; a process that
+#: exits between two readings loses at most this many polls of its CPU).
 _NOTE_EVERY = 10
 
 
@@ -72,7 +73,7 @@ class ProcessGroups:
     roots: dict[str, list[int]] = field(default_factory=dict)
     #: groups that count their roots alone (this process: its children are the servers)
     alone: frozenset[str] = frozenset()
-    #: every process id each group had at some call of :meth:`cpu` or :meth:`note`
+    #: every process id each group had at some call of :meth:`cpu`
     members_seen: dict[str, set[int]] = field(default_factory=dict)
     _seen: dict[int, float] = field(default_factory=dict)
     _totals: dict[str, float] = field(default_factory=dict)
@@ -82,11 +83,6 @@ class ProcessGroups:
         if name in self.alone:
             return [p for pid in self.roots[name] for p in _children(pid)[:1]]
         return [p for pid in self.roots[name] for p in _children(pid)]
-
-    def note(self) -> None:
-        """Remember each group's processes now (a worker's pool replaces its children)."""
-        for name in self.roots:
-            self.members_seen.setdefault(name, set()).update(p.pid for p in self._members(name))
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds each group used since the first call, plus ``machine`` (every process's).
@@ -131,7 +127,8 @@ class ProgressSampler(threading.Thread):
         while not self._stop_event.is_set():
             polls += 1
             if polls % _NOTE_EVERY == 0:
-                self._groups.note()
+                # Often: a pool child replaced between two marks takes its CPU with it.
+                self._groups.cpu()
             done = sum(int(v or 0) for v in client.hmget(self._key, ["completed", "failed"]))
             if done >= self.marks[-1].done + step or (done >= self._total > self.marks[-1].done):
                 self._mark(done)
