@@ -97,13 +97,16 @@ def _print_run(
     scenario: str, orders: int, items_per_s: float, statements: list[dict[str, Any]]
 ) -> None:
     print(f"\n=== {scenario} at {orders:,} orders: {items_per_s:.1f} orders/s", flush=True)
-    print(f"{'ms/order':>9} {'calls':>8} {'mean ms':>8} {'blocks/call':>11} {'read':>6}  query")
+    print(
+        f"{'ms/order':>9} {'calls':>8} {'mean ms':>8} {'rows/call':>9} {'blocks/call':>11}"
+        f" {'read':>6}  query"
+    )
     for row in statements:
         per_order = float(row["total_exec_time"]) / orders
         calls = max(int(row["calls"]), 1)
         print(
             f"{per_order:>9.3f} {int(row['calls']):>8} {float(row['mean_exec_time']):>8.3f}"
-            f" {int(row['blocks']) / calls:>11.1f} {int(row['blocks_read']) / calls:>6.1f}"
+            f" {int(row['rows']) / calls:>9.1f} {int(row['blocks']) / calls:>11.1f} {int(row['blocks_read']) / calls:>6.1f}"
             f"  {row['query']}",
             flush=True,
         )
