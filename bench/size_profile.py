@@ -106,7 +106,8 @@ def _print_run(
         calls = max(int(row["calls"]), 1)
         print(
             f"{per_order:>9.3f} {int(row['calls']):>8} {float(row['mean_exec_time']):>8.3f}"
-            f" {int(row['rows']) / calls:>9.1f} {int(row['blocks']) / calls:>11.1f} {int(row['blocks_read']) / calls:>6.1f}"
+            f" {int(row['rows']) / calls:>9.1f} {int(row['blocks']) / calls:>11.1f}"
+            f" {int(row['blocks_read']) / calls:>6.1f}"
             f"  {row['query']}",
             flush=True,
         )
