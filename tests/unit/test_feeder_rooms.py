@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import fakeredis
 import pytest
 
 from celery_app import IO_LANES, LANES
 from pipeline.settings import get_settings
 from tasks.feeder import _largest_chunk, _rooms
-from tests.support import apply_environment, restore_environment
 
 
 @pytest.fixture()
@@ -34,16 +31,18 @@ def test_each_queue_counts_only_its_own_messages(client) -> None:
     assert _rooms(client, "low") == {False: window - 1, True: window - 3}
 
 
-def test_each_kind_of_queue_is_read_for_in_its_own_stages_largest_chunks() -> None:
+def test_each_kind_of_queue_is_read_for_in_its_own_stages_largest_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given CPU-bound stages cut in chunks of 40 and 30, I/O-bound ones in 5 and 7
-    saved = dict(os.environ)
-    sizes = {"PREFLIGHT": 40, "QC": 30, "WRITING": 5, "DELIVERY": 7}
-    env = {f"BATCH_CHUNK_{stage}_{bound}": str(size) for stage, size in sizes.items()
-           for bound in ("OPTIMAL", "MAX")}  # fmt: skip
+    for stage, size in {"PREFLIGHT": 40, "QC": 30, "WRITING": 5, "DELIVERY": 7}.items():
+        monkeypatch.setenv(f"BATCH_CHUNK_{stage}_OPTIMAL", str(size))
+        monkeypatch.setenv(f"BATCH_CHUNK_{stage}_MAX", str(size))
+    get_settings.cache_clear()
     try:
-        apply_environment(env)
         # Then a free place in the CPU queue is worth 40 orders, one in the I/O queue 7
         assert _largest_chunk(False) == 40
         assert _largest_chunk(True) == 7
     finally:
-        restore_environment(saved)
+        monkeypatch.undo()
+        get_settings.cache_clear()
