@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from bench.measure import redis_used_memory
+from bench.progress_sampler import bench_groups, middle_rate, sample_progress
 from bench.results import RunResult
 from bench.services import BenchEnv, flush_broker
 from bench.submitter import run_submitter
@@ -105,11 +106,16 @@ def run_batchline(
         submitted = run_submitter("batchline", orders, {"batch_id": batch_id}, env)
         memory_after = redis_used_memory(client)
         queued = sum(int(client.llen(queue_key(q))) for q in WORK_QUEUES)
+        groups = bench_groups([process.pid for process in group.processes])
         started = time.time()
         resume(app, WORK_QUEUES)
+        stop_sampling = sample_progress(batch_id, orders, groups)
         # At 4 orders/s, not 20: a shared machine under load (average 25 on 2 cores) runs D
         # at 10,000 at about 10 orders/s, and a benchmark that gives up measures nothing.
-        finished = wait_final(batch_id, timeout=120 + orders / 4)
+        try:
+            finished = wait_final(batch_id, timeout=120 + orders / 4)
+        finally:
+            slices = stop_sampling()
     seconds = finished - started
     return RunResult(
         scenario=scenario,
@@ -122,6 +128,11 @@ def run_batchline(
         redis_bytes_per_order=(memory_after - memory_before) / orders,
         extra={
             "states": state_counts(batch_id),
+            # Per tenth of the batch: is the total rate a steady one? (bench/progress_sampler.py)
+            "middle_items_per_s": middle_rate(slices),
+            "slices": slices,
+            # Pool children replaced during the run (worker_max_tasks_per_child, memory).
+            "worker_processes_seen": len(groups.members_seen.get("workers", ())),
             "messages_queued_before_resume": queued,
             "worker_rss_per_process_mb": group.peak_rss_per_process_mb(),
             "worker_concurrency": CONCURRENCY,

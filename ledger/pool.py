@@ -9,8 +9,9 @@ mark, so whatever an item waits for next puts it back in the pool. The caller ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session
 from pipeline import priority
 from pipeline.catalog import CustomerTier
 from pipeline.chunk import DEFAULT_MAX_RETRIES
-from pipeline.states import OPEN_ITEM_STATES, open_sql, pooled_sql
+from pipeline.stage_registry import stage_for_state
+from pipeline.states import OPEN_ITEM_STATES, ItemState, open_sql, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class Candidate:
     customer_id: str
     publisher_domain: str
     max_retries: int
+
+
+def _io_bound(state: ItemState) -> bool:
+    return stage_for_state(state).io_bound
 
 
 _CANDIDATE_COLUMNS = f"""
@@ -47,25 +53,39 @@ _CANDIDATE_WHERE = f"""
 # that stops there), merged. One scan of the whole lane cannot skip a paused batch's
 # pooled backlog, so the planner read every open item of the running batches instead,
 # a cost that grew with the batch (bench/NOTES.md, "The feeder's pool query").
+# Of the merged rows, at most :io_limit of I/O-bound stages' states and :cpu_limit of
+# the others come back: the feeder can only chunk what each queue has room for, and
+# a deep pool of one kind otherwise filled the whole limit (bench/NOTES.md, session 8).
 _CANDIDATES = text(
     f"""
-    SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
-           coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}),
-           i.score, i.fair_rank
-    FROM batches b
-    CROSS JOIN LATERAL (
+    SELECT c.id, c.batch_id, c.state, c.customer_id, c.publisher_domain, c.retries,
+           c.score, c.fair_rank
+    FROM (
         SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
-               i.score, i.fair_rank
-        FROM items i
-        WHERE i.batch_id = b.id AND i.lane = :lane AND {pooled_sql("i.")}
-        ORDER BY i.score DESC, i.fair_rank, i.id
-        LIMIT :limit
-    ) i
-    WHERE b.status = 'RUNNING' AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
-    ORDER BY i.score DESC, i.fair_rank, i.id
+               coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}) AS retries,
+               i.score, i.fair_rank, i.state = ANY(:io_states) AS io,
+               row_number() OVER (PARTITION BY i.state = ANY(:io_states)
+                                  ORDER BY i.score DESC, i.fair_rank, i.id) AS n
+        FROM batches b
+        CROSS JOIN LATERAL (
+            SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+                   i.score, i.fair_rank
+            FROM items i
+            WHERE i.batch_id = b.id AND i.lane = :lane AND {pooled_sql("i.")}
+            ORDER BY i.score DESC, i.fair_rank, i.id
+            LIMIT :limit
+        ) i
+        WHERE b.status = 'RUNNING'
+          AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
+    ) c
+    WHERE c.n <= CASE WHEN c.io THEN :io_limit ELSE :cpu_limit END
+    ORDER BY c.score DESC, c.fair_rank, c.id
     LIMIT :limit
     """
 )
+
+#: The open states whose stage is I/O-bound (its chunks go to the lane's I/O queue).
+IO_STATES: Final = tuple(sorted(s.value for s in OPEN_ITEM_STATES if _io_bound(s)))
 
 
 def _per_state_candidates(states: Sequence[str]) -> str:
@@ -90,15 +110,26 @@ _SORT_DEFAULT = text("SET LOCAL enable_sort TO DEFAULT")
 
 
 def candidates(
-    session: Session, lane: str, limit: int, held: Sequence[str] = ()
+    session: Session,
+    lane: str,
+    limit: int,
+    held: Sequence[str] = (),
+    *,
+    per_kind: Mapping[bool, int] | None = None,
 ) -> list[Candidate]:
     """The lane's pooled items of running batches, best first (none while halted).
 
     Items in ``held`` states stay in the pool: their scheduled stage's window is
-    shut (``ledger.windows.held_states``).
+    shut (``ledger.windows.held_states``). ``per_kind`` bounds how many of the
+    ``limit`` may wait for an I/O-bound stage (key True) and for another (False):
+    the best of each kind, so a deep backlog of one kind cannot crowd the other out
+    of the answer nor fill it with rows no queue has room for.
     """
+    kinds = {io: min(limit, (per_kind or {}).get(io, limit)) for io in (False, True)}
     params: dict[str, object] = {"lane": lane, "limit": limit}
+    rows: Sequence[Sequence[Any]]
     if not held:
+        params.update(io_states=list(IO_STATES), io_limit=kinds[True], cpu_limit=kinds[False])
         # Without this the planner, estimating almost no pooled rows for a batch its
         # statistics do not know yet (any new batch in a ledger with a long history:
         # autoanalyze waits for a tenth of the table to change), reads every open item
@@ -112,11 +143,23 @@ def candidates(
         if not states:
             return []
         params.update({f"state_{n}": state for n, state in enumerate(states)})
-        rows = session.execute(text(_per_state_candidates(states)), params).all()
+        rows = _per_kind(session.execute(text(_per_state_candidates(states)), params), kinds)
     return [
         Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
         for i, b, state, customer, domain, retries, _, _ in rows
     ]
+
+
+def _per_kind(rows: Iterable[Sequence[Any]], kinds: Mapping[bool, int]) -> list[Sequence[Any]]:
+    """The first ``kinds[io]`` of ``rows`` (ranked) of each kind, in their order."""
+    taken = {False: 0, True: 0}
+    kept: list[Sequence[Any]] = []
+    for row in rows:
+        io = row[2] in IO_STATES
+        if taken[io] < kinds[io]:
+            taken[io] += 1
+            kept.append(row)
+    return kept
 
 
 _MARK_QUEUED = text(

@@ -28,7 +28,7 @@ from pipeline.chunk import ChunkMessage
 from pipeline.chunking import plan_chunks
 from pipeline.lanes import PRIORITIES
 from pipeline.settings import get_settings
-from pipeline.stage_registry import STAGE_NAMES, stage_for_state
+from pipeline.stage_registry import STAGE_NAMES, stage_for_state, stage_named
 from tasks.dispatch import publish_chunks
 from tasks.slots import SlotUser, admissible
 
@@ -104,10 +104,13 @@ def _feed(client: redis.Redis, lane: str, rooms: dict[bool, int]) -> int:
     if room <= 0:
         return 0
     settings = get_settings()
-    limit = room * max(settings.chunk_optimal(stage) for stage in STAGE_NAMES)
+    # Each queue takes at most its free places in chunks of its stages' optimal size:
+    # reading more of one kind only to drop it grew with the pool (bench/NOTES.md,
+    # "C at 100,000 against 10,000 (session 8)").
+    per_kind = {io: max(0, free) * _largest_chunk(io) for io, free in rooms.items()}
     with transaction() as session:
         held = held_states(session, settings.schedules(), lane)
-        ranked = candidates(session, lane, limit, held)
+        ranked = candidates(session, lane, sum(per_kind.values()), held, per_kind=per_kind)
     if not ranked:
         return 0
     fits = admissible(client, [_user(c) for c in ranked])
@@ -129,6 +132,13 @@ def _feed(client: redis.Redis, lane: str, rooms: dict[bool, int]) -> int:
     sent = publish_chunks([_message(lane, chunk) for chunk in kept if chunk])
     log.debug("feeder.fed", lane=lane, room=room, candidates=len(ranked), messages=sent)
     return sent
+
+
+def _largest_chunk(io: bool) -> int:
+    """The largest optimal chunk among the I/O-bound stages (or the others)."""
+    settings = get_settings()
+    chunks = [settings.chunk_optimal(s) for s in STAGE_NAMES if stage_named(s).io_bound is io]
+    return max(chunks, default=0)
 
 
 def _stage(candidate: Candidate) -> str:

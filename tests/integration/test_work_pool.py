@@ -183,7 +183,14 @@ def test_the_pool_query_walks_the_pool_index_for_a_batch_the_statistics_do_not_k
     plan = "\n".join(
         str(row[0])
         for row in rolled_back.execute(
-            text(f"EXPLAIN {pool._CANDIDATES.text}"), {"lane": "normal", "limit": 2000}
+            text(f"EXPLAIN {pool._CANDIDATES.text}"),
+            {
+                "lane": "normal",
+                "limit": 2000,
+                "io_states": list(pool.IO_STATES),
+                "io_limit": 2000,
+                "cpu_limit": 2000,
+            },
         )
     )
     rolled_back.execute(pool._SORT_DEFAULT)
@@ -227,6 +234,44 @@ def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
         )
         == []
     )
+
+
+def test_each_kind_gets_at_most_its_own_share_of_the_best_candidates(
+    rolled_back: Session,
+) -> None:
+    # Given a running batch whose best orders wait for preflight (CPU-bound) and
+    # whose few others, further down, wait for writing (I/O-bound)
+    batch_id = _insert(rolled_back, make_orders(40, "kinds"), priority="normal")
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
+    )
+    rolled_back.execute(
+        text(
+            "UPDATE items SET score = 50000000 - position,"
+            " state = CASE WHEN position % 8 = 7 THEN 'WRITING' ELSE 'PENDING' END"
+            " WHERE batch_id = :b"
+        ),
+        {"b": batch_id},
+    )
+    ranked = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id == batch_id]
+    assert len(ranked) == 40
+
+    # When the feeder has room for 6 CPU-bound orders and 10 I/O-bound ones, reading
+    # the best 40 (with and without a held state), then only the best 16
+    kinds = {False: 6, True: 10}
+    picked = candidates(rolled_back, "normal", 40, per_kind=kinds)
+    held = candidates(rolled_back, "normal", 40, ["QC"], per_kind=kinds)
+    short = candidates(rolled_back, "normal", 16, per_kind=kinds)
+
+    # Then it gets the best 6 preflight orders and all 5 writing ones, in rank order,
+    # and of the best 16 (14 preflight, 2 writing) the best 6 preflight and the 2 writing
+    cpu = [c.item_id for c in ranked if c.state == "PENDING"]
+    io = [c.item_id for c in ranked if c.state == "WRITING"]
+    in_rank = [c.item_id for c in ranked]
+    assert [c.item_id for c in picked] == [i for i in in_rank if i in cpu[:6] + io]
+    assert held == picked
+    assert [c.item_id for c in short] == [i for i in in_rank if i in cpu[:6] + io[:2]]
+    assert [c.state for c in candidates(rolled_back, "normal", 16)].count("PENDING") == 14
 
 
 def test_a_lane_holds_at_most_its_window_of_messages(

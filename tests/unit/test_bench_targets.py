@@ -32,6 +32,18 @@ def test_throughput_targets_are_ratios_of_the_recorded_speeds() -> None:
     assert verdicts["D at 10,000 within 10% of 1,000"] == "**no**"  # -14.3 %
 
 
+def test_the_steady_size_row_compares_the_middle_rates_and_reads_not_run_without_them() -> None:
+    runs = [
+        _run("C", 10_000, 1_000.0, middle_items_per_s=1_200.0),
+        _run("C", 100_000, 800.0, middle_items_per_s=1_100.0),
+    ]
+    steady = [row for row in throughput_rows(runs) if "middle 80 %" in str(row[0])]
+    assert steady[0][1:] == ["-8.3% (1,100 vs 1,200 orders/s)", "yes"]
+    unprofiled = [_run("C", 10_000, 1_000.0), _run("C", 100_000, 800.0)]
+    steady = [row for row in throughput_rows(unprofiled) if "middle 80 %" in str(row[0])]
+    assert steady[0][1:] == ["not run", "—"]
+
+
 def test_a_missing_run_reads_not_run() -> None:
     rows = throughput_rows([_run("C", 10_000, 1_000.0)])
     assert all(row[1] == "not run" and row[2] == "—" for row in rows[:2])
@@ -58,7 +70,6 @@ def test_the_section_lists_every_target_once() -> None:
     lines = section([])
     assert lines[0] == "## Targets (issue 15)"
     body = [line for line in lines if line.startswith("| ") and "target" not in line]
-    assert (
-        len(body) == 5 + 1 + 2 + 4
-    )  # E (orders/s and peaks at 2 and 10 s, RSS), fairness, priority, C/D
+    # E (orders/s and peaks at 2 and 10 s, RSS), fairness, priority, C/D and C's steady row
+    assert len(body) == 5 + 1 + 2 + 4 + 1
     assert all(line.endswith("| not run | — |") for line in body)

@@ -7,7 +7,7 @@ import pytest
 
 from celery_app import IO_LANES, LANES
 from pipeline.settings import get_settings
-from tasks.feeder import _rooms
+from tasks.feeder import _largest_chunk, _rooms
 
 
 @pytest.fixture()
@@ -29,3 +29,20 @@ def test_each_queue_counts_only_its_own_messages(client) -> None:
     client.rpush(IO_LANES["high"], "delivery-chunk")  # another lane's
 
     assert _rooms(client, "low") == {False: window - 1, True: window - 3}
+
+
+def test_each_kind_of_queue_is_read_for_in_its_own_stages_largest_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given CPU-bound stages cut in chunks of 40 and 30, I/O-bound ones in 5 and 7
+    for stage, size in {"PREFLIGHT": 40, "QC": 30, "WRITING": 5, "DELIVERY": 7}.items():
+        monkeypatch.setenv(f"BATCH_CHUNK_{stage}_OPTIMAL", str(size))
+        monkeypatch.setenv(f"BATCH_CHUNK_{stage}_MAX", str(size))
+    get_settings.cache_clear()
+    try:
+        # Then a free place in the CPU queue is worth 40 orders, one in the I/O queue 7
+        assert _largest_chunk(False) == 40
+        assert _largest_chunk(True) == 7
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
