@@ -85,7 +85,9 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "celery_worker_max_tasks_per_child": "A pool process is replaced after this many tasks",
     "celery_worker_max_memory_per_child": (
-        "KiB. A pool process that has grown past this is replaced after its task"
+        "KiB. A pool process that has grown past this is replaced after its task. A"
+        " process forked from the worker starts at about the parent's RSS (the language"
+        " model and numpy load before the fork, about 190 MiB): keep this well above it"
     ),
     "batch_anchor_window_days": (
         "How far back preflight counts a customer's anchors for one target"

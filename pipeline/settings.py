@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     #: a dead peer is noticed after about twice this
     batch_db_keepalive_idle_s: int = Field(default=30, ge=1, le=7_200)
     celery_worker_max_tasks_per_child: int = Field(default=50, ge=1)
-    celery_worker_max_memory_per_child: int = Field(default=200_000, ge=10_000)
+    celery_worker_max_memory_per_child: int = Field(default=400_000, ge=10_000)
     batch_anchor_window_days: int = Field(default=30, ge=1, le=365)
     batch_exact_anchor_max_share: float = Field(default=0.3, gt=0, le=1)
     batch_duplicate_window_days: int = Field(default=30, ge=0, le=365)
