@@ -130,12 +130,12 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "log_format": "`console` (key=value text) or `json` (one object per line), on stderr",
     "batch_cap_global": (
-        "The most items running a stage of `BATCH_CAPPED_STAGES` at once, across all"
+        "The most calls of a stage of `BATCH_CAPPED_STAGES` at once, across all"
         " workers; `0` = no cap. Slots are taken at claim: queued work holds none"
     ),
     "batch_cap_per_customer": "The same, per customer; `0` = no cap",
     "batch_cap_per_publisher": (
-        "The most items running a stage of `BATCH_PUBLISHER_CAPPED_STAGES` at once per"
+        "The most calls of a stage of `BATCH_PUBLISHER_CAPPED_STAGES` at once per"
         " publisher domain; `0` = no cap"
     ),
     "batch_rate_limits": (

@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     batch_cap_global: int = Field(default=50, ge=0)
     batch_cap_per_customer: int = Field(default=10, ge=0)
     batch_cap_per_publisher: int = Field(default=5, ge=0)
-    #: stages whose items hold a global and a per-customer slot while they run
+    #: stages whose items hold a global and a per-customer slot during their calls (writing)
     batch_capped_stages: str = ",".join(stage.name for stage in STAGES if stage.capped)
-    #: stages whose items also hold a slot of their publisher domain (its site's load)
+    #: stages whose items hold a slot of their publisher domain during their calls (delivery)
     batch_publisher_capped_stages: str = ",".join(s.name for s in STAGES if s.publisher_capped)
     # The writer's bucket, and the batch guide's preflight limit (100/min, burst 20).
     batch_rate_limits: str = "writer=60/min:20,preflight=100/min:20"

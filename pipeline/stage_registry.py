@@ -34,7 +34,7 @@ class Stage:
     #: default chunk sizes (``BATCH_CHUNK_<STAGE>_OPTIMAL`` / ``_MAX``), from the batch guide
     chunk_optimal: int
     chunk_max: int
-    #: by default holds a global and a per-customer slot while it runs (calls others' services)
+    #: by default holds a global and a per-customer slot during its calls (the writer's LLM)
     capped: bool
     #: by default also holds a slot of the order's publisher domain (its site takes the load)
     publisher_capped: bool
@@ -117,7 +117,10 @@ DELIVERY: Final = Stage(
     terminal_success=True,
     chunk_optimal=50,
     chunk_max=200,
-    capped=True,
+    # The global and per-customer caps bound the writer's calls: the shared LLM
+    # service is what they protect. A webhook's load lands on its publisher, so
+    # delivery holds its publisher domain's slot only.
+    capped=False,
     publisher_capped=True,
     io_bound=True,
     scheduled_time_limit=30 * 60,

@@ -1,14 +1,14 @@
 """Concurrency caps of batchline's stages, on top of the leased Redis semaphores.
 
-An item running a capped stage (``BATCH_CAPPED_STAGES``: by default writing and
-delivery, the stages that call other people's services) holds, while its chunk
-runs, a ``global`` slot
-(``BATCH_CAP_GLOBAL``) and one of its customer's (``BATCH_CAP_PER_CUSTOMER``); in
-``BATCH_PUBLISHER_CAPPED_STAGES`` (delivery: the publisher's site takes the load)
-also one of its publisher domain's (``BATCH_CAP_PER_PUBLISHER``). The feeder only
-sends what fits in the free slots; the chunk's claim takes them, and they are
-given back when the chunk's outcomes are committed. A holder that dies loses its
-slots with its lease; the sweeper reconciles them with the ledger sooner.
+An item of a stage in ``BATCH_CAPPED_STAGES`` (by default writing: the LLM
+service is the shared resource the caps protect) holds, during its call, a
+``global`` slot (``BATCH_CAP_GLOBAL``) and one of its customer's
+(``BATCH_CAP_PER_CUSTOMER``); one of ``BATCH_PUBLISHER_CAPPED_STAGES`` (delivery:
+the publisher's site takes the load) holds one of its publisher domain's
+(``BATCH_CAP_PER_PUBLISHER``). The feeder only sends what fits in the free slots;
+an item takes its slots just before its call and gives them back right after. A
+holder that dies loses its slots with its lease; the sweeper reconciles them with
+the ledger sooner.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Strict lane order at the concurrency slots, on the real Redis semaphores.
 
-The chunk runs nothing here: the test asks a low delivery chunk's run for one
+The chunk runs nothing here: the test asks a low writing chunk's run for one
 item's slots (``ChunkRun.take``, what each item does before its call) while a
 high item waits for the same customer's slots. The customer and publisher are
 this test's own, and the high waiter names only the customer's semaphore, so the
@@ -27,17 +27,17 @@ pytestmark = pytest.mark.integration
 
 def _low_run(item_id: int) -> ChunkRun:
     message = ChunkMessage(
-        stage="delivery", batch_id="slot-order", item_ids=(item_id,), priority="low"
+        stage="writing", batch_id="slot-order", item_ids=(item_id,), priority="low"
     )
-    return ChunkRun(runtime_for("delivery"), message, "task-so@test", {})
+    return ChunkRun(runtime_for("writing"), message, "task-so@test", {})
 
 
 def test_a_low_item_takes_no_slot_a_high_item_waits_for(service_env) -> None:
     tag = uuid.uuid4().hex[:8]
     customer = f"so-{tag}"
-    low = SlotUser(900_000_001, "delivery", customer, f"{tag}.example")
+    low = SlotUser(900_000_001, "writing", customer, f"{tag}.example")
     high = SlotClaim(
-        holder="900000002:delivery", keys=(slot_key("customer", customer),), limits=(10,)
+        holder="900000002:writing", keys=(slot_key("customer", customer),), limits=(10,)
     )
     client = redis_client()
     try:

@@ -56,6 +56,9 @@ def _short_lease_env(service_env: dict[str, str], redis_url: str) -> dict[str, s
         "REDIS_URL": redis_url,
         "DELIVERY_BACKEND": "webhook",
         "BATCH_CAP_GLOBAL": str(CAP_GLOBAL),
+        # Delivery holds a global and a customer slot too (by default only its
+        # publisher's), so the kill strands one slot of every kind.
+        "BATCH_CAPPED_STAGES": "writing,delivery",
         # Leases that run out within seconds, so recovery fits in a test.
         "BATCH_TASK_SOFT_TIME_LIMIT": "3",
         "BATCH_TASK_TIME_LIMIT": "4",

@@ -16,8 +16,8 @@ from pipeline.fusing import (
 from pipeline.stage_registry import DELIVERY, PREFLIGHT, QC, STAGES, WRITING, Stage
 from pipeline.states import is_legal
 
-#: The defaults: fusing on, writing and delivery capped, nothing scheduled.
-DEFAULT = FuseRules(enabled=True, capped=frozenset({"writing", "delivery"}), scheduled=frozenset())
+#: The defaults: fusing on, writing capped, nothing scheduled.
+DEFAULT = FuseRules(enabled=True, capped=frozenset({"writing"}), scheduled=frozenset())
 
 
 def test_writing_runs_qc_itself_by_default() -> None:
@@ -26,7 +26,7 @@ def test_writing_runs_qc_itself_by_default() -> None:
 
 @pytest.mark.parametrize("stage", [PREFLIGHT, QC, DELIVERY], ids=lambda s: s.name)
 def test_no_other_boundary_fuses_by_default(stage: Stage) -> None:
-    # preflight -> writing: capped; QC -> delivery: capped and calls publishers; delivery: last
+    # preflight -> writing: capped; QC -> delivery: calls publishers; delivery: last
     assert fused_stage(stage, DEFAULT) is None
 
 
