@@ -47,6 +47,7 @@ from bench.submitter import run_submitter
 from bench.workers import WorkerGroup
 from celery_app import app
 from cli.sample_orders import load_catalog
+from cli.workers import beat_command
 from ledger.catalog import upsert_catalog
 from ledger.db import transaction
 from ledger.models import Item
@@ -60,8 +61,6 @@ from tasks.slots import parse_holder
 #: ``batchline worker`` with every option at its default (it execs the same Celery
 #: command line, so the pid we start is the worker's main process).
 WORKER_COMMAND = (sys.executable, "-m", "cli", "worker")
-#: Celery beat as the docs start it (its RSS is not counted with the workers').
-BEAT_COMMAND = (sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "WARNING")
 #: 100 requests/s, burst 100: 4x what 50 slots allow at 2 s, so never the bottleneck.
 WRITER_RATE_LIMIT = "writer=6000/min:100"
 _SAMPLE_INTERVAL_S = 0.5
@@ -314,7 +313,8 @@ def _measure(
         env = with_env(bench, scenario_env(writer, run.latency_s, options.env))
         batch_id = f"bench-E-{run.latency_s:g}s-{run.orders}-{uuid.uuid4().hex[:6]}"
         name = f"realistic-{run.latency_s:g}s-{run.orders}"
-        beat = [*BEAT_COMMAND, "--schedule", str(bench.log_dir / f"{name}-beat-schedule")]
+        # (beat's RSS is not counted with the workers')
+        beat = beat_command(bench.log_dir / f"{name}-beat-schedule")
         # Beat runs beside the workers as in a deployment: its sweeper feeds the lanes
         # again if a feed is lost (a Redis error in a refill stalled a run for good).
         with (

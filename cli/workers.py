@@ -141,12 +141,9 @@ def spawn_worker(
         )
 
 
-def spawn_beat(
-    *, env: Mapping[str, str], log_path: Path, schedule_path: Path
-) -> subprocess.Popen[bytes]:
-    """Start celery beat (the sweeper's clock) as a child that dies with this process."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [
+def beat_command(schedule_path: Path) -> list[str]:
+    """Celery beat as its docs start it, keeping its schedule state at ``schedule_path``."""
+    return [
         sys.executable,
         "-m",
         "celery",
@@ -158,9 +155,16 @@ def spawn_beat(
         "--loglevel",
         "WARNING",
     ]
+
+
+def spawn_beat(
+    *, env: Mapping[str, str], log_path: Path, schedule_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start celery beat (the sweeper's clock) as a child that dies with this process."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            command,
+            beat_command(schedule_path),
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
