@@ -62,6 +62,8 @@ class _State:
     #: programmed outcomes of the next requests: a failure, or None for a normal answer
     failures: list[Failure | None] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)
+    #: the orders whose response :meth:`PublisherServer.hold` delayed, in arrival order
+    held: list[str] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     published_total: int = 0
 
@@ -111,6 +113,15 @@ class PublisherServer:
         """Publish the next ``count`` requests, then delay each response by ``seconds``."""
         with self._state.lock:
             self._state.holds.extend([seconds] * count)
+
+    def held_orders(self) -> list[str]:
+        """The orders published so far whose response was held, in arrival order.
+
+        Calls run concurrently within a chunk, so the first request to arrive, the
+        one held, is not known from the order list.
+        """
+        with self._state.lock:
+            return list(self._state.held)
 
     def requests(self, order_id: str) -> int:
         """How many requests arrived for ``order_id`` (failed and replayed ones included)."""
@@ -184,6 +195,8 @@ class _PublisherHandler(BaseHTTPRequestHandler):
             if failure is None and stored is None:
                 stored = state.stored[key] = self._publish(order_id, body, fingerprint)
                 hold = state.holds.pop(0) if state.holds else 0.0
+                if hold:
+                    state.held.append(order_id)
                 replayed = False
             else:
                 hold, replayed = 0.0, True

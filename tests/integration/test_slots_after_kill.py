@@ -76,10 +76,6 @@ def _slot_keys() -> tuple[str, ...]:
     return (slot_key("global"), slot_key("customer", CUSTOMER), slot_key("publisher", DOMAIN))
 
 
-def _first_published(server: PublisherServer, order_ids: list[str]) -> str | None:
-    return next((o for o in order_ids if server.effective_publishes(o)), None)
-
-
 def _item_id(batch_id: str, order_id: str) -> int:
     with transaction() as session:
         query = select(Item.id).where(Item.batch_id == batch_id, Item.order_id == order_id)
@@ -115,10 +111,8 @@ def test_slots_are_released_after_a_worker_is_killed(
         recovery: list[subprocess.Popen[bytes]] = []
         try:
             submit_in_child([batch], env, tmp_path)
-            wait_until(
-                lambda: _first_published(server, orders) is not None, timeout=30, interval=0.01
-            )
-            held_order = str(_first_published(server, orders))
+            wait_until(lambda: bool(server.held_orders()), timeout=30, interval=0.01)
+            (held_order,) = server.held_orders()
             holder = f"{_item_id(batch_id, held_order)}:delivery"
 
             # When the whole worker is killed while that POST waits for its answer

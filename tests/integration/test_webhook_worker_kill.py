@@ -61,7 +61,7 @@ def test_killed_between_post_and_receipt_commit_publishes_once(
             submit_in_child([{"id": tag, "priority": "high", "orders": orders}], env, tmp_path)
 
             # When the pool process is killed while its POST waits for the answer
-            held = _wait_for_first_publish(server, [str(o["order_id"]) for o in orders])
+            held = _wait_for_held_publish(server)
             for child in child_pids(worker.pid):
                 os.kill(child, signal.SIGKILL)
 
@@ -76,11 +76,11 @@ def test_killed_between_post_and_receipt_commit_publishes_once(
         assert server.requests(held) == 2  # the lost answer was asked for again
 
 
-def _wait_for_first_publish(server: PublisherServer, order_ids: list[str]) -> str:
+def _wait_for_held_publish(server: PublisherServer) -> str:
+    """The order whose publish the server holds the response of (calls run concurrently)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        for order_id in order_ids:
-            if server.effective_publishes(order_id):
-                return order_id
+        if held := server.held_orders():
+            return held[0]
         time.sleep(0.02)
     raise TimeoutError("no order reached the publisher")
