@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -15,12 +17,13 @@ from sqlalchemy.orm import Session
 from ledger.batches import insert_batch
 from ledger.db import engine
 from ledger.lineage import insert_recovery_items
-from ledger.migrate import current_revision
+from ledger.migrate import alembic_config, current_revision, upgrade
 from ledger.models import Base
 from pipeline.manifest import validate_submission
 from pipeline.recovery import Pick
 from pipeline.settings import get_settings
 from pipeline.states import ItemState
+from tests.conftest import _drop_database, _fresh_database
 from tests.integration.helpers import make_orders
 
 pytestmark = pytest.mark.integration
@@ -34,8 +37,6 @@ def test_migrated_schema_matches_the_models(service_env) -> None:
 
 def test_database_is_at_the_head_revision(service_env) -> None:
     from alembic.script import ScriptDirectory
-
-    from ledger.migrate import alembic_config
 
     url = get_settings().require_database_url()
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
@@ -80,3 +81,43 @@ def _insert(session: Session, orders: list[dict[str, Any]], batch_id: str = "") 
         manifest_sha256="x",
         task_id="t",
     )
+
+
+def test_migrations_0016_and_0017_split_the_pool_index_by_kind_and_downgrade(
+    service_env: dict[str, str],
+) -> None:
+    # Given a fresh ledger migrated to the head
+    url, name = _fresh_database(service_env["DATABASE_URL"])
+    try:
+        upgrade(url)
+
+        # Then the pool index is one per kind, and recovers_item_id's index is partial
+        assert {"ix_items_pool_io", "ix_items_pool_cpu"} <= _indexes(url)
+        assert "ix_items_pool_batch" not in _indexes(url)
+        assert (
+            _index_predicate(url, "uq_items_recovers_item_id") == "(recovers_item_id IS NOT NULL)"
+        )
+
+        # When it is downgraded to 0015, then 0014's pool index and 0008's constraint are back
+        command.downgrade(alembic_config(url), "0015")
+        assert "ix_items_pool_batch" in _indexes(url)
+        assert not {"ix_items_pool_io", "ix_items_pool_cpu"} & _indexes(url)
+        assert _index_predicate(url, "uq_items_recovers_item_id") is None
+    finally:
+        _drop_database(service_env["DATABASE_URL"], name)
+
+
+def _indexes(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'items'")
+        return {str(row[0]) for row in rows}
+
+
+def _index_predicate(database_url: str, index: str) -> str | None:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass",
+            [index],
+        ).fetchone()
+    assert row is not None, index
+    return None if row[0] is None else str(row[0])
