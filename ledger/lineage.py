@@ -168,7 +168,7 @@ _INSERT_ITEMS = text(
          AS p(item_id, state, ord)
     JOIN items i ON i.id = p.item_id
     ORDER BY p.ord
-    ON CONFLICT (recovers_item_id) DO NOTHING
+    ON CONFLICT (recovers_item_id) WHERE recovers_item_id IS NOT NULL DO NOTHING
     RETURNING id
     """
 )

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from pipeline.stage_registry import pooled_kind_sql
 from pipeline.states import open_sql, pooled_sql
 
 #: An approved QC report's signature, packed by ``qc_signature_bytes`` (migration 0015).
@@ -113,17 +114,21 @@ class Item(Base):
             "lease_expires_at",
             postgresql_where=text("lease_expires_at IS NOT NULL"),
         ),
-        # The feeder's question "what goes next in this lane?" as one short index walk
-        # per running batch (highest score first, then the fair-share rank, then
-        # submission order), merged: bounded by what a feed sends, not by the batch.
-        Index(
-            "ix_items_pool_batch",
-            "batch_id",
-            "lane",
-            text("score DESC"),
-            "fair_rank",
-            "id",
-            postgresql_where=text(pooled_sql()),
+        # The feeder's question "what goes next in this lane's I/O queue (or its other
+        # one)?" as one short index walk per running batch and kind (highest score
+        # first, then the fair-share rank, then submission order), merged: each walk
+        # stops at what its queue has room for, not at the batch's end (migration 0016).
+        *(
+            Index(
+                f"ix_items_pool_{kind}",
+                "batch_id",
+                "lane",
+                text("score DESC"),
+                "fair_rank",
+                "id",
+                postgresql_where=text(pooled_kind_sql(io_bound)),
+            )
+            for kind, io_bound in (("io", True), ("cpu", False))
         ),
         # Best first within each state: with a scheduled stage's window shut the feeder
         # skips a held backlog without walking it. updated_at rides along so the
@@ -146,6 +151,15 @@ class Item(Base):
             "ix_items_origin_item_id",
             "origin_item_id",
             postgresql_where=text("origin_item_id IS NOT NULL"),
+        ),
+        # An item is recovered once. Partial (migration 0017): as a plain unique
+        # constraint every row version of every item, NULL included, took an entry,
+        # one more index write in each of an order's nine updates.
+        Index(
+            "uq_items_recovers_item_id",
+            "recovers_item_id",
+            unique=True,
+            postgresql_where=text("recovers_item_id IS NOT NULL"),
         ),
     )
 
@@ -176,7 +190,7 @@ class Item(Base):
     #: the lineage's root item (NULL: the item is its own root)
     origin_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
     #: the failed item this one recovers; unique, so an item is recovered once
-    recovers_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), unique=True)
+    recovers_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
 
 
 class StageOutput(Base):

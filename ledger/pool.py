@@ -2,9 +2,10 @@
 
 An item is in the pool while it is open, unleased and has no message published
 for it (``queued_at IS NULL``). The feeder takes the best candidates of a lane
-with one short index walk per running batch (``ix_items_pool_batch``), marks
-them queued and publishes their chunks; a claim or a recorded outcome clears the
-mark, so whatever an item waits for next puts it back in the pool. The caller owns the transaction.
+with short index walks per running batch (``ix_items_pool_io`` for the I/O-bound
+stages' states, ``ix_items_pool_cpu`` for the others), marks them queued and
+publishes their chunks; a claim or a recorded outcome clears the mark, so whatever
+an item waits for next puts it back in the pool. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session
 from pipeline import priority
 from pipeline.catalog import CustomerTier
 from pipeline.chunk import DEFAULT_MAX_RETRIES
-from pipeline.stage_registry import stage_for_state
-from pipeline.states import OPEN_ITEM_STATES, ItemState, open_sql, pooled_sql
+from pipeline.stage_registry import IO_BOUND_STATES, pooled_kind_sql
+from pipeline.states import OPEN_ITEM_STATES, open_sql, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,6 @@ class Candidate:
     max_retries: int
 
 
-def _io_bound(state: ItemState) -> bool:
-    return stage_for_state(state).io_bound
-
-
 _CANDIDATE_COLUMNS = f"""
     i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
     coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}),
@@ -49,13 +46,28 @@ _CANDIDATE_WHERE = f"""
     AND b.status = 'RUNNING'
     AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
 """
-# Each running batch's best ``limit`` from ``ix_items_pool_batch`` (one ordered walk
-# that stops there), merged. One scan of the whole lane cannot skip a paused batch's
-# pooled backlog, so the planner read every open item of the running batches instead,
-# a cost that grew with the batch (bench/NOTES.md, "The feeder's pool query").
-# Of the merged rows, at most :io_limit of I/O-bound stages' states and :cpu_limit of
-# the others come back: the feeder can only chunk what each queue has room for, and
-# a deep pool of one kind otherwise filled the whole limit (bench/NOTES.md, session 8).
+
+
+def _kind_walk(io_bound: bool) -> str:
+    """One running batch's best pooled items of one kind: an ordered walk that stops."""
+    limit = ":io_limit" if io_bound else ":cpu_limit"
+    return f"""(SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
+                   i.score, i.fair_rank, {str(io_bound).lower()} AS io
+            FROM items i
+            WHERE i.batch_id = b.id AND i.lane = :lane AND {pooled_kind_sql(io_bound, "i.")}
+            ORDER BY i.score DESC, i.fair_rank, i.id
+            LIMIT {limit})"""
+
+
+# Each running batch's best of each kind, from ``ix_items_pool_io`` and
+# ``ix_items_pool_cpu`` (one ordered walk each, that stops at that kind's bound),
+# merged. One scan of the whole lane cannot skip a paused batch's pooled backlog,
+# so the planner read every open item of the running batches instead, a cost that
+# grew with the batch (bench/NOTES.md, "The feeder's pool query"). One walk over
+# both kinds read through a deep backlog of one kind up to the whole limit to find
+# the other's (session 9). Of the merged rows, at most :io_limit of I/O-bound
+# stages' states and :cpu_limit of the others come back: the feeder can only chunk
+# what each queue has room for (session 8).
 _CANDIDATES = text(
     f"""
     SELECT c.id, c.batch_id, c.state, c.customer_id, c.publisher_domain, c.retries,
@@ -63,18 +75,11 @@ _CANDIDATES = text(
     FROM (
         SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
                coalesce((b.options->>'max_retries')::int, {DEFAULT_MAX_RETRIES}) AS retries,
-               i.score, i.fair_rank, i.state = ANY(:io_states) AS io,
-               row_number() OVER (PARTITION BY i.state = ANY(:io_states)
+               i.score, i.fair_rank, i.io,
+               row_number() OVER (PARTITION BY i.io
                                   ORDER BY i.score DESC, i.fair_rank, i.id) AS n
         FROM batches b
-        CROSS JOIN LATERAL (
-            SELECT i.id, i.batch_id, i.state, i.customer_id, i.publisher_domain,
-                   i.score, i.fair_rank
-            FROM items i
-            WHERE i.batch_id = b.id AND i.lane = :lane AND {pooled_sql("i.")}
-            ORDER BY i.score DESC, i.fair_rank, i.id
-            LIMIT :limit
-        ) i
+        CROSS JOIN LATERAL ({_kind_walk(True)} UNION ALL {_kind_walk(False)}) i
         WHERE b.status = 'RUNNING'
           AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
     ) c
@@ -85,11 +90,13 @@ _CANDIDATES = text(
 )
 
 #: The open states whose stage is I/O-bound (its chunks go to the lane's I/O queue).
-IO_STATES: Final = tuple(sorted(s.value for s in OPEN_ITEM_STATES if _io_bound(s)))
+IO_STATES: Final = tuple(sorted(s.value for s in IO_BOUND_STATES))
 
 
 def _per_state_candidates(states: Sequence[str]) -> str:
     """The scan for some states only: each state's best from ``ix_items_pool_state``, merged.
+
+    Each state's walk stops at its kind's bound (``:io_limit`` or ``:cpu_limit``).
 
     One scan of the lane's pool that filters held states out would walk past the
     whole held backlog on every feed (``bench/schedule_hold.py``).
@@ -98,11 +105,12 @@ def _per_state_candidates(states: Sequence[str]) -> str:
         f"""(SELECT {_CANDIDATE_COLUMNS}
              FROM items i JOIN batches b ON b.id = i.batch_id
              WHERE {_CANDIDATE_WHERE} AND i.state = :state_{n}
-             ORDER BY i.score DESC, i.fair_rank, i.id LIMIT :limit)"""
-        for n in range(len(states))
+             ORDER BY i.score DESC, i.fair_rank, i.id
+             LIMIT {":io_limit" if state in IO_STATES else ":cpu_limit"})"""
+        for n, state in enumerate(states)
     ]
     union = " UNION ALL ".join(parts)
-    return f"SELECT * FROM ({union}) c ORDER BY 7 DESC, 8, 1 LIMIT :limit"
+    return f"SELECT * FROM ({union}) c ORDER BY 7 DESC, 8, 1"
 
 
 _SORT_OFF = text("SET LOCAL enable_sort = off")
@@ -123,18 +131,23 @@ def candidates(
     shut (``ledger.windows.held_states``). ``per_kind`` bounds how many of the
     ``limit`` may wait for an I/O-bound stage (key True) and for another (False):
     the best of each kind, so a deep backlog of one kind cannot crowd the other out
-    of the answer nor fill it with rows no queue has room for.
+    of the answer nor fill it with rows no queue has room for; each kind's index
+    walk stops at its bound. Of those, the best ``limit`` come back.
     """
     kinds = {io: min(limit, (per_kind or {}).get(io, limit)) for io in (False, True)}
-    params: dict[str, object] = {"lane": lane, "limit": limit}
+    params: dict[str, object] = {
+        "lane": lane,
+        "limit": limit,
+        "io_limit": kinds[True],
+        "cpu_limit": kinds[False],
+    }
     rows: Sequence[Sequence[Any]]
     if not held:
-        params.update(io_states=list(IO_STATES), io_limit=kinds[True], cpu_limit=kinds[False])
         # Without this the planner, estimating almost no pooled rows for a batch its
         # statistics do not know yet (any new batch in a ledger with a long history:
         # autoanalyze waits for a tenth of the table to change), reads every open item
-        # of the batch from ix_items_open and sorts them. The ordered walk of
-        # ix_items_pool_batch is the only plan without a sort, and it stops at the limit.
+        # of the batch from ix_items_open and sorts them. The ordered walks of
+        # ix_items_pool_io/_cpu are the only plan without a sort there, and they stop.
         session.execute(_SORT_OFF)
         rows = session.execute(_CANDIDATES, params).all()
         session.execute(_SORT_DEFAULT)
@@ -143,7 +156,8 @@ def candidates(
         if not states:
             return []
         params.update({f"state_{n}": state for n, state in enumerate(states)})
-        rows = _per_kind(session.execute(text(_per_state_candidates(states)), params), kinds)
+        ranked = session.execute(text(_per_state_candidates(states)), params)
+        rows = _per_kind(ranked, kinds)[:limit]
     return [
         Candidate(int(i), str(b), str(state), str(customer), str(domain), int(retries))
         for i, b, state, customer, domain, retries, _, _ in rows

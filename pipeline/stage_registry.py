@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pipeline.states import ItemState
+from pipeline.states import OPEN_ITEM_STATES, ItemState, pooled_sql
 
 
 @dataclass(frozen=True)
@@ -162,3 +162,19 @@ def stage_for_state(state: ItemState | str) -> Stage:
 def next_stage(stage: Stage) -> Stage | None:
     """The stage that takes over when ``stage`` succeeds (None after the last)."""
     return _BY_ENTRY_STATE.get(stage.success_state)
+
+
+#: The open states whose stage is I/O-bound: their chunks go to a lane's I/O queue.
+IO_BOUND_STATES: Final = frozenset(
+    state for state, stage in _BY_ENTRY_STATE.items() if stage.io_bound
+)
+
+
+def pooled_kind_sql(io_bound: bool, prefix: str = "") -> str:
+    """SQL: the item waits in the pool for an I/O-bound stage (or for another one).
+
+    The predicate of the feeder's per-kind pool indexes (``ix_items_pool_io`` and
+    ``ix_items_pool_cpu``): a lane's two queues fill from them separately.
+    """
+    states = IO_BOUND_STATES if io_bound else OPEN_ITEM_STATES - IO_BOUND_STATES
+    return pooled_sql(prefix, states)

@@ -138,13 +138,15 @@ def terminal_sql(column: str = "state") -> str:
     return state_in_sql(TERMINAL_ITEM_STATES, column)
 
 
-def pooled_sql(prefix: str = "") -> str:
+def pooled_sql(prefix: str = "", states: frozenset[ItemState] = OPEN_ITEM_STATES) -> str:
     """SQL: the item waits in the work pool (open, unleased, no message published).
 
-    ``prefix`` qualifies the columns (``"i."``). The partial index ``ix_items_pool``
-    is defined with this predicate, so queries that use it must repeat it exactly.
+    ``prefix`` qualifies the columns (``"i."``); ``states`` narrows the pool to some
+    open states (``pipeline.stage_registry.pooled_kind_sql``). The partial pool
+    indexes are defined with this predicate, so queries that use them must repeat it
+    exactly.
     """
     return (
         f"{prefix}queued_at IS NULL AND {prefix}lease_owner IS NULL"
-        f" AND {state_in_sql(OPEN_ITEM_STATES, prefix + 'state')}"
+        f" AND {state_in_sql(states, prefix + 'state')}"
     )

@@ -184,20 +184,15 @@ def test_the_pool_query_walks_the_pool_index_for_a_batch_the_statistics_do_not_k
         str(row[0])
         for row in rolled_back.execute(
             text(f"EXPLAIN {pool._CANDIDATES.text}"),
-            {
-                "lane": "normal",
-                "limit": 2000,
-                "io_states": list(pool.IO_STATES),
-                "io_limit": 2000,
-                "cpu_limit": 2000,
-            },
+            {"lane": "normal", "limit": 2000, "io_limit": 2000, "cpu_limit": 2000},
         )
     )
     rolled_back.execute(pool._SORT_DEFAULT)
 
-    # Then each batch's items come from the ordered walk of the pool index, which
-    # stops at the limit, never from all of its open items sorted
-    assert "ix_items_pool_batch" in plan, plan
+    # Then each batch's items come from the ordered walks of the pool indexes, which
+    # stop at the limit, never from all of its open items sorted
+    assert "ix_items_pool_cpu" in plan, plan
+    assert "ix_items_pool_io" in plan, plan
     assert "ix_items_open" not in plan, plan
     assert [c.batch_id for c in candidates(rolled_back, "normal", 2000)].count(batch_id) == 30
 
@@ -256,22 +251,74 @@ def test_each_kind_gets_at_most_its_own_share_of_the_best_candidates(
     ranked = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id == batch_id]
     assert len(ranked) == 40
 
-    # When the feeder has room for 6 CPU-bound orders and 10 I/O-bound ones, reading
-    # the best 40 (with and without a held state), then only the best 16
+    # When the feeder has room for 6 CPU-bound orders and 10 I/O-bound ones, asking
+    # for 40 (with and without a held state), then for only 8 in all
     kinds = {False: 6, True: 10}
     picked = candidates(rolled_back, "normal", 40, per_kind=kinds)
     held = candidates(rolled_back, "normal", 40, ["QC"], per_kind=kinds)
-    short = candidates(rolled_back, "normal", 16, per_kind=kinds)
+    short = candidates(rolled_back, "normal", 8, per_kind=kinds)
+    short_held = candidates(rolled_back, "normal", 8, ["QC"], per_kind=kinds)
 
     # Then it gets the best 6 preflight orders and all 5 writing ones, in rank order,
-    # and of the best 16 (14 preflight, 2 writing) the best 6 preflight and the 2 writing
+    # and of those eleven the best 8
     cpu = [c.item_id for c in ranked if c.state == "PENDING"]
     io = [c.item_id for c in ranked if c.state == "WRITING"]
-    in_rank = [c.item_id for c in ranked]
-    assert [c.item_id for c in picked] == [i for i in in_rank if i in cpu[:6] + io]
+    best = [i for i in (c.item_id for c in ranked) if i in cpu[:6] + io]
+    assert [c.item_id for c in picked] == best
     assert held == picked
-    assert [c.item_id for c in short] == [i for i in in_rank if i in cpu[:6] + io[:2]]
+    assert [c.item_id for c in short] == best[:8]
+    assert short_held == short
     assert [c.state for c in candidates(rolled_back, "normal", 16)].count("PENDING") == 14
+
+
+def test_a_deep_backlog_of_one_kind_is_read_only_up_to_that_kinds_room(
+    rolled_back: Session,
+) -> None:
+    # Given a running batch whose 294 best orders wait for preflight (CPU-bound) and
+    # whose 6 last ones wait for writing (I/O-bound), far below the feeder's limit
+    batch_id = _insert(rolled_back, make_orders(300, "deep"), priority="normal")
+    rolled_back.execute(
+        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
+    )
+    rolled_back.execute(
+        text(
+            "UPDATE items SET score = 50000000 - position,"
+            " state = CASE WHEN position >= 294 THEN 'WRITING' ELSE 'PENDING' END"
+            " WHERE batch_id = :b"
+        ),
+        {"b": batch_id},
+    )
+    params = {"lane": "normal", "limit": 16, "io_limit": 10, "cpu_limit": 6}
+
+    # When the feeder has room for 6 CPU-bound orders and 10 I/O-bound ones
+    picked = [
+        c
+        for c in candidates(rolled_back, "normal", 16, per_kind={False: 6, True: 10})
+        if c.batch_id == batch_id
+    ]
+    rolled_back.execute(pool._SORT_OFF)
+    plan = rolled_back.execute(
+        text(f"EXPLAIN (ANALYZE, FORMAT JSON) {pool._CANDIDATES.text}"), params
+    ).scalar_one()
+    rolled_back.execute(pool._SORT_DEFAULT)
+
+    # Then it gets the 6 best preflight orders and the 6 writing ones from the bottom,
+    # and each batch's walk of the preflight backlog read no more than its 6 rows
+    assert [c.state for c in picked] == ["PENDING"] * 6 + ["WRITING"] * 6
+    scans = _index_scans(plan[0]["Plan"])
+    assert scans["ix_items_pool_cpu"] and max(scans["ix_items_pool_cpu"]) <= 6, scans
+    assert scans["ix_items_pool_io"] and max(scans["ix_items_pool_io"]) <= 10, scans
+
+
+def _index_scans(node: dict[str, Any]) -> dict[str, list[float]]:
+    """Rows each index scan of an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan returned per loop."""
+    scans: dict[str, list[float]] = {}
+    if "Index Name" in node:
+        scans.setdefault(node["Index Name"], []).append(float(node["Actual Rows"]))
+    for child in node.get("Plans", []):
+        for name, rows in _index_scans(child).items():
+            scans.setdefault(name, []).extend(rows)
+    return scans
 
 
 def test_a_lane_holds_at_most_its_window_of_messages(

@@ -10,6 +10,7 @@ from pipeline.stage_registry import (
     Stage,
     UnknownStage,
     next_stage,
+    pooled_kind_sql,
     stage_for_state,
     stage_named,
     stage_task_name,
@@ -106,10 +107,21 @@ def test_the_sql_predicates_list_exactly_the_state_sets() -> None:
     assert pooled_sql("i.").startswith("i.queued_at IS NULL AND i.lease_owner IS NULL AND i.")
 
 
+def test_the_pool_kinds_split_the_open_states_by_whether_their_stage_is_io_bound() -> None:
+    for state in ItemState:
+        quoted = f"'{state.value}'"
+        io_bound = state in OPEN_ITEM_STATES and stage_for_state(state).io_bound
+        cpu_bound = state in OPEN_ITEM_STATES and not stage_for_state(state).io_bound
+        assert (quoted in pooled_kind_sql(True)) == io_bound, state
+        assert (quoted in pooled_kind_sql(False)) == cpu_bound, state
+    assert pooled_kind_sql(True, "i.").startswith("i.queued_at IS NULL AND i.lease_owner")
+
+
 def test_the_pool_index_is_defined_by_the_pooled_predicate() -> None:
     from ledger.models import Item
 
     indexes = {index.name: index for index in Item.__table__.indexes}  # type: ignore[attr-defined]
-    where = indexes["ix_items_pool_batch"].dialect_options["postgresql"]["where"]
-    assert str(where) == pooled_sql()
+    for name, io_bound in (("ix_items_pool_io", True), ("ix_items_pool_cpu", False)):
+        where = indexes[name].dialect_options["postgresql"]["where"]
+        assert str(where) == pooled_kind_sql(io_bound)
     assert str(indexes["ix_items_open"].dialect_options["postgresql"]["where"]) == open_sql()
