@@ -27,6 +27,9 @@ from pipeline.settings import get_settings
 from tests.support import apply_environment, seed_sample_catalog
 
 TEST_REDIS_DB = 15
+#: The session workers' log files: a failing test that used them shows their tails.
+_WORKER_LOGS: list[Path] = []
+_LOG_TAIL_BYTES = 12_000
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,6 +103,29 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             _flush(scratch_redis)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the session workers' log tails to the report of a test that failed beside them.
+
+    A batch that never finishes shows only a timeout in the test; what the workers
+    did meanwhile is in their logs, which pytest's temporary directories do not keep.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and "workers" in getattr(item, "fixturenames", ()):
+        for path in _WORKER_LOGS:
+            report.sections.append((f"worker log {path.name} (its end)", _tail(path)))
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, 2) - _LOG_TAIL_BYTES))
+            return log.read().decode("utf-8", "replace")
+    except OSError as error:
+        return f"unreadable: {error}"
+
+
 def _wait_for_workers(
     count: int, processes: list[subprocess.Popen[bytes]], timeout: float = 60
 ) -> None:
@@ -132,11 +158,13 @@ def workers(
             ("high",), concurrency=1, name="high", env=service_env, log_path=log_dir / "high.log"
         ),
     ]
+    _WORKER_LOGS[:] = [log_dir / "all.log", log_dir / "high.log"]
     try:
         _wait_for_workers(len(processes), processes)
         yield processes
     finally:
         stop_workers(processes)
+        _WORKER_LOGS.clear()
 
 
 @pytest.fixture()
