@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Callable
 
@@ -25,6 +24,7 @@ from tests.integration.helpers import (
     register_webhook_publisher,
     submit_in_child,
     wait_for_final,
+    wait_until,
     webhook_orders,
 )
 from tests.support_processes import child_pids
@@ -61,7 +61,8 @@ def test_killed_between_post_and_receipt_commit_publishes_once(
             submit_in_child([{"id": tag, "priority": "high", "orders": orders}], env, tmp_path)
 
             # When the pool process is killed while its POST waits for the answer
-            held = _wait_for_held_publish(server)
+            wait_until(lambda: bool(server.held_orders()), timeout=60, interval=0.02)
+            (held,) = server.held_orders()
             for child in child_pids(worker.pid):
                 os.kill(child, signal.SIGKILL)
 
@@ -74,13 +75,3 @@ def test_killed_between_post_and_receipt_commit_publishes_once(
         for order in orders:
             assert server.effective_publishes(str(order["order_id"])) == 1
         assert server.requests(held) == 2  # the lost answer was asked for again
-
-
-def _wait_for_held_publish(server: PublisherServer) -> str:
-    """The order whose publish the server holds the response of (calls run concurrently)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if held := server.held_orders():
-            return held[0]
-        time.sleep(0.02)
-    raise TimeoutError("no order reached the publisher")

@@ -46,6 +46,15 @@ def _insert(session: Session, orders: list[dict[str, Any]], priority: str = "low
     return batch_id
 
 
+def _running(session: Session, orders: list[dict[str, Any]], set_items: str | None = None) -> str:
+    """A normal-lane batch of ``orders``, RUNNING; ``set_items``: an SQL ``SET`` for its items."""
+    batch_id = _insert(session, orders, priority="normal")
+    session.execute(text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id})
+    if set_items:
+        session.execute(text(f"UPDATE items SET {set_items} WHERE batch_id = :b"), {"b": batch_id})
+    return batch_id
+
+
 def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
     # Given orders of every tier (and none), every deadline class and various ages
     now = datetime.now(UTC)
@@ -92,10 +101,7 @@ def test_pool_hands_out_best_score_first_then_the_smaller_customer_first(
         order["customer_id"] = "pool-a" if n < 6 else "pool-b"
         order["deadline"] = None
     base[8]["customer_id"], base[8]["deadline"] = "pool-c", datetime.now(UTC) + timedelta(hours=2)
-    batch_id = _insert(rolled_back, base, priority="normal")
-    rolled_back.execute(
-        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
-    )
+    batch_id = _running(rolled_back, base)
 
     # When the feeder asks the pool of the lane for its best candidates
     picked = [c for c in candidates(rolled_back, "normal", 100) if c.batch_id == batch_id]
@@ -173,10 +179,7 @@ def test_the_pool_query_walks_the_pool_index_for_a_batch_the_statistics_do_not_k
 ) -> None:
     # Given a running batch no ANALYZE has seen (uncommitted), so the planner
     # estimates almost none of its items pooled, as for any new batch on a long history
-    batch_id = _insert(rolled_back, make_orders(30, "plan"), priority="normal")
-    rolled_back.execute(
-        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
-    )
+    batch_id = _running(rolled_back, make_orders(30, "plan"))
 
     # When the feeder's query is planned as candidates() runs it
     rolled_back.execute(pool._SORT_OFF)
@@ -201,17 +204,11 @@ def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
     rolled_back: Session,
 ) -> None:
     # Given a running batch with orders waiting in PENDING, WRITING and QC
-    batch_id = _insert(rolled_back, make_orders(30, "held"), priority="normal")
-    rolled_back.execute(
-        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
-    )
-    rolled_back.execute(
-        text(
-            "UPDATE items SET state = CASE position % 3 WHEN 0 THEN 'PENDING'"
-            " WHEN 1 THEN 'WRITING' ELSE 'QC' END, score = 100 + position % 7"
-            " WHERE batch_id = :b"
-        ),
-        {"b": batch_id},
+    batch_id = _running(
+        rolled_back,
+        make_orders(30, "held"),
+        "state = CASE position % 3 WHEN 0 THEN 'PENDING'"
+        " WHEN 1 THEN 'WRITING' ELSE 'QC' END, score = 100 + position % 7",
     )
 
     # When writing's window is shut (the feeder holds WRITING)
@@ -236,17 +233,11 @@ def test_each_kind_gets_at_most_its_own_share_of_the_best_candidates(
 ) -> None:
     # Given a running batch whose best orders wait for preflight (CPU-bound) and
     # whose few others, further down, wait for writing (I/O-bound)
-    batch_id = _insert(rolled_back, make_orders(40, "kinds"), priority="normal")
-    rolled_back.execute(
-        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
-    )
-    rolled_back.execute(
-        text(
-            "UPDATE items SET score = 50000000 - position,"
-            " state = CASE WHEN position % 8 = 7 THEN 'WRITING' ELSE 'PENDING' END"
-            " WHERE batch_id = :b"
-        ),
-        {"b": batch_id},
+    batch_id = _running(
+        rolled_back,
+        make_orders(40, "kinds"),
+        "score = 50000000 - position,"
+        " state = CASE WHEN position % 8 = 7 THEN 'WRITING' ELSE 'PENDING' END",
     )
     ranked = [c for c in candidates(rolled_back, "normal", 1000) if c.batch_id == batch_id]
     assert len(ranked) == 40
@@ -276,17 +267,11 @@ def test_a_deep_backlog_of_one_kind_is_read_only_up_to_that_kinds_room(
 ) -> None:
     # Given a running batch whose 294 best orders wait for preflight (CPU-bound) and
     # whose 6 last ones wait for writing (I/O-bound), far below the feeder's limit
-    batch_id = _insert(rolled_back, make_orders(300, "deep"), priority="normal")
-    rolled_back.execute(
-        text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id}
-    )
-    rolled_back.execute(
-        text(
-            "UPDATE items SET score = 50000000 - position,"
-            " state = CASE WHEN position >= 294 THEN 'WRITING' ELSE 'PENDING' END"
-            " WHERE batch_id = :b"
-        ),
-        {"b": batch_id},
+    batch_id = _running(
+        rolled_back,
+        make_orders(300, "deep"),
+        "score = 50000000 - position,"
+        " state = CASE WHEN position >= 294 THEN 'WRITING' ELSE 'PENDING' END",
     )
     params = {"lane": "normal", "limit": 16, "io_limit": 10, "cpu_limit": 6}
 
