@@ -126,6 +126,11 @@ class _Samples:
     rss_total_peak: int = 0
     slots: list[tuple[float, int, int]] = field(default_factory=list)  # (t, writing, delivery)
 
+    def since(self, lead: float) -> _Samples:
+        """These samples with the slot series from ``lead`` seconds on, timed from there."""
+        slots = [(round(t - lead, 2), w, d) for t, w, d in self.slots if t >= lead]
+        return _Samples(self.rss_peak_by_pid, self.rss_total_peak, slots)
+
 
 class _Sampler(threading.Thread):
     """Every 0.5 s: the worker tree's RSS per process and the global semaphore's holders."""
@@ -261,14 +266,18 @@ class _Watch:
         self.sampler = _Sampler(self.root_pid, self.mono)
         self.sampler.start()
 
-    def stop(self) -> dict[str, Any]:
-        """Stop sampling; return the RSS, slot and CPU figures."""
+    def stop(self, lead: float = 0.0) -> dict[str, Any]:
+        """Stop sampling; return the RSS, slot and CPU figures.
+
+        ``lead``: seconds from :meth:`start` to the submission; the slot figures
+        count from there (their series' times too).
+        """
         self.sampler.stop()
         cpu = _cpu_seconds(self._root) - self._cpu_start
         machine = psutil.cpu_percent(None)
         return {
             "load_average_1m_start": round(self.load_start, 2),
-            **_slot_figures(self.sampler.samples),
+            **_slot_figures(self.sampler.samples.since(lead)),
             **_rss_figures(self.sampler.samples, self.root_pid),
             **_cpu_figures(cpu, time.monotonic() - self.mono, machine),
         }
@@ -325,13 +334,18 @@ def _measure(
             watch = _Watch(group.processes[0].pid)
             watch.start()
             submitted, last_publish = _submit_and_wait(env, run, batch_id, publisher)
-            watched = watch.stop()
+            # From the submit call, as A-D count: before it the harness's child process
+            # was starting Python and building the sample orders (about 2 s).
+            lead = float(submitted["submit_began_at"]) - watch.wall
+            watched = watch.stop(lead)
+        began = watch.mono + lead
         finished = watch.mono + (last_publish - watch.wall)
         log_path = bench.log_dir / f"{name}-calls.jsonl"
         figures = {
             "batch_id": batch_id,
-            "seconds": last_publish - watch.wall,
-            **_writer_figures(writer, watch.mono, finished, log_path),
+            "seconds": last_publish - watch.wall - lead,
+            "submitter_start_up_s": round(lead, 2),
+            **_writer_figures(writer, began, finished, log_path),
             **watched,
             **_deliveries(publisher, _order_ids(batch_id)),
             "states": state_counts(batch_id),
