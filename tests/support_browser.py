@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ import pytest
 
 from cli.embedded import die_with_parent, free_port
 from cli.workers import stop_workers
+from tests.support_debian import debian_binary
 
 #: Chromium as the tests run it: headless, no sandbox (root), nothing phoning home.
 CHROMIUM_FLAGS: Final = (
@@ -43,17 +42,7 @@ CHROMIUM_FLAGS: Final = (
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's ``chromium``, installed with apt-get when missing and this runs as root."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed, and installing it needs root and apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"apt-get could not install chromium: {done.stderr.strip()[-300:]}")
-    return shutil.which("chromium") or pytest.skip("apt-get installed no chromium binary")
+    return debian_binary("chromium", "chromium")
 
 
 class Browser:

@@ -1,15 +1,15 @@
 """deploy/prometheus: the scrape config and alert rules are valid and name real metrics.
 
-Their structure is checked here always; with ``promtool`` installed (Debian's
-``prometheus`` package) the config and rules are also checked by Prometheus itself,
-and ``alerts.test.yml``'s unit tests run: each rule fires on the series it is
-meant for, with its labels and annotations, and not on the others.
+Their structure is checked here; ``promtool`` (Debian's ``prometheus`` package,
+installed by the test when missing, as root) also checks the config and rules as
+Prometheus itself reads them, and runs ``alerts.test.yml``'s unit tests: each rule
+fires on the series it is meant for, with its labels and annotations, and not on
+the others.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from metrics.exporter import EXPORTED_METRICS
+from tests.support_debian import debian_binary
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 SEVERITIES = {"critical", "warning", "info"}
@@ -81,9 +82,7 @@ def test_the_scrape_config_loads_the_rules_and_scrapes_the_exporter_port() -> No
     ],
 )
 def test_promtool_accepts_the_config_and_the_rules_pass_their_tests(args: list[str]) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    promtool = debian_binary("promtool", "prometheus")
 
     checked = subprocess.run(
         [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120
