@@ -86,7 +86,8 @@ def ideal_run(
 ) -> Bound:
     """Replay one writer call per order (``customers``: best first) through ideal dispatch."""
     rng = random.Random(seed)
-    waiting, running = list(customers), []  # running: heap of (end, customer)
+    waiting = list(customers)
+    running: list[tuple[float, str]] = []  # a heap of (end, customer)
     held: Counter[str] = Counter()
     now, steps = 0.0, []
     while waiting or running:
