@@ -38,6 +38,7 @@ import psutil
 from sqlalchemy import select
 
 from bench.batchline import state_counts, wait_final, with_env
+from bench.e_bound import ideal_run, ranked_customers
 from bench.inflight import bin_width, in_flight, series
 from bench.mock_services import MockPublisher, MockWriter
 from bench.realistic_config import RealisticOptions, RealisticRun
@@ -359,6 +360,14 @@ def run_realistic(bench: BenchEnv, run: RealisticRun, options: RealisticOptions)
         figures, submitted = _measure(bench, run, options, writer)
     settings = _worker_settings(with_env(bench, scenario_env(writer, run.latency_s, options.env)))
     seconds = float(figures.pop("seconds"))
+    # What strict priority order and the caps allow with no overhead (bench.e_bound).
+    reference = ideal_run(
+        ranked_customers(run.orders),
+        latency_s=run.latency_s,
+        jitter=options.jitter,
+        cap_global=settings.batch_cap_global,
+        cap_per_customer=settings.batch_cap_per_customer,
+    )
     return RunResult(
         scenario="E",
         orders=run.orders,
@@ -381,6 +390,7 @@ def run_realistic(bench: BenchEnv, run: RealisticRun, options: RealisticOptions)
             "cap_per_publisher": settings.batch_cap_per_publisher,
             "writer_chunk": settings.batch_chunk_writing_optimal,
             "rate_limits": settings.batch_rate_limits,
+            "strict_priority_reference_orders_per_s": round(reference.orders_per_s, 2),
             "settings": options.env,
             **figures,
         },
