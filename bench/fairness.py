@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import datetime, timedelta
 from statistics import mean
 from typing import Any
 
@@ -51,6 +52,9 @@ BIG_ORDERS = 10_000
 SMALL_ORDERS = 100
 SMALL_CUSTOMERS = 9
 LATENCY_MS = 10_000
+#: Seconds at each end of the shared window reported apart (one writer call each).
+EDGE_S = 20
+BIG_SLOTS_LABEL = f"big customer's mean writing slots, first {EDGE_S} s / middle / last {EDGE_S} s"
 #: Small customers timed alone (copies of one another; see the module docstring).
 ALONE_SAMPLES = 3
 #: Celery nodes ``WORKER_COMMAND`` (scenario E's ``batchline worker`` with every option at
@@ -160,12 +164,31 @@ def _writing_shares(big: str, small: list[str]) -> dict[str, float]:
         overlap = (min(ended, end) - max(began, start)).total_seconds()
         held[customer] = held.get(customer, 0.0) + max(0.0, overlap)
     window = (end - start).total_seconds()
+    big_spans = [(began, ended) for _, customer, _, began, ended in spans if customer == "fair-big"]
     return {
         "big customer's share of writing slot-seconds": round(
             held.get("fair-big", 0.0) / max(sum(held.values()), 1e-9), 3
         ),
         "mean writing slots held (cap 50)": round(sum(held.values()) / window, 1),
+        # When it held them: its calls under way as the small ones arrive, the middle
+        # (where every slot it holds delays them), or the end (slots they cannot fill).
+        BIG_SLOTS_LABEL: " / ".join(
+            f"{_mean_held(big_spans, a, b):.1f}" for a, b in _thirds(start, end)
+        ),
     }
+
+
+def _thirds(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The window's first and last ``EDGE_S`` seconds and what lies between."""
+    edge = timedelta(seconds=EDGE_S)
+    return [(start, start + edge), (start + edge, end - edge), (end - edge, end)]
+
+
+def _mean_held(spans: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> float:
+    """Slots the spans held on average between ``start`` and ``end``."""
+    seconds = (end - start).total_seconds()
+    overlap = sum(max(0.0, (min(e, end) - max(b, start)).total_seconds()) for b, e in spans)
+    return overlap / seconds if seconds > 0 else 0.0
 
 
 def measure_fairness(bench: BenchEnv) -> RunResult:
