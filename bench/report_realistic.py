@@ -18,7 +18,12 @@ RSS_TARGET_LATENCY_S = 2.0
 _ROWS: tuple[tuple[str, str], ...] = (
     ("orders", "orders"),
     ("orders/s (submission to last delivery)", "items_per_s"),
+    (
+        "orders/s, strict priority with these caps and no overhead (bench.e_bound)",
+        "strict_priority_reference_orders_per_s",
+    ),
     ("seconds", "seconds"),
+    ("submitter's start-up before submitting, s (not counted)", "submitter_start_up_s"),
     ("writer calls in flight, peak (mock's log)", "writer_in_flight_peak"),
     ("writer calls in flight, mean over the run", "writer_in_flight_mean"),
     ("writer calls in flight, mean while writing", "writer_in_flight_mean_while_writing"),
