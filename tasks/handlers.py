@@ -14,6 +14,7 @@ instead of publishing again, whatever the publisher does with the key.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,21 +53,45 @@ Handler = Callable[[OrderDocument, Any, StageContext], dict[str, Any]]
 PREFLIGHT_SLOT_LEASE_SECONDS: Final = 60.0
 
 
-@lru_cache(maxsize=1)
+#: A worker's first chunk calls the builders below from up to ``BATCH_IO_CONCURRENCY``
+#: threads at once, and ``lru_cache`` alone lets each of them build its own (Python's
+#: documentation says so): an httpx client and its TLS context cost 30-50 ms of CPU, so
+#: a chunk of 25 built 25 and kept one. Under this lock the first caller builds and the
+#: others wait for its object. Reentrant: the writer's and the publisher's builders
+#: take the rate gate's.
+_BUILDING = threading.RLock()
+
+
 def rate_gate() -> RedisRateGate:
     """The shared token buckets of ``BATCH_RATE_LIMITS`` (one Redis call per request)."""
+    with _BUILDING:
+        return _rate_gate()
+
+
+def writer() -> Writer:
+    """This process's writer (``WRITER_BACKEND``)."""
+    with _BUILDING:
+        return _writer()
+
+
+def publisher() -> Publisher:
+    """This process's publisher (``DELIVERY_BACKEND``)."""
+    with _BUILDING:
+        return _publisher()
+
+
+@lru_cache(maxsize=1)
+def _rate_gate() -> RedisRateGate:
     return RedisRateGate(redis_client, get_settings().rate_limits())
 
 
 @lru_cache(maxsize=1)
-def writer() -> Writer:
-    """This process's writer (``WRITER_BACKEND``)."""
+def _writer() -> Writer:
     return make_writer(get_settings(), rate_gate())
 
 
 @lru_cache(maxsize=1)
-def publisher() -> Publisher:
-    """This process's publisher (``DELIVERY_BACKEND``)."""
+def _publisher() -> Publisher:
     settings = get_settings()
     if settings.delivery_backend == "webhook":
         return WebhookPublisher(
