@@ -15,7 +15,7 @@ It is a reference, not a ceiling: a schedule that starts the busiest customers'
 low-scored orders sooner ends sooner (the shortest possible is about
 ``orders x latency / cap_global``, since no customer has more than a fifth of the
 work), and the real feeder, which sends a surplus of orders to wait at the slots,
-is not strictly ordered there either (bench/NOTES.md, "E's drain, session 10").
+is not strictly ordered there either (bench/NOTES.md, "E's drain and the slots held around a call").
 """
 
 from __future__ import annotations
