@@ -61,7 +61,7 @@ COMMANDS = (
         'make bench BENCH_ARGS="--scenarios E --e-runs 2:2000,10:2000 --append"',
         "real latency (E), added to the results file",
     ),
-    ('make bench BENCH_ARGS="--render-only"', "redraw this page from var/bench/results.json"),
+    ('make bench BENCH_ARGS="--render-only"', "redraw this page from docs/bench-results.json"),
     ("REDIS_URL=redis://host:6379/0 DATABASE_URL=postgresql://u@host/db make bench", "own servers"),
 )
 

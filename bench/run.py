@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(_ALL),
         help="comma-separated, among " + ", ".join(_ALL),
     )
-    parser.add_argument("--out", type=Path, default=Path("var/bench/results.json"))
+    # Beside the page it renders, in git: a fresh clone can redraw it (--render-only),
+    # and a later session can --append to the runs behind it.
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-results.json"))
     parser.add_argument("--doc", type=Path, default=Path("docs/BENCHMARKS.md"))
     parser.add_argument("--chart", type=Path, default=Path("docs/bench-throughput.png"))
     parser.add_argument("--work-dir", type=Path, default=Path("var/bench/work"))
