@@ -168,11 +168,17 @@ def test_sample_articles_measure_as_before() -> None:
 def _judgements(
     articles: tuple[tuple[OrderDocument, dict[str, Any], PublisherProfile | None], ...],
 ) -> Iterator[tuple[OrderDocument, dict[str, Any], PublisherProfile | None, bool]]:
-    """Each article for its own order, with and without its publisher; for its neighbour's
-    order (another target, often another language or publisher); and against its own
-    signature among the earlier ones (a near-duplicate)."""
+    """Each article for its own order with its publisher; every other one also without
+    its publisher, for its neighbour's order (another target, often another language or
+    publisher), and against its own signature among the earlier ones (a near-duplicate).
+
+    Every other: judging is the test's cost (the code before's QC is slow), and half the
+    135 articles still cover each language, draft and rewrite, and every verdict.
+    """
     for index, (order, article, publisher) in enumerate(articles):
         yield order, article, publisher, False
+        if index % 2:
+            continue
         yield order, article, None, False
         neighbour, _, neighbours_publisher = articles[index - 7]
         yield neighbour, article, neighbours_publisher, False
