@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -206,6 +207,21 @@ def isolated_redis(service_env: dict[str, str]) -> Iterator[Callable[[int], str]
     15): the session's workers never consume it, so only the test's workers take its
     messages, and nothing the test leaves there (when it fails, too) reaches the next.
     """
+    with _isolated_databases(service_env) as isolate:
+        yield isolate
+
+
+@pytest.fixture(scope="module")
+def module_redis(service_env: dict[str, str]) -> Iterator[Callable[[int], str]]:
+    """:func:`isolated_redis` for a module-scoped fixture: a worker (and API) started
+    once for the module's tests instead of once per test; flushed after the module."""
+    with _isolated_databases(service_env) as isolate:
+        yield isolate
+
+
+@contextmanager
+def _isolated_databases(service_env: dict[str, str]) -> Iterator[Callable[[int], str]]:
+    """Hand out Redis databases other than the session's, flushed now and on exit."""
     handed_out: list[str] = []
 
     def isolate(database: int) -> str:

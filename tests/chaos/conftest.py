@@ -52,18 +52,42 @@ def io_threads() -> int:
     return max(1, get_settings().batch_io_worker_threads)
 
 
+#: The bounded scale's limits, half the full scale's: a killed or frozen worker's chunks
+#: come back after 12 s instead of 25 s, which is most of what a small run waits for.
+#: The same relations hold: a slow call (soft limit + HTTP timeout, 4 + 6 s) still ends
+#: before its lease and the visibility timeout run out.
+SMALL_LIMITS = {
+    "BATCH_TASK_SOFT_TIME_LIMIT": "4",
+    "BATCH_TASK_TIME_LIMIT": "5",
+    "WRITER_TIMEOUT_SECONDS": "6",
+    "DELIVERY_TIMEOUT_SECONDS": "5",
+    "BATCH_LEASE_SECONDS": "11",
+    "BATCH_VISIBILITY_TIMEOUT": "12",
+}
+
+
 @dataclass(frozen=True)
 class ChaosScale:
-    """How hard a chaos run pushes."""
+    """How hard a chaos run pushes, and the limits its stacks run under."""
 
     name: str
     orders: int
     kills: int
     duplicates: int
+    #: overrides of :data:`CHAOS_SETTINGS` at this scale
+    limits: dict[str, str] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, str]:
+        """The chaos stack's settings at this scale (:data:`CHAOS_SETTINGS` and its limits)."""
+        return {**CHAOS_SETTINGS, **self.limits}
+
+    def setting(self, name: str) -> float:
+        """One of :meth:`settings` as a number (a limit, in seconds)."""
+        return float(self.settings()[name])
 
 
 SCALES = {
-    "small": ChaosScale("small", orders=300, kills=2, duplicates=40),
+    "small": ChaosScale("small", orders=300, kills=2, duplicates=40, limits=SMALL_LIMITS),
     "full": ChaosScale("full", orders=2000, kills=5, duplicates=400),
 }
 
@@ -194,13 +218,14 @@ def _wait_for_workers(count: int, timeout: float = 240.0) -> None:
 @contextmanager
 def running_chaos_stack(
     tmp_path_factory: pytest.TempPathFactory,
+    scale: ChaosScale,
     extra_env: dict[str, str] | None = None,
     kinds: Sequence[QueueKind] = ("all", "io"),
     prepare: Callable[[], None] | None = None,
 ) -> Iterator[ChaosStack]:
     """Fresh servers, one worker per ``kinds`` and beat; the environment is restored after.
 
-    ``extra_env`` adds to (or overrides) :data:`CHAOS_SETTINGS`; ``prepare`` runs
+    ``extra_env`` adds to (or overrides) the ``scale``'s settings; ``prepare`` runs
     once the ledger is migrated and seeded, before any worker starts.
     """
     saved = dict(os.environ)
@@ -210,7 +235,7 @@ def running_chaos_stack(
             "REDIS_URL": valkey.start(),
             "DATABASE_URL": postgres.start(),
             "BATCH_OUTPUT_DIR": str(tmp_path_factory.mktemp("chaos-outbox")),
-            **CHAOS_SETTINGS,
+            **scale.settings(),
             **(extra_env or {}),
         }
         apply_environment(env)
@@ -240,12 +265,14 @@ def running_chaos_stack(
 
 
 @pytest.fixture(scope="module")
-def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+def chaos_stack(
+    tmp_path_factory: pytest.TempPathFactory, chaos_scale: ChaosScale
+) -> Iterator[ChaosStack]:
     """Fresh servers, two workers and beat; the environment is restored after.
 
     One prefork worker on every queue, and one threads-pool worker on the lanes'
     I/O queues as ``batchline worker`` starts it, so writing and delivery chunks
     run in both kinds of pool and kills hit both.
     """
-    with running_chaos_stack(tmp_path_factory) as stack:
+    with running_chaos_stack(tmp_path_factory, chaos_scale) as stack:
         yield stack

@@ -26,7 +26,7 @@ import celery_app
 from ledger.db import dispose_engine, transaction
 from ledger.models import Batch, Item
 from tasks.control import ControlRefused, cancel_batch
-from tests.chaos.conftest import CHAOS_SETTINGS, SCALES, ChaosScale, ChaosStack
+from tests.chaos.conftest import SCALES, ChaosScale, ChaosStack
 from tests.integration.helpers import (
     finalize_events,
     item_states,
@@ -40,8 +40,6 @@ from tests.integration.progress_checks import progress_mismatches
 #: Per test, generous: at full scale on a loaded 2-core machine a scenario took more than 600 s.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
 
-VISIBILITY = float(CHAOS_SETTINGS["BATCH_VISIBILITY_TIMEOUT"])
-SWEEP = float(CHAOS_SETTINGS["BATCH_SWEEP_INTERVAL_SECONDS"])
 LANES = tuple(celery_app.LANES.values())
 #: Generous deadlines, not timing assertions: a 2,000-order batch on a loaded 2-core
 #: machine may need minutes to reach a share of its orders or to finish.
@@ -149,10 +147,11 @@ def _finish_and_measure(
     each_poll: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     remaining = _open_items(batch_id)
+    # Recovery takes the stack's visibility timeout plus one sweep (shorter at small scale).
+    recovery = float(stack.env["BATCH_VISIBILITY_TIMEOUT"])
+    recovery += float(stack.env["BATCH_SWEEP_INTERVAL_SECONDS"])
     try:
-        wait_for_final(
-            [batch_id], timeout=VISIBILITY + SWEEP + PROGRESS_DEADLINE, each_poll=each_poll
-        )
+        wait_for_final([batch_id], timeout=recovery + PROGRESS_DEADLINE, each_poll=each_poll)
     except TimeoutError:
         pytest.fail(f"batch {batch_id} did not finish:\n{_diagnose(batch_id, stack)}")
     figures = _check_invariants(batch_id, orders, Path(stack.env["BATCH_OUTPUT_DIR"]))
@@ -161,7 +160,7 @@ def _finish_and_measure(
     after_fault = _finalized_at(batch_id).timestamp() - last_fault
     # The bound: recovery (visibility timeout + one sweep) plus the work left at the
     # last fault at half the fault-free rate, since a fault also costs capacity.
-    bound = VISIBILITY + SWEEP + 2 * remaining / rate
+    bound = recovery + 2 * remaining / rate
     # A timing bound, so only `make chaos` (full scale, a run of its own) enforces it;
     # inside `make test` the small run shares the machine and the figure is reported.
     if orders >= SCALES["full"].orders:

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.chaos.conftest import CHAOS_SETTINGS, ChaosStack, _children
+from tests.chaos.conftest import ChaosStack, _children
 from tests.integration.helpers import (
     finalize_events,
     item_states,
@@ -42,9 +42,9 @@ from tests.integration.progress_checks import ledger_progress, progress_mismatch
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 ORDERS = 300
-LEASE = float(CHAOS_SETTINGS["BATCH_LEASE_SECONDS"])
-#: Frozen this much longer than the lease, so the sweeper meets the expired, locked rows.
-FREEZE = LEASE + 8.0
+#: Frozen this much longer than the stack's lease, so the sweeper meets the expired,
+#: locked rows (the lease is the chaos scale's: 22 s at full scale, 11 s at small).
+FREEZE_BEYOND_LEASE = 8.0
 #: A sweep gives up on a locked step after BATCH_SWEEP_LOCK_TIMEOUT_MS (2 s by default);
 #: allow a few such steps and the sweep's own work.
 SWEEP_BOUND = 8.0
@@ -147,6 +147,7 @@ def test_a_frozen_worker_stalls_no_sweep_and_the_batch_ends_once(
     chaos_stack: ChaosStack, chaos_report: dict[str, Any]
 ) -> None:
     database_url = chaos_stack.env["DATABASE_URL"]
+    lease = float(chaos_stack.env["BATCH_LEASE_SECONDS"])
     batch_id = _submit("frozen")
     wait_until(lambda: ledger_progress(batch_id)["completed"] >= 20, timeout=120, interval=0.01)
 
@@ -156,7 +157,8 @@ def test_a_frozen_worker_stalls_no_sweep_and_the_batch_ends_once(
     try:
         wait_until(lambda: _session_state(database_url, backend).startswith("idle in tr"), 5)
         # When sweeps run for longer than the lease
-        durations, skipped, waited = _sweep_while_frozen(FREEZE, database_url, backend)
+        freeze = lease + FREEZE_BEYOND_LEASE
+        durations, skipped, waited = _sweep_while_frozen(freeze, database_url, backend)
         state_at_end = _session_state(database_url, backend)
     finally:
         for pid in tree:
@@ -181,7 +183,7 @@ def test_a_frozen_worker_stalls_no_sweep_and_the_batch_ends_once(
         "orders": ORDERS,
         "delivered": delivered,
         "frozen_seconds": round(frozen_for, 1),
-        "lease_seconds": LEASE,
+        "lease_seconds": lease,
         "frozen_session_at_end_of_freeze": state_at_end,
         "sweeps_completed_while_frozen": len(durations),
         "sweeps_skipped_lock_held_by_beat": skipped,

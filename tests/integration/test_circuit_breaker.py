@@ -43,7 +43,9 @@ DOMAIN = "outage-news.example"
 CIRCUIT = f"publisher:{DOMAIN}"
 ORDERS = 12
 FAILURES_TO_OPEN = 3
-OUTAGE_SECONDS = 8.0
+#: Four cool-downs (BREAKER_COOLDOWN_SECONDS below): a probe after each.
+COOLDOWN_SECONDS = 1.0
+OUTAGE_SECONDS = 4 * COOLDOWN_SECONDS
 
 _SUBMIT = """
 import json, sys
@@ -96,7 +98,7 @@ def test_full_endpoint_outage_waits_without_spending_attempts_then_delivers(
         "DELIVERY_BACKEND": "webhook",
         "BREAKER_FAILURES": str(FAILURES_TO_OPEN),
         "BREAKER_WINDOW_SECONDS": "60",
-        "BREAKER_COOLDOWN_SECONDS": "2",
+        "BREAKER_COOLDOWN_SECONDS": str(COOLDOWN_SECONDS),
     }
     with PublisherServer() as server:
         # Given a publisher whose endpoint answers every request with 503

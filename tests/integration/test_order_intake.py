@@ -106,9 +106,14 @@ def test_a_resend_is_recognised_and_other_content_conflicts(service_env: Any) ->
     intake.flush()
 
 
-def test_the_background_thread_flushes_a_group_by_age(workers: Any) -> None:
+def test_the_background_thread_flushes_a_group_by_age(
+    workers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = _project("intake-age")
     (order,) = make_orders(1, project)
+    # The thread looks for due groups every 0.2 s, not every 5 s (the default)
+    monkeypatch.setenv("INTAKE_FLUSH_INTERVAL_SECONDS", "0.2")
+    get_settings.cache_clear()
     intake = OrderIntake(max_orders=100, max_wait_seconds=1, background=True)
     try:
         assert intake.submit(order, project, "high")["state"] == "pending"
@@ -120,6 +125,8 @@ def test_the_background_thread_flushes_a_group_by_age(workers: Any) -> None:
         )
     finally:
         intake.close()
+        monkeypatch.undo()
+        get_settings.cache_clear()
     batch_id = intake.lookup_one(project, order["order_id"])["batch_id"]
     assert wait_for_final([batch_id]) == {batch_id: "COMPLETED"}
 

@@ -97,16 +97,18 @@ def server() -> Iterator[PublisherServer]:
         yield running
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def stack(
     service_env: dict[str, str],
     server: PublisherServer,
-    tmp_path: Path,
-    isolated_redis: Callable[[int], str],
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis: Callable[[int], str],
 ) -> Iterator[Stack]:
+    """This module's worker, started once: its tests use batch ids and domains of their own."""
+    tmp_path = tmp_path_factory.mktemp("recovery")
     env = {
         **service_env,
-        "REDIS_URL": isolated_redis(RECOVERY_REDIS_DB),
+        "REDIS_URL": module_redis(RECOVERY_REDIS_DB),
         "DELIVERY_BACKEND": "webhook",
     }
     register_webhook_publisher(DOMAIN, server.url)

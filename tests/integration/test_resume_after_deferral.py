@@ -6,7 +6,7 @@ message that arrives while the system is halted claims nothing and is spent, so
 before the fix those orders waited out the whole reservation after ``batchline
 resume-all``: the batch finished about 11 minutes late.
 
-Here a worker of this test's own (its own Redis database, ``preflight=6/min:1``)
+Here a worker of this test's own (its own Redis database, ``preflight=12/min:1``)
 meets the limit, the system is halted until the retry has been spent, and
 ``batchline resume-all`` runs as an operator runs it.
 """
@@ -74,8 +74,9 @@ def test_orders_deferred_while_halted_finish_promptly_after_resume_all(
     env = {
         **service_env,
         "REDIS_URL": isolated_redis(DEFERRAL_REDIS_DB),
-        # One preflight every 10 s, no burst: the second and third orders are deferred.
-        "BATCH_RATE_LIMITS": "preflight=6/min:1",
+        # One preflight every 5 s, no burst: the second and third orders are deferred,
+        # their retry due 5 s on (the halt lands within a poll, 0.05 s, of the deferral).
+        "BATCH_RATE_LIMITS": "preflight=12/min:1",
         "BATCH_RATE_LIMIT_MAX_WAIT_SECONDS": "1",
     }
     lease = get_settings().batch_lease_seconds
