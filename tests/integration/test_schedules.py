@@ -3,8 +3,7 @@
 Each test runs its own worker and beat on a Redis database of its own, with
 writing scheduled; the session's workers are not started here. Orders of the
 normal lane wait in the pool for writing's window; high-lane orders pass. The
-windowed test uses the test form ``every 15s+Ns`` (N puts a close just after its
-processes start, not a random phase away) with a 4 s window and two beat
+windowed test uses the test form ``every 15s`` with a 4 s window and two beat
 processes; the writer sleeps 0.4 s per article, one call at a time, so a window
 cannot write every order and some wait for the next one.
 
@@ -214,29 +213,14 @@ def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
         stop_workers([worker, beat])
 
 
-#: Seconds from the worker's and beats' start to the window close the orders follow (the
-#: schedule's offset is chosen so): they boot meanwhile, before the gap that follows.
-BOOT_SECONDS = 4
-
-
-def _offset_closing_in(period: int, window: int, seconds: float) -> int:
-    """The offset of ``every {period}s+{offset}s`` whose window closes ``seconds`` from now.
-
-    Instead of a random phase (a sleep of up to a period for the next close): writing
-    has no window rows (``clean_windows``), so beat catches up no run it missed.
-    """
-    return int(time.time() + seconds - window) % period
-
-
-def _after_a_close(spec: str, window: int) -> None:
-    """Sleep until a second after a window (by the clock) of ``spec`` has closed.
+def _after_a_close(period: int, window: int) -> None:
+    """Sleep until a second after a window (by the clock) has closed.
 
     Always the start of a gap, never its end: orders submitted a moment before a
     window opens would still be in preflight while it is open, and it would write
     nothing (seen under load).
     """
-    schedule = parse_stage("writing", spec, f"{window}s")
-    period = schedule.period
+    schedule = parse_stage("writing", f"every {period}s", f"{window}s")
     now = datetime.now(UTC)
     latest = schedule.latest_run(now)
     assert latest is not None
@@ -254,9 +238,8 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     period, window = 15, 4
-    every = f"every {period}s+{_offset_closing_in(period, window, BOOT_SECONDS)}s"
     schedule = {
-        "BATCH_SCHEDULE_WRITING": every,
+        "BATCH_SCHEDULE_WRITING": f"every {period}s",
         "BATCH_SCHEDULE_WRITING_WINDOW": f"{window}s",
     }
     env = _scheduled_env(
@@ -280,7 +263,7 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
     started = datetime.now(UTC)
     try:
         # When 20 normal orders arrive just after a window closed
-        _after_a_close(every, window)
+        _after_a_close(period, window)
         submitted = datetime.now(UTC)
         # (the window just closed, opened before the orders existed, is not theirs)
         since = submitted - timedelta(seconds=1)
@@ -348,7 +331,7 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         stop_workers([worker, *beats])
     # and both beats did send open_window at the run times (their stores, synced on exit)
     for n in (1, 2):
-        assert _beat_runs(tmp_path / f"s{n}", f"open-window:writing:{every}") >= 2
+        assert _beat_runs(tmp_path / f"s{n}", f"open-window:writing:every {period}s+0s") >= 2
 
 
 def _beat_runs(store: Path, entry: str) -> int:
