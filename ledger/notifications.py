@@ -4,7 +4,10 @@ The primary key makes an event exist at most once per (batch, kind), however
 often it is recorded; the row is written in the transaction of whatever caused
 it (a finalize, a halt) or in its own. ``sent_at`` marks it delivered;
 ``sending_until`` is the lease of the task sending it, so a sender that dies
-leaves it for the sweeper to send again. The caller owns the transaction.
+leaves it for the sweeper to send again; ``queued_until`` marks an event the
+sweeper has just queued again, so the sweeps after it do not queue it once more
+while its message waits (a backlog of unsent events would otherwise be queued
+again every sweep). The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def record_event(
 _CLAIM = text(
     f"""
     UPDATE idempotency_keys
-    SET result = jsonb_set(result, '{{sending_until}}',
-                           to_jsonb(now() + make_interval(secs => :lease)))
+    SET result = (result - 'queued_until')
+                 || jsonb_build_object('sending_until', now() + make_interval(secs => :lease))
     WHERE key = :key AND scope = '{SCOPE}' AND result->>'sent_at' IS NULL
       AND (result->>'sending_until' IS NULL OR (result->>'sending_until')::timestamptz < now())
     RETURNING result
@@ -90,27 +93,48 @@ def release_event(session: Session, key: str) -> None:
     """Give up the lease after a failed send, so the sweeper's next pass sends it again."""
     session.execute(
         text(
-            "UPDATE idempotency_keys SET result = jsonb_set(result, '{sending_until}', 'null')"
+            "UPDATE idempotency_keys"
+            " SET result = (result - 'queued_until') || '{\"sending_until\": null}'::jsonb"
             " WHERE key = :key AND result->>'sent_at' IS NULL"
         ),
         {"key": key},
     )
 
 
-_UNSENT = text(
+_QUEUE_UNSENT = text(
     f"""
-    SELECT key FROM idempotency_keys
-    WHERE scope = '{SCOPE}' AND result->>'sent_at' IS NULL
-      AND created_at < now() - make_interval(secs => :grace)
-      AND (result->>'sending_until' IS NULL OR (result->>'sending_until')::timestamptz < now())
-    ORDER BY created_at LIMIT :limit
+    UPDATE idempotency_keys
+    SET result = jsonb_set(result, '{{queued_until}}',
+                           to_jsonb(now() + make_interval(secs => :requeue)))
+    WHERE key IN (
+        SELECT key FROM idempotency_keys
+        WHERE scope = '{SCOPE}' AND result->>'sent_at' IS NULL
+          AND created_at < now() - make_interval(secs => :grace)
+          AND (result->>'sending_until' IS NULL
+               OR (result->>'sending_until')::timestamptz < now())
+          AND (result->>'queued_until' IS NULL
+               OR (result->>'queued_until')::timestamptz < now())
+        ORDER BY created_at LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING key
     """
 )
 
 
-def unsent_events(session: Session, *, grace_seconds: float, limit: int = 500) -> list[str]:
-    """Keys of events nobody sent or is sending, recorded over ``grace_seconds`` ago."""
-    return [str(k) for k in session.scalars(_UNSENT, {"grace": grace_seconds, "limit": limit})]
+def queue_unsent_events(
+    session: Session, *, grace_seconds: float, requeue_seconds: float, limit: int = 500
+) -> list[str]:
+    """Take the events nobody sent, is sending or has queued, recorded over ``grace_seconds`` ago.
+
+    Each is marked queued for ``requeue_seconds``: the caller queues one message
+    per key, and the next sweeps leave the key alone until a sender claims it
+    (which clears the mark) or the mark runs out (its message was lost). Without
+    the mark a backlog of unsent events was queued again every sweep, and an
+    event recorded after the first ``limit`` unsent ones waited behind them all.
+    """
+    params = {"grace": grace_seconds, "requeue": requeue_seconds, "limit": limit}
+    return [str(key) for key in session.scalars(_QUEUE_UNSENT, params)]
 
 
 def sent_at(session: Session, batch_id: str, kind: str) -> str | None:

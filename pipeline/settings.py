@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     batch_notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     #: tries per URL inside one notify task run (exponential backoff with jitter between)
     batch_notify_max_attempts: int = Field(default=5, ge=1, le=20)
+    #: an unsent event the sweeper queued again waits this long before it is queued once more
+    batch_notify_requeue_seconds: float = Field(default=120.0, gt=0, le=86_400)
 
     #: consecutive transient failures of a service or publisher endpoint that open its circuit
     breaker_failures: int = Field(default=5, ge=1, le=1000)

@@ -27,9 +27,9 @@ from ledger.db import transaction
 from ledger.notifications import (
     claim_event,
     mark_sent,
+    queue_unsent_events,
     record_event,
     release_event,
-    unsent_events,
 )
 from metrics.progress import read_progress
 from metrics.redis_client import redis_client
@@ -112,9 +112,14 @@ def after_chunk(batch_id: str, ended_now: int) -> None:
 
 
 def resend_unsent(grace_seconds: float = 30.0) -> int:
-    """Enqueue every event recorded but not sent (its sender died, its message was lost)."""
+    """Enqueue every event recorded but not sent (its sender died, its message was lost).
+
+    Each event is queued once per ``BATCH_NOTIFY_REQUEUE_SECONDS`` at most, however
+    often the sweeper runs, until a sender takes it.
+    """
+    requeue = get_settings().batch_notify_requeue_seconds
     with transaction() as session:
-        keys = unsent_events(session, grace_seconds=grace_seconds)
+        keys = queue_unsent_events(session, grace_seconds=grace_seconds, requeue_seconds=requeue)
     for key in keys:
         _enqueue(key)
     return len(keys)

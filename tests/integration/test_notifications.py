@@ -6,6 +6,13 @@ every signature. The receiver holds the first ``finalized`` POST; meanwhile the
 test SIGKILLs the pool process sending it. The event was recorded in the ledger
 first, so the sweeper sends it again after the sender's lease, with the same
 event id: the receiver gets every kind under exactly one event id.
+
+The worker and beat use a ledger database of the module's own, and the receiver
+holds the first POST of this batch's ``finalized`` only: the sweeper resends
+*every* unsent event in its ledger, and the session's ledger holds other tests'
+(their workers stopped before sending). In CI a stranger's ``finalized`` was the
+POST held, this batch's went through unheld, the kill hit nothing and the wait
+for a resend timed out.
 """
 
 from __future__ import annotations
@@ -22,12 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
-from ledger.db import transaction
-from ledger.notifications import sent_at
+from ledger.notifications import (
+    claim_event,
+    event_key,
+    queue_unsent_events,
+    record_event,
+    release_event,
+    sent_at,
+)
 from pipeline.notify import SIGNATURE_HEADER, verify
-from tests.integration.helpers import make_orders, submit_in_child, wait_for_final, wait_until
+from tests.integration.helpers import make_orders, submit_in_child, wait_until
+from tests.support_metrics import own_ledger
 from tests.support_processes import child_pids
 
 pytestmark = pytest.mark.integration
@@ -38,12 +54,13 @@ KINDS = ("progress_25", "progress_50", "progress_75", "progress_100", "finalized
 
 
 class Receiver:
-    """Records every POST (kind, event id, signature valid); can hold one kind's first POST."""
+    """Records every POST (kind, event id, signature valid); can hold one event's first POST."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: list[dict[str, Any]] = []
-        self.hold_kind: str | None = None
+        #: (batch id, kind) whose first POST waits for :attr:`release`
+        self.hold: tuple[str, str] | None = None
         self.release = threading.Event()
         receiver = self
 
@@ -55,10 +72,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 message = json.loads(body)
                 valid = verify(body, SECRET, self.headers.get(SIGNATURE_HEADER, ""))
+                event = (message["batch_id"], message["kind"])
                 with receiver.lock:
-                    first = not any(s["kind"] == message["kind"] for s in receiver.seen)
+                    first = not any((s["batch_id"], s["kind"]) == event for s in receiver.seen)
                     receiver.seen.append({**message, "valid": valid})
-                    hold = first and message["kind"] == receiver.hold_kind
+                    hold = first and event == receiver.hold
                 if hold:
                     receiver.release.wait(30)
                 self.send_response(200)
@@ -87,9 +105,24 @@ def receiver() -> Iterator[Receiver]:
         found.close()
 
 
-def _env(service_env: dict[str, str], redis_url: str, url: str) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def ledger(service_env: dict[str, str]) -> Iterator[tuple[str, Engine]]:
+    """A migrated ledger database of this module's own, with the sample catalog."""
+    from cli.sample_orders import load_catalog
+    from ledger.catalog import upsert_catalog
+
+    with own_ledger(service_env) as (url, engine):
+        with Session(engine) as session, session.begin():
+            upsert_catalog(session, load_catalog())
+        yield url, engine
+
+
+def _env(
+    service_env: dict[str, str], redis_url: str, url: str, database_url: str
+) -> dict[str, str]:
     return {
         **service_env,
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "BATCH_NOTIFY_URLS": url,
         "BATCH_NOTIFY_SECRET": SECRET,
@@ -98,9 +131,18 @@ def _env(service_env: dict[str, str], redis_url: str, url: str) -> dict[str, str
     }
 
 
-def _all_sent(batch_id: str) -> bool:
-    with transaction() as session:
+def _all_sent(engine: Engine, batch_id: str) -> bool:
+    with Session(engine) as session:
         return all(sent_at(session, batch_id, kind) for kind in KINDS)
+
+
+def _finalized_status(engine: Engine, batch_id: str) -> str | None:
+    with engine.connect() as connection:
+        status = connection.scalar(
+            text("SELECT status FROM batches WHERE id = :id AND finalized_at IS NOT NULL"),
+            {"id": batch_id},
+        )
+    return None if status is None else str(status)
 
 
 def test_each_event_arrives_signed_under_one_event_id_despite_a_killed_sender(
@@ -108,20 +150,23 @@ def test_each_event_arrives_signed_under_one_event_id_despite_a_killed_sender(
     tmp_path: Path,
     isolated_redis: Callable[[int], str],
     receiver: Receiver,
+    ledger: tuple[str, Engine],
 ) -> None:
-    env = _env(service_env, isolated_redis(NOTIFY_REDIS_DB), receiver.url)
-    receiver.hold_kind = "finalized"
+    database_url, engine = ledger
+    env = _env(service_env, isolated_redis(NOTIFY_REDIS_DB), receiver.url, database_url)
     worker = spawn_worker(
         ALL_LANES, concurrency=1, name="notify", env=env, log_path=tmp_path / "w.log"
     )
     beat = spawn_beat(env=env, log_path=tmp_path / "beat.log", schedule_path=tmp_path / "sched")
     tag = f"notify-{uuid.uuid4().hex[:6]}"
+    receiver.hold = (tag, "finalized")
     try:
         # Given a batch that runs to the end
         submit_in_child(
             [{"id": tag, "priority": "high", "orders": make_orders(8, tag)}], env, tmp_path
         )
-        assert wait_for_final([tag], timeout=120) == {tag: "COMPLETED"}
+        wait_until(lambda: _finalized_status(engine, tag) is not None, timeout=120)
+        assert _finalized_status(engine, tag) == "COMPLETED"
         # When the pool process dies while its finalized POST waits for the answer
         wait_until(lambda: bool(receiver.of(tag, "finalized")), timeout=60)
         started = time.monotonic()
@@ -129,7 +174,9 @@ def test_each_event_arrives_signed_under_one_event_id_despite_a_killed_sender(
             os.kill(child, signal.SIGKILL)
         receiver.release.set()
         # Then the sweeper sends it again and every kind ends marked sent
-        wait_until(lambda: _all_sent(tag) and len(receiver.of(tag, "finalized")) >= 2, timeout=90)
+        wait_until(
+            lambda: _all_sent(engine, tag) and len(receiver.of(tag, "finalized")) >= 2, timeout=90
+        )
         resent_after = time.monotonic() - started
     finally:
         stop_workers([beat, worker])
@@ -142,3 +189,38 @@ def test_each_event_arrives_signed_under_one_event_id_despite_a_killed_sender(
     assert finalized["data"]["status"] == "COMPLETED"
     assert finalized["data"]["counts"] == {"DELIVERED": 8}
     print(f"\nfinalized notice resent {resent_after:.1f}s after the kill")
+
+
+def test_the_sweeper_queues_an_unsent_event_once_until_a_sender_takes_it(
+    ledger: tuple[str, Engine],
+) -> None:
+    _url, engine = ledger
+    batch_id = f"queued-{uuid.uuid4().hex[:6]}"
+    kinds = ("progress_25", "progress_50", "finalized")
+    keys = {event_key(batch_id, kind) for kind in kinds}
+
+    def take(requeue_seconds: float) -> set[str]:
+        with Session(engine) as session, session.begin():
+            found = queue_unsent_events(session, grace_seconds=0, requeue_seconds=requeue_seconds)
+        return set(found) & keys
+
+    # Given three events recorded and never sent
+    with Session(engine) as session, session.begin():
+        for kind in kinds:
+            record_event(session, batch_id=batch_id, kind=kind, data={}, emergency=False)
+    # When the sweeper queues them, the next sweeps leave them to those messages
+    assert take(60) == keys
+    assert take(60) == set()
+    # Then a sender that takes one and fails gives it back to the very next sweep
+    failed = event_key(batch_id, "finalized")
+    with Session(engine) as session, session.begin():
+        assert claim_event(session, failed, 60) is not None
+        release_event(session, failed)
+    assert take(0.2) == {failed}
+    # And an event whose queued message was lost is queued again once the mark runs out
+    time.sleep(0.3)
+    assert take(60) == {failed}
+    with Session(engine) as session, session.begin():
+        assert claim_event(session, failed, 60) is not None  # a claim clears the mark
+        assert claim_event(session, failed, 60) is None  # and holds the event
+    assert take(60) == set()
