@@ -17,7 +17,7 @@ from bench.measure import redis_used_memory
 from bench.progress_sampler import bench_groups, middle_rate, sample_progress
 from bench.results import RunResult
 from bench.services import BenchEnv, flush_broker
-from bench.submitter import run_submitter
+from bench.submitter import ORDER_SEED, run_submitter
 from bench.workers import WorkerGroup, pause, resume
 from celery_app import app
 from cli.workers import ALL_LANES, worker_command
@@ -48,7 +48,7 @@ def submit_orders(orders: int, options: dict[str, Any]) -> dict[str, Any]:
     from tasks.submit import submit_batch
 
     documents = options.get("documents") or sample_orders(
-        orders, seed=int(options.get("seed", 11)), tag=str(options["batch_id"])
+        orders, seed=int(options.get("seed", ORDER_SEED)), tag=str(options["batch_id"])
     )
     # The epoch time too: scenario E's clock starts here, not at the child's start-up.
     began_at, started = time.time(), time.perf_counter()

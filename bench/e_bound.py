@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
-#: ``bench.batchline.submit_orders``'s default seed: E's orders.
-E_SEED = 11
+from bench.submitter import ORDER_SEED
+
+#: E's orders: the seed ``bench.batchline.submit_orders`` builds them with.
+E_SEED = ORDER_SEED
 
 
 @dataclass(frozen=True)

@@ -173,12 +173,12 @@ def _writing_shares(big: str, small: list[str]) -> dict[str, float]:
         # When it held them: its calls under way as the small ones arrive, the middle
         # (where every slot it holds delays them), or the end (slots they cannot fill).
         BIG_SLOTS_LABEL: " / ".join(
-            f"{_mean_held(big_spans, a, b):.1f}" for a, b in _thirds(start, end)
+            f"{_mean_held(big_spans, a, b):.1f}" for a, b in _edges_and_middle(start, end)
         ),
     }
 
 
-def _thirds(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+def _edges_and_middle(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """The window's first and last ``EDGE_S`` seconds and what lies between."""
     edge = timedelta(seconds=EDGE_S)
     return [(start, start + edge), (start + edge, end - edge), (end - edge, end)]

@@ -7,9 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench.services import BenchEnv
+
+#: The seed of the sample orders a submitter builds when its options name none
+#: (scenario E's orders; ``bench.e_bound`` replays the same ones).
+ORDER_SEED: Final = 11
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _TAIL_LINES = 30
