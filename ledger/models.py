@@ -272,6 +272,15 @@ class IdempotencyKey(Base):
     """A remembered external effect; expires after ``BATCH_IDEMPOTENCY_TTL_HOURS``."""
 
     __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        # The notifications still to send (ledger/notifications.py): the sweeper's
+        # and the exporter's reads touch only these, oldest first.
+        Index(
+            "ix_idempotency_keys_notify_unsent",
+            "created_at",
+            postgresql_where=text("scope = 'notify' AND (result ->> 'sent_at') IS NULL"),
+        ),
+    )
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     scope: Mapped[str] = mapped_column(String(32), nullable=False)

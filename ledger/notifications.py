@@ -137,6 +137,20 @@ def queue_unsent_events(
     return [str(key) for key in session.scalars(_QUEUE_UNSENT, params)]
 
 
+_UNSENT_SUMMARY = text(
+    f"""
+    SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
+    FROM idempotency_keys WHERE scope = '{SCOPE}' AND result->>'sent_at' IS NULL
+    """
+)
+
+
+def unsent_summary(session: Session) -> tuple[int, float]:
+    """How many events wait unsent, and how long the oldest has waited (seconds; 0 if none)."""
+    count, oldest = session.execute(_UNSENT_SUMMARY).one()
+    return int(count), max(0.0, float(oldest))
+
+
 def sent_at(session: Session, batch_id: str, kind: str) -> str | None:
     """When (batch, kind) was sent, if it was (for tests and operators)."""
     row = session.scalar(

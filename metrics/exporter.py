@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import metrics_queries as q
+from ledger.notifications import unsent_summary
 from metrics.item_snapshot import ItemCountSnapshots
 from metrics.keys import (
     lane_queue_keys,
@@ -77,6 +78,8 @@ EXPORTED_METRICS: Final = frozenset(
         "batchline_stage_seconds",
         "batchline_errors",
         "batchline_halted",
+        "batchline_notifications_unsent",
+        "batchline_notification_oldest_unsent_seconds",
         "batchline_scrape_seconds",
         "batchline_item_counts_age_seconds",
         "batchline_item_counts_read_seconds",
@@ -196,6 +199,7 @@ class BatchlineCollector(Collector):
         with self._session() as session, session.begin():
             batches, running = q.batch_status_counts(session)
             halted = q.halt_reason(session)
+            unsent, oldest_unsent = unsent_summary(session)
             with self._outputs.lock:
                 self._outputs.advance(session)
                 histogram = self._histogram()
@@ -224,6 +228,17 @@ class BatchlineCollector(Collector):
                 "batchline_halted",
                 "1 while the system is halted (see the halt reason).",
                 1 if halted else 0,
+            ),
+            _single(
+                "batchline_notifications_unsent",
+                "Notifications recorded and not yet sent (receiver down, sender died):"
+                " the sweeper sends them again.",
+                unsent,
+            ),
+            _single(
+                "batchline_notification_oldest_unsent_seconds",
+                "How long the oldest unsent notification has waited (0 when none waits).",
+                oldest_unsent,
             ),
             histogram,
             errors,

@@ -60,7 +60,22 @@ KNOWN: Final[dict[str, Any]] = {
     "stage_counts": {"preflight": 6, "writing": 5},
     "stage_sums": {"preflight": 0.107, "writing": 15.0},
     "errors": {("PERMANENT", "QualityRejected"): 1},
+    # two notifications unsent (the oldest recorded 900 s ago), one sent long before
+    "notifications_unsent": 2,
+    "oldest_unsent_seconds": 900,
 }
+
+_NOTIFICATIONS = text(
+    """
+    INSERT INTO idempotency_keys (key, scope, result, created_at, expires_at)
+    VALUES ('notify:k1', 'notify', '{"kind": "progress_25", "sent_at": null}',
+            now() - interval '900 seconds', now() + interval '30 days'),
+           ('notify:k2', 'notify', '{"kind": "finalized", "sent_at": null}',
+            now() - interval '60 seconds', now() + interval '30 days'),
+           ('notify:k3', 'notify', '{"kind": "progress_50", "sent_at": "2026-01-01T00:00:00Z"}',
+            now() - interval '3000 seconds', now() + interval '30 days')
+    """
+)
 
 _BATCHES = text(
     """
@@ -116,7 +131,7 @@ _FAILED_OUTPUT: Final = (
 
 
 def plant_known_state(engine: Engine, client: redis.Redis) -> None:
-    """Write :data:`KNOWN`'s batches, items, outputs, halt, queues, slots and buckets."""
+    """Write :data:`KNOWN`'s batches, items, outputs, halt, notifications and Redis state."""
     with engine.begin() as connection:
         connection.execute(_BATCHES)
         ids: dict[str, list[int]] = {}
@@ -139,6 +154,7 @@ def plant_known_state(engine: Engine, client: redis.Redis) -> None:
         connection.execute(
             text("INSERT INTO controls (name, reason, data) VALUES ('halt', 'planted', '{}')")
         )
+        connection.execute(_NOTIFICATIONS)
     _plant_redis(client)
 
 

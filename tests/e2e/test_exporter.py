@@ -140,8 +140,11 @@ def test_every_metric_reports_the_planted_state(exporter: dict[str, Any]) -> Non
     idle = samples[("batchline_running_batch_idle_seconds", ())]
     assert KNOWN["running_idle_seconds"] <= idle < KNOWN["running_idle_seconds"] + 120
 
-    # And the halt, the stage histogram and the errors
+    # And the halt, the unsent notifications, the stage histogram and the errors
     assert samples[("batchline_halted", ())] == 1
+    assert samples[("batchline_notifications_unsent", ())] == KNOWN["notifications_unsent"]
+    oldest_unsent = samples[("batchline_notification_oldest_unsent_seconds", ())]
+    assert KNOWN["oldest_unsent_seconds"] <= oldest_unsent < KNOWN["oldest_unsent_seconds"] + 120
     for stage, count in KNOWN["stage_counts"].items():
         assert samples[("batchline_stage_seconds_count", (("stage", stage),))] == count
         total = samples[("batchline_stage_seconds_sum", (("stage", stage),))]

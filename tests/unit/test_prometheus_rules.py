@@ -47,6 +47,7 @@ def test_every_rule_has_a_severity_a_duration_and_words_for_the_operator() -> No
         "BatchlineBatchStuck",
         "BatchlineCapSaturated",
         "BatchlineFailuresRising",
+        "BatchlineNotificationsStuck",
         "BatchlineCountsStale",
         "BatchlineExporterDown",
     }
