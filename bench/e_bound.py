@@ -31,9 +31,6 @@ from itertools import pairwise
 
 from bench.submitter import ORDER_SEED
 
-#: E's orders: the seed ``bench.batchline.submit_orders`` builds them with.
-E_SEED = ORDER_SEED
-
 
 @dataclass(frozen=True)
 class Bound:
@@ -57,7 +54,7 @@ class Bound:
         return total / max(end - start, 1e-9)
 
 
-def ranked_customers(orders: int, seed: int = E_SEED) -> list[str]:
+def ranked_customers(orders: int, seed: int = ORDER_SEED) -> list[str]:
     """E's orders' customers, best first, in the order the feeder hands them out."""
     from cli.sample_orders import load_catalog, sample_orders
     from pipeline.manifest import OrderDocument

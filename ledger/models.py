@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ledger.notifications import UNSENT_SQL
 from pipeline.stage_registry import pooled_kind_sql
 from pipeline.states import open_sql, pooled_sql
 
@@ -278,7 +279,7 @@ class IdempotencyKey(Base):
         Index(
             "ix_idempotency_keys_notify_unsent",
             "created_at",
-            postgresql_where=text("scope = 'notify' AND (result ->> 'sent_at') IS NULL"),
+            postgresql_where=text(UNSENT_SQL),
         ),
     )
 

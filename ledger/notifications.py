@@ -21,6 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 SCOPE: Final = "notify"
+#: The rows still to send; the partial index ``ix_idempotency_keys_notify_unsent``
+#: (ledger/models.py) is built on this predicate, so the queries below that use it
+#: word for word are served by the index.
+UNSENT_SQL: Final = f"scope = '{SCOPE}' AND (result ->> 'sent_at') IS NULL"
 #: An outbox row outlives its sending by this long (then the sweeper's TTL cleanup drops it).
 KEEP_DAYS: Final = 30
 
@@ -108,7 +112,7 @@ _QUEUE_UNSENT = text(
                            to_jsonb(now() + make_interval(secs => :requeue)))
     WHERE key IN (
         SELECT key FROM idempotency_keys
-        WHERE scope = '{SCOPE}' AND result->>'sent_at' IS NULL
+        WHERE {UNSENT_SQL}
           AND created_at < now() - make_interval(secs => :grace)
           AND (result->>'sending_until' IS NULL
                OR (result->>'sending_until')::timestamptz < now())
@@ -140,7 +144,7 @@ def queue_unsent_events(
 _UNSENT_SUMMARY = text(
     f"""
     SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
-    FROM idempotency_keys WHERE scope = '{SCOPE}' AND result->>'sent_at' IS NULL
+    FROM idempotency_keys WHERE {UNSENT_SQL}
     """
 )
 

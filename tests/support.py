@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def apply_environment(env: Mapping[str, str]) -> None:
@@ -28,11 +32,17 @@ def restore_environment(saved: Mapping[str, str]) -> None:
     apply_environment({})
 
 
-def seed_sample_catalog() -> None:
-    """Load the catalog the sample orders use (customers and publishers) into the ledger."""
+def seed_sample_catalog(session: Session | None = None) -> None:
+    """Load the catalog the sample orders use (customers and publishers) into the ledger.
+
+    Into ``session`` (a ledger of a test's own) when given, else the session's ledger.
+    """
     from cli.sample_orders import load_catalog
     from ledger.catalog import upsert_catalog
     from ledger.db import transaction
 
-    with transaction() as session:
+    if session is not None:
         upsert_catalog(session, load_catalog())
+        return
+    with transaction() as own:
+        upsert_catalog(own, load_catalog())

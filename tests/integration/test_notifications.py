@@ -43,6 +43,7 @@ from ledger.notifications import (
 )
 from pipeline.notify import SIGNATURE_HEADER, verify
 from tests.integration.helpers import make_orders, submit_in_child, wait_until
+from tests.support import seed_sample_catalog
 from tests.support_metrics import own_ledger
 from tests.support_processes import child_pids
 
@@ -108,12 +109,9 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def ledger(service_env: dict[str, str]) -> Iterator[tuple[str, Engine]]:
     """A migrated ledger database of this module's own, with the sample catalog."""
-    from cli.sample_orders import load_catalog
-    from ledger.catalog import upsert_catalog
-
     with own_ledger(service_env) as (url, engine):
         with Session(engine) as session, session.begin():
-            upsert_catalog(session, load_catalog())
+            seed_sample_catalog(session)
         yield url, engine
 
 
