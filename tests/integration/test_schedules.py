@@ -7,8 +7,12 @@ windowed test uses the test form ``every 15s`` with a 4 s window and two beat
 processes; the writer sleeps 0.4 s per article, one call at a time, so a window
 cannot write every order and some wait for the next one.
 
-Every test deletes writing's and QC's ``schedule_windows`` rows before and after
-(only these tests write them) and cancels its batches in ``finally``.
+The module runs on a ledger database of its own (its workers, beats and this
+process alike): a beat's sweeps over the session's shared ledger would restore
+every other test's final results and resend their notifications, work that, on
+the windowed test's single worker process, once delayed its first writing chunk
+past a 4 s window. Every test deletes writing's and QC's ``schedule_windows`` rows
+before and after and cancels its batches in ``finally``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Final
 import pytest
 import redis
 from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session
 
 from celery_app import IO_LANES
 from cli.workers import ALL_LANES, spawn_beat, spawn_worker, stop_workers
@@ -38,6 +43,8 @@ from ledger.models import Event, Item, ScheduleWindow, StageOutput
 from pipeline.schedule import parse_stage
 from pipeline.settings import get_settings
 from tests.integration.helpers import make_orders, submit_in_child, wait_for_final, wait_until
+from tests.support import apply_environment, seed_sample_catalog
+from tests.support_metrics import own_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +56,25 @@ LONG_LIMITS = {"BATCH_VISIBILITY_TIMEOUT": "7300", "BATCH_LEASE_SECONDS": "7260"
 RUNNING_CHUNK_SLACK = timedelta(seconds=8)
 
 
+@pytest.fixture(scope="module")
+def ledger_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``service_env`` on a migrated ledger of the module's own, with the sample catalog.
+
+    This process follows it too while the module runs (the helpers below, the
+    in-process task calls), and goes back to the session's ledger after.
+    """
+    with own_ledger(service_env) as (url, engine):
+        with Session(engine) as session, session.begin():
+            seed_sample_catalog(session)
+        apply_environment({"DATABASE_URL": url})
+        try:
+            yield {**service_env, "DATABASE_URL": url}
+        finally:
+            apply_environment({"DATABASE_URL": service_env["DATABASE_URL"]})
+
+
 @pytest.fixture()
-def clean_windows(service_env: dict[str, str]) -> Iterator[None]:
+def clean_windows(ledger_env: dict[str, str]) -> Iterator[None]:
     """No writing or QC window rows before or after the test."""
 
     def wipe() -> None:
@@ -154,13 +178,13 @@ def _writing_chunk_sizes(url: str) -> list[int]:
 
 
 def _scheduled_env(
-    service_env: dict[str, str], isolated_redis: Callable[[int], str], **extra: str
+    ledger_env: dict[str, str], isolated_redis: Callable[[int], str], **extra: str
 ) -> dict[str, str]:
-    return {**service_env, "REDIS_URL": isolated_redis(SCHEDULE_REDIS_DB), **extra}
+    return {**ledger_env, "REDIS_URL": isolated_redis(SCHEDULE_REDIS_DB), **extra}
 
 
 def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
-    service_env: dict[str, str],
+    ledger_env: dict[str, str],
     isolated_redis: Callable[[int], str],
     clean_windows: None,
     tmp_path: Path,
@@ -169,7 +193,7 @@ def test_normal_orders_wait_for_writings_window_while_high_orders_pass(
     run = (datetime.now(UTC) + timedelta(hours=12)).replace(second=0, microsecond=0)
     # (its window, and so its chunks' time limit, is the guide's 2 h: long limits needed)
     env = _scheduled_env(
-        service_env, isolated_redis, **LONG_LIMITS, BATCH_SCHEDULE_WRITING=run.strftime("%H:%M")
+        ledger_env, isolated_redis, **LONG_LIMITS, BATCH_SCHEDULE_WRITING=run.strftime("%H:%M")
     )
     worker = spawn_worker(
         ALL_LANES, concurrency=2, name="sched1", env=env, log_path=tmp_path / "w.log"
@@ -231,7 +255,7 @@ def _after_a_close(period: int, window: int) -> None:
 
 
 def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
-    service_env: dict[str, str],
+    ledger_env: dict[str, str],
     isolated_redis: Callable[[int], str],
     clean_windows: None,
     tmp_path: Path,
@@ -243,7 +267,7 @@ def test_a_window_writes_chunks_while_open_and_the_rest_waits_for_the_next(
         "BATCH_SCHEDULE_WRITING_WINDOW": f"{window}s",
     }
     env = _scheduled_env(
-        service_env,
+        ledger_env,
         isolated_redis,
         **schedule,
         WRITER_OFFLINE_LATENCY_MS="400",
@@ -341,7 +365,7 @@ def _beat_runs(store: Path, entry: str) -> int:
 
 
 def test_a_run_beat_missed_entirely_opens_late_once_with_an_event(
-    service_env: dict[str, str], clean_windows: None, monkeypatch: pytest.MonkeyPatch
+    ledger_env: dict[str, str], clean_windows: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ledger.windows import Window, record_window
     from tasks.windows import open_due_windows
@@ -389,7 +413,7 @@ def test_a_run_beat_missed_entirely_opens_late_once_with_an_event(
         get_settings.cache_clear()
 
 
-def test_the_daily_summary_is_recorded_once_per_day(service_env: dict[str, str]) -> None:
+def test_the_daily_summary_is_recorded_once_per_day(ledger_env: dict[str, str]) -> None:
     from tasks.summary import daily_summary
 
     # A day far in the past: no other test's summary is for it
