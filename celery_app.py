@@ -28,6 +28,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
 )
+from kombu import pools as kombu_pools
 from kombu.entity import Queue
 
 from beat_schedule import beat_entries
@@ -164,11 +165,14 @@ def reconfigure() -> None:
 
     Cached broker and result-backend connections point at the old servers, so
     they are dropped the way Celery drops them after a fork (it has no public
-    call for this).
+    call for this). kombu keeps its connection and producer pools in global
+    groups keyed by broker URL: closing only the app's pool left the producer
+    pool of the same URL holding it, closed, and the next publish on an unchanged
+    ``REDIS_URL`` failed with "Acquire on closed pool"; ``pools.reset`` closes
+    and forgets them all.
     """
     app.conf.update(celery_config(get_settings()))
-    if app._pool is not None:
-        app._pool.force_close_all()
+    kombu_pools.reset()
     app._after_fork()
     app._backend_cache = None
     app._local.__dict__.pop("backend", None)
