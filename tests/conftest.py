@@ -8,6 +8,7 @@ them at a scratch server.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -272,6 +273,34 @@ def lose_redis(service_env: dict[str, str]) -> Iterator[Callable[[], None]]:
         from recovery.sweeper import sweep
 
         sweep()
+
+
+#: Variables pytest itself sets and changes between a test's phases.
+_PYTEST_OWN_VARIABLES = frozenset({"PYTEST_CURRENT_TEST"})
+
+
+@pytest.fixture(autouse=True)
+def _environment_left_as_found() -> Iterator[None]:
+    """Fail a test that changes ``os.environ`` and leaves it changed; put it back.
+
+    Worker and child processes inherit this process's environment: a schedule a test
+    exported and left behind once held a later test's orders waiting for a window
+    that never opened, far from the cause. Fixtures of a wider scope (a module's own
+    ledger) change it before this snapshot and put it back after this check.
+    """
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        name
+        for name in before.keys() | after.keys()
+        if before.get(name) != after.get(name) and name not in _PYTEST_OWN_VARIABLES
+    )
+    if changed:
+        from tests.support import restore_environment
+
+        restore_environment(before)
+        pytest.fail(f"the test left the process environment changed: {', '.join(changed)}")
 
 
 @pytest.fixture(autouse=True)
