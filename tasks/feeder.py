@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import redis
 import structlog
 from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 
 from celery_app import IO_LANES, LANES
 from ledger.db import transaction
@@ -59,11 +60,28 @@ def feed(lane: str) -> int:
     lock = client.lock(
         feeder_lock_key(lane), timeout=LOCK_MS / 1000, blocking=False, thread_local=False
     )
+    again = feeder_again_key(lane)
     if not lock.acquire():
         # Someone is feeding this lane and may have read the pool before our change:
         # ask them to look once more when they are done, instead of polling.
-        client.set(feeder_again_key(lane), "1", px=LOCK_MS)
-        return 0
+        client.set(again, "1", px=LOCK_MS)
+        # They may have taken their last look just before that SET: try once more.
+        # Free now: they are gone and we feed (reading after our change). Still held:
+        # its holder looks at the flag after releasing (below), or took the lock after
+        # our change and reads the pool after it.
+        if not lock.acquire():
+            return 0
+        client.delete(again)  # ours, or a request this feed (after it) serves too
+    sent = _rounds(client, lane, lock, rooms)
+    # A request set between our last look and the release: one more turn. Without it
+    # the flag waited for the lane's next trigger (a chunk ending, the sweep).
+    if client.getdel(again) and lock.acquire():
+        sent += _rounds(client, lane, lock, _rooms(client, lane))
+    return sent
+
+
+def _rounds(client: redis.Redis, lane: str, lock: Lock, rooms: dict[bool, int]) -> int:
+    """Feed while holding ``lock``, plus a round per request made meanwhile; release it."""
     sent = 0
     try:
         sent = _feed(client, lane, rooms)
