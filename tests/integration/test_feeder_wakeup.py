@@ -48,6 +48,13 @@ def _count_feeds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return feeds
 
 
+def _held_lock(client: redis.Redis, lane: str) -> Lock:
+    """The lane's feeder lock, taken by another process (this test)."""
+    holder: Lock = client.lock(feeder_lock_key(lane), timeout=10, blocking=False)
+    assert holder.acquire()
+    return holder
+
+
 def _before_the_first_release(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run ``action`` once, inside the holder's last moment: after its last look, lock held."""
     original = Lock.release
@@ -82,8 +89,7 @@ def test_a_feeder_that_finds_the_lock_taken_and_then_free_feeds_itself(
     client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = _count_feeds(monkeypatch)
-    holder = client.lock(feeder_lock_key("low"), timeout=10, blocking=False)
-    assert holder.acquire()
+    holder = _held_lock(client, "low")
     # Given the holder releasing right after the second feeder's first try
     original = Lock.acquire
     tries: list[int] = []
@@ -107,8 +113,7 @@ def test_a_feeder_that_finds_the_lock_held_leaves_its_request_for_the_holder(
     client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = _count_feeds(monkeypatch)
-    holder = client.lock(feeder_lock_key("high"), timeout=10, blocking=False)
-    assert holder.acquire()
+    _held_lock(client, "high")
 
     assert feeder.feed("high") == 0
     assert feeds == [] and client.get(feeder_again_key("high")) == b"1"
