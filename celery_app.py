@@ -110,7 +110,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.batch_task_soft_time_limit,
         task_time_limit=settings.batch_task_time_limit,
-        worker_max_tasks_per_child=settings.celery_worker_max_tasks_per_child,
+        # 0 is "never" here, None to Celery: see bench/recycling.py for what a
+        # replacement costs the message fetched while it happens.
+        worker_max_tasks_per_child=settings.celery_worker_max_tasks_per_child or None,
         worker_max_memory_per_child=settings.celery_worker_max_memory_per_child,
         # Results nobody reads cost memory and pub/sub traffic; tasks that answer
         # callers (get_batch_status) opt back in.

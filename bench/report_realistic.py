@@ -33,7 +33,7 @@ _ROWS: tuple[tuple[str, str], ...] = (
     ("worker RSS MB, sum of processes (peak)", "worker_rss_total_peak_mb"),
     ("worker RSS MB, main process (peak)", "worker_rss_main_peak_mb"),
     ("worker RSS MB, largest pool process (peak)", "worker_rss_pool_process_peak_mb"),
-    ("pool processes seen (recycled after 50 tasks)", "worker_pool_processes_seen"),
+    ("pool processes seen (replaced: memory limit, task count)", "worker_pool_processes_seen"),
     ("worker CPU, % of all cores", "worker_cpu_percent_of_machine"),
     ("machine CPU busy % (everything, others' load too)", "machine_cpu_percent"),
     ("load average (1 min) at start / end", "load"),

@@ -83,7 +83,6 @@ DESCRIPTIONS: dict[str, str] = {
         "How long a delivery's idempotency key and receipt are remembered in"
         " `idempotency_keys`; sweeps delete expired rows"
     ),
-    "celery_worker_max_tasks_per_child": "A pool process is replaced after this many tasks",
     "celery_worker_max_memory_per_child": (
         "KiB. A pool process that has grown past this is replaced after its task. A"
         " process forked from the worker starts at about the parent's RSS (the language"

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from celery_app import IO_LANES, LANES, MAINTENANCE_QUEUE, RECOVERY_QUEUE, app, route_task
+from celery_app import (
+    IO_LANES,
+    LANES,
+    MAINTENANCE_QUEUE,
+    RECOVERY_QUEUE,
+    app,
+    celery_config,
+    route_task,
+)
 from cli.workers import ALL_LANES, queues_for
 from pipeline.chunk import InvalidChunkMessage
+from pipeline.settings import Settings
 from pipeline.stage_registry import STAGES
 
 
@@ -37,3 +46,17 @@ def test_a_malformed_chunk_message_is_refused_before_it_is_published() -> None:
 @pytest.mark.parametrize("name", ["batchline.get_batch_status", "batchline.maintenance.sweep"])
 def test_quick_answers_and_housekeeping_go_to_maintenance(name: str) -> None:
     assert route_task(name, (), {}, {}) == {"queue": MAINTENANCE_QUEUE}
+
+
+@pytest.mark.parametrize(("configured", "celery_sees"), [(0, None), (1, 1), (50, 50)])
+def test_max_tasks_per_child_0_means_a_process_is_never_replaced_for_its_count(
+    configured: int, celery_sees: int | None
+) -> None:
+    settings = Settings(celery_worker_max_tasks_per_child=configured)
+    assert celery_config(settings)["worker_max_tasks_per_child"] == celery_sees
+
+
+def test_by_default_processes_are_replaced_for_memory_only() -> None:
+    # A replacement strands the message fetched meanwhile (bench/recycling.py).
+    assert app.conf.worker_max_tasks_per_child is None
+    assert app.conf.worker_max_memory_per_child == 400_000

@@ -40,7 +40,7 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ("batch_max_items", 100_000),
         ("batch_metrics_ttl_days", 7),
         ("batch_cache_warm_threshold", 5),
-        ("celery_worker_max_tasks_per_child", 50),
+        ("celery_worker_max_tasks_per_child", 0),
         ("celery_worker_max_memory_per_child", 400_000),
         ("batch_default_priority", "normal"),
         ("redis_prefix_batch", "batch:"),
