@@ -174,6 +174,8 @@ class ChunkRun:
     unslotted: list[int] = field(default_factory=list)
     #: items not started because a higher lane's work waited (``tasks.yielding``)
     yielded: list[int] = field(default_factory=list)
+    #: whether a higher lane's message waits for this worker (``tasks.yielding``)
+    higher: HigherWorkWatch | None = None
     #: some item held (and gave back) a slot, so waiting work may fit now
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
@@ -203,7 +205,9 @@ class ChunkRun:
         that ends refills) may count the same one: the later chunk finds it taken.
         Waiting a moment for the next call to end keeps that slot busy without a
         round trip through the ledger and the queue. Its threads are cheap; a
-        CPU-bound stage would hold a process, so it never waits.
+        CPU-bound stage would hold a process, so it never waits. A waiting item of a
+        lower lane gives way once higher-lane work waits for this worker
+        (``tasks.yielding``): it is noted among ``yielded`` and False is returned.
         """
         if not self._take(user):
             return False
@@ -229,8 +233,29 @@ class ChunkRun:
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
         seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
+        higher = self._higher()
+        gave_way = False
+
+        def attempt_or_give_way() -> bool:
+            # Higher-lane work waiting for this worker: stop waiting, so that this
+            # chunk ends with its calls under way and its thread takes that work.
+            nonlocal gave_way
+            gave_way = higher.waiting()
+            return gave_way or attempt()
+
         with waiting(client, lane, claim, seconds):
-            return poll_until(attempt, seconds, tried=True)  # it just failed above
+            took = poll_until(attempt_or_give_way, seconds, tried=True)  # it just failed
+        if gave_way:
+            with self._lock:
+                self.yielded.append(user.item_id)
+            return False
+        return took
+
+    def _higher(self) -> HigherWorkWatch:
+        with self._lock:
+            if self.higher is None:
+                self.higher = HigherWorkWatch(self.message.priority)
+            return self.higher
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -242,9 +267,14 @@ class ChunkRun:
         return True
 
     def no_slot(self, item_id: int) -> None:
-        """Note that ``item_id`` found no free slot: it goes back to the pool."""
+        """Note that ``item_id`` found no free slot: it goes back to the pool.
+
+        An item that gave way to higher-lane work is already among ``yielded``:
+        it goes back the same way but is no slot deferral in the chunk's report.
+        """
         with self._lock:
-            self.unslotted.append(item_id)
+            if item_id not in self.yielded:
+                self.unslotted.append(item_id)
 
     def calling(self, user: SlotUser, under_way: bool) -> None:
         """Note that ``user``'s call started (True) or ended (False)."""
@@ -337,6 +367,13 @@ def _outcomes(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
 
 
 def _run_concurrently(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
+    outcomes = _run_in_threads(run, claimed)
+    if run.yielded:
+        log.info("chunk.yielded", stage=run.stage.name, items=len(claimed), left=len(run.yielded))
+    return outcomes
+
+
+def _run_in_threads(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
     settings = get_settings()
     soft, hard = settings.batch_task_soft_time_limit, settings.batch_task_time_limit
     return run_concurrently(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import fakeredis
 import pytest
 import redis
@@ -67,3 +69,33 @@ def test_a_redis_error_lets_the_chunk_go_on(client, monkeypatch) -> None:
     monkeypatch.setattr(client, "pipeline", broken)
 
     assert not HigherWorkWatch("low", client).waiting()
+
+
+def test_once_seen_higher_work_stays_seen_for_the_rest_of_the_chunk(client, monkeypatch) -> None:
+    # Every item still waiting for a slot gives way, not only the one that looked.
+    watch = HigherWorkWatch("low", client)
+    client.rpush(LANES["high"], "preflight-chunk")
+    assert watch.waiting()
+
+    client.delete(LANES["high"])  # the other process took it meanwhile
+    monkeypatch.setattr(yielding, "CHECK_INTERVAL_S", 3600.0)
+    assert watch.waiting()
+
+
+def test_threads_asking_at_once_share_one_look(client, monkeypatch) -> None:
+    looks: list[int] = []
+
+    def look(_self: HigherWorkWatch) -> bool:
+        looks.append(1)
+        return False
+
+    monkeypatch.setattr(HigherWorkWatch, "_look", look)
+    monkeypatch.setattr(yielding, "CHECK_INTERVAL_S", 3600.0)
+    watch = HigherWorkWatch("low", client)
+    watch._next_check = 0.0  # the first look is due now
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: watch.waiting(), range(32)))
+
+    assert answers == [False] * 32
+    assert looks == [1]
