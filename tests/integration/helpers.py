@@ -19,6 +19,7 @@ from ledger.catalog import upsert_catalog
 from ledger.db import transaction
 from ledger.models import Batch, DeliveryReceipt, Event, Item, StageOutput
 from pipeline.catalog import Catalog, PublisherProfile
+from pipeline.settings import get_settings
 
 
 def make_orders(count: int, tag: str) -> list[dict[str, Any]]:
@@ -50,7 +51,54 @@ def wait_for_final(
         if len(done) == len(batch_ids):
             return done
         time.sleep(0.2)
-    raise TimeoutError(f"batches not finalized after {timeout}s: {set(batch_ids) - set(done)}")
+    left = sorted(set(batch_ids) - set(done))
+    raise TimeoutError(f"batches not finalized after {timeout}s: {left}\n{stall_report(left)}")
+
+
+def stall_report(batch_ids: Sequence[str]) -> str:
+    """Where the items of unfinished batches are, and what every Redis database queues.
+
+    For a test that times out waiting: the ledger's view (state, queued, leased, by
+    count) and each database's non-empty queues and unacknowledged messages, so a
+    message lost, stolen or never sent shows in the failure itself.
+    """
+    with transaction() as session:
+        rows = session.execute(
+            select(
+                Item.batch_id,
+                Item.state,
+                Item.queued_at.is_not(None),
+                Item.lease_owner,
+                func.count(),
+            )
+            .where(Item.batch_id.in_(batch_ids))
+            .group_by(Item.batch_id, Item.state, Item.queued_at.is_not(None), Item.lease_owner)
+        ).all()
+    ledger = [f"{b} {state} queued={q} lease={owner} x{n}" for b, state, q, owner, n in rows]
+    return "ledger: " + "; ".join(ledger) + "\nredis: " + _redis_queues()
+
+
+def _redis_queues() -> str:
+    import redis
+
+    from bench.services import redis_url_with_db
+
+    url = get_settings().redis_url
+    if url is None:
+        return "no REDIS_URL"
+    found = []
+    for db in range(16):
+        # A db= keyword would lose to the URL's own database: redis-py lets the URL win.
+        client = redis.Redis.from_url(redis_url_with_db(url, db), decode_responses=True)
+        try:
+            for key in client.scan_iter("batch.*", count=1000):
+                if client.type(key) == "list":
+                    found.append(f"db{db} {key!r}={client.llen(key)}")
+            if unacked := client.hlen("unacked"):
+                found.append(f"db{db} unacked={unacked}")
+        finally:
+            client.close()
+    return ", ".join(found) or "every queue empty"
 
 
 def ledger_counts() -> dict[str, int]:
