@@ -174,8 +174,6 @@ class ChunkRun:
     unslotted: list[int] = field(default_factory=list)
     #: items not started because a higher lane's work waited (``tasks.yielding``)
     yielded: list[int] = field(default_factory=list)
-    #: whether a higher lane's message waits for this worker (``tasks.yielding``)
-    higher: HigherWorkWatch | None = None
     #: some item held (and gave back) a slot, so waiting work may fit now
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
@@ -190,6 +188,11 @@ class ChunkRun:
     #: holders whose call is under way: their own thread gives their slots back
     _calling: set[SlotUser] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        #: whether a higher lane's message waits for this worker (``tasks.yielding``):
+        #: one watch per chunk, asked between items or by items waiting for slots
+        self.higher = HigherWorkWatch(self.message.priority)
 
     @property
     def stage(self) -> Stage:
@@ -233,7 +236,7 @@ class ChunkRun:
         settings = get_settings()
         left = settings.batch_task_soft_time_limit - (time.monotonic() - self.began)
         seconds = max(0.0, min(settings.batch_slot_wait_seconds, left / 2))
-        higher = self._higher()
+        higher = self.higher
         gave_way = False
 
         def attempt_or_give_way() -> bool:
@@ -250,12 +253,6 @@ class ChunkRun:
                 self.yielded.append(user.item_id)
             return False
         return took
-
-    def _higher(self) -> HigherWorkWatch:
-        with self._lock:
-            if self.higher is None:
-                self.higher = HigherWorkWatch(self.message.priority)
-            return self.higher
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -394,9 +391,8 @@ def _run_in_threads(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutco
 
 def _run_in_turn(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:
     outcomes: list[ItemOutcome] = []
-    higher = HigherWorkWatch(run.message.priority)
     for index, item in enumerate(claimed):
-        if index and higher.waiting():
+        if index and run.higher.waiting():
             run.yielded = [i.item_id for i in claimed[index:]]
             log.info("chunk.yielded", stage=run.stage.name, ran=index, left=len(run.yielded))
             break
