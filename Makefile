@@ -13,6 +13,9 @@ ORDERS ?= 200
 DEMO_ARGS ?=
 # --durations: every run (CI included) prints where its time went.
 PYTEST_ARGS ?= --durations=30
+# Two pytest processes, a module to each in turn (the suite mostly waits on worker
+# processes); one when REDIS_URL names a server they would have to share.
+TEST_PROCESSES ?= $(if $(REDIS_URL),0,2)
 
 .PHONY: demo test chaos bench bench-full lint format install lock clean
 
@@ -39,7 +42,7 @@ demo: $(STAMP) ## run the sample batches end to end (embedded servers unless RED
 	$(VENV)/bin/batchline demo --orders $(ORDERS) $(DEMO_ARGS)
 
 test: $(STAMP) ## unit, integration and e2e tests against real servers and worker processes
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 chaos: $(STAMP) ## the full chaos suite (2,000 orders, 5 kills); figures in var/chaos-report.json
 	$(PY) -m pytest tests/chaos --chaos-scale=full --chaos-report=var/chaos-report.json -v

@@ -8,14 +8,19 @@ root and apt-get; without either the test is skipped and says why.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 #: apt-get's own limit; a package list and one package download take well under it.
 APT_TIMEOUT_S = 900
+#: Held while installing: ``make test``'s two pytest processes may both need a package,
+#: and a second apt-get would fail on dpkg's lock (and skip its test) instead of waiting.
+_APT_LOCK = Path("/tmp/batchline-tests-apt.lock")
 
 
 def debian_binary(binary: str, package: str) -> str:
@@ -25,6 +30,15 @@ def debian_binary(binary: str, package: str) -> str:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip(f"{binary} is not installed, and installing {package} needs root and apt-get")
+    with _APT_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The other process may have installed it while this one waited.
+        if not shutil.which(binary):
+            _apt_install(package)
+    return shutil.which(binary) or pytest.skip(f"apt-get installed no {binary} binary")
+
+
+def _apt_install(package: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
     for command in (["apt-get", "update", "-qq"], install):
@@ -33,4 +47,3 @@ def debian_binary(binary: str, package: str) -> str:
         )
         if done.returncode != 0:
             pytest.skip(f"apt-get could not install {package}: {done.stderr.strip()[-300:]}")
-    return shutil.which(binary) or pytest.skip(f"apt-get installed no {binary} binary")
