@@ -32,9 +32,9 @@ _BATCHES = text(
 # The first order of each batch is delivered, the rest wait in the pool.
 _ITEMS = text(
     """
-    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain, document,
+    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain,
                        lane, state, attempts)
-    SELECT b.id, p, 'o' || p, 'cust-1', 'blog.example.com', '{}', b.priority,
+    SELECT b.id, p, 'o' || p, 'cust-1', 'blog.example.com', b.priority,
            CASE p WHEN 0 THEN 'DELIVERED' ELSE 'PENDING' END, 0
     FROM batches b CROSS JOIN generate_series(0, :orders - 1) AS p WHERE b.id LIKE :tag || '-%'
     """

@@ -49,12 +49,11 @@ _BATCHES_SQL = text(
 
 _ITEMS_SQL = text(
     """
-    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain, document,
+    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain,
                        state, lane, score, fair_rank, queued_at, lease_owner, lease_expires_at,
                        created_at, updated_at, attempts)
     SELECT CAST(:prefix AS text) || (n % :batches), n / :batches,
            CAST(:prefix AS text) || 'o' || n, 'c' || (n % 500), 'p' || (n % 800) || '.example',
-           '{}',
            CASE WHEN CAST(:open AS boolean)
                 THEN (ARRAY['PENDING','PENDING','PENDING','WRITING','QC'])[1 + n % 5]
                 ELSE 'DELIVERED' END,

@@ -61,15 +61,20 @@ def _first_chunk_ms(batch_id: str, results: Any) -> None:
     from ledger.db import transaction
     from ledger.items import ClaimedItem
     from ledger.models import Item
+    from ledger.models import OrderDocument as StoredDocument
     from pipeline.manifest import OrderDocument
     from tasks.handlers import StageContext, handle_preflight
     from tasks.preparers import prepare_preflight
 
     with transaction() as session:
-        rows = session.scalars(
-            select(Item).where(Item.batch_id == batch_id).order_by(Item.id).limit(CHUNK)
+        rows = session.execute(
+            select(Item.id, StoredDocument.document)
+            .join(StoredDocument, StoredDocument.item_id == Item.id)
+            .where(Item.batch_id == batch_id)
+            .order_by(Item.id)
+            .limit(CHUNK)
         ).all()
-        items = [ClaimedItem(row.id, dict(row.document), 0) for row in rows]
+        items = [ClaimedItem(item_id, dict(document), 0) for item_id, document in rows]
     from ledger.db import dispose_engine
 
     dispose_engine()  # start the timed part with no open connection, as a new worker does

@@ -5,7 +5,6 @@ The caller owns the transaction: every function takes ``session`` and never comm
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger.catalog import customer_tiers
+from ledger.documents import store_documents
 from ledger.models import Batch, Event, Item
 from ledger.targets import record_batch_targets
 from pipeline.manifest import Submission
@@ -84,7 +84,7 @@ def insert_batch(
             order.order_id,
             order.customer_id,
             order.publisher_domain,
-            json.dumps(order.to_json()),
+            order.deadline,
             submission.priority,
             calculate_priority(
                 order, tier=tiers.get(order.customer_id), waiting_since=now, now=now
@@ -96,14 +96,16 @@ def insert_batch(
         for position, order in enumerate(orders)
     )
     _copy_items(session, rows)
+    query = select(Item.id).where(Item.batch_id == batch_id).order_by(Item.position)
+    item_ids = [int(item_id) for item_id in session.scalars(query)]
+    store_documents(session, zip(item_ids, (order.to_json() for order in orders), strict=True))
     record_batch_targets(session, batch_id)
     add_event(session, batch_id=batch_id, kind="submitted", data={"items": len(orders)})
-    query = select(Item.id).where(Item.batch_id == batch_id).order_by(Item.position)
-    return [int(item_id) for item_id in session.scalars(query)]
+    return item_ids
 
 
 _ITEM_COLUMNS = (
-    "batch_id, position, order_id, customer_id, publisher_domain, document, lane, score,"
+    "batch_id, position, order_id, customer_id, publisher_domain, deadline, lane, score,"
     " fair_rank, state, attempts"
 )
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ledger.models import Customer, Item, OrderTarget, Publisher
+from ledger.models import Customer, Item, OrderDocument, OrderTarget, Publisher
 from pipeline.catalog import Catalog, CustomerProfile, CustomerTier, PublisherProfile
 from pipeline.errors import DataError
 from pipeline.history import PastOrder
@@ -146,12 +146,12 @@ def recent_orders(
     result to those targets (all preflight needs: duplicates and anchor profiles
     are per target), so a chunk reads a handful of rows however long the
     customers' history is. One query, ordered by item id: the insert-only
-    ``order_targets`` finds the orders (:mod:`ledger.targets`), their items say
-    the rest.
+    ``order_targets`` finds the orders (:mod:`ledger.targets`), their items and
+    documents say the rest.
     """
     if not customer_ids:
         return []
-    document = Item.document
+    document = OrderDocument.document
     query = (
         select(
             Item.id,
@@ -166,6 +166,7 @@ def recent_orders(
         )
         .select_from(OrderTarget)
         .join(Item, Item.id == OrderTarget.item_id)
+        .join(OrderDocument, OrderDocument.item_id == OrderTarget.item_id)
         .where(
             OrderTarget.customer_id.in_(list(customer_ids)),
             OrderTarget.created_at >= since,

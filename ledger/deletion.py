@@ -1,8 +1,9 @@
 """Delete a finalized batch in bounded steps: outputs and orders go, receipts stay.
 
 Each :func:`delete_items_step` removes at most ``limit`` orders with their stage
-outputs and their targets (:mod:`ledger.targets`), so no transaction holds many
-locks for long and an interrupted delete is continued by the next call. The
+outputs, targets (:mod:`ledger.targets`) and documents (:mod:`ledger.documents`),
+so no transaction holds many locks for long and an interrupted delete is continued
+by the next call. The
 delivery receipts and the idempotency keys are not touched: with the lineage's
 root batch id and the order id they make the delivery key, so the same orders
 submitted again under the same batch id (or its recovery lineage) find the earlier
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from ledger.documents import forget_item_documents
 from ledger.models import Batch, DeliveryReceipt
 from ledger.targets import forget_item_targets
 
@@ -62,6 +64,7 @@ def delete_items_step(session: Session, batch_id: str, limit: int) -> tuple[int,
         return 0, 0
     outputs = session.execute(_DELETE_OUTPUTS, {"ids": ids}).rowcount  # type: ignore[attr-defined]
     forget_item_targets(session, ids)
+    forget_item_documents(session, ids)
     session.execute(_DELETE_ITEMS, {"ids": ids})
     return len(ids), int(outputs)
 

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ledger.batches import add_event
+from ledger.documents import copy_recovered_documents
 from ledger.models import Batch
 from ledger.targets import record_item_targets
 from pipeline.recovery import FailedItem, Pick
@@ -160,9 +161,9 @@ def insert_recovery_batch(
 
 _INSERT_ITEMS = text(
     """
-    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain, document,
+    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain, deadline,
                        state, attempts, lane, score, fair_rank, origin_item_id, recovers_item_id)
-    SELECT :batch_id, p.ord - 1, i.order_id, i.customer_id, i.publisher_domain, i.document,
+    SELECT :batch_id, p.ord - 1, i.order_id, i.customer_id, i.publisher_domain, i.deadline,
            p.state, 0, :lane, i.score, i.fair_rank, coalesce(i.origin_item_id, i.id), i.id
     FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[])) WITH ORDINALITY
          AS p(item_id, state, ord)
@@ -189,6 +190,7 @@ def insert_recovery_items(
         "states": [p.state.value for p in picks],
     }
     inserted = [int(item_id) for (item_id,) in session.execute(_INSERT_ITEMS, params)]
+    copy_recovered_documents(session, inserted)
     record_item_targets(session, inserted)
     return len(inserted)
 

@@ -170,7 +170,9 @@ class Item(Base):
     order_id: Mapped[str] = mapped_column(String(128), nullable=False)
     customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
     publisher_domain: Mapped[str] = mapped_column(String(253), nullable=False)
-    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    #: the order's deadline, copied so the sweeper's score refresh reads it from the
+    #: row it scores; the order itself is in ``order_documents`` (migration 0019)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="PENDING")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     error_class: Mapped[str | None] = mapped_column(String(64))
@@ -253,6 +255,22 @@ class OrderTarget(Base):
     target_url: Mapped[str | None] = mapped_column(Text)
     #: the item's ``created_at``
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class OrderDocument(Base):
+    """An item's order as submitted: the JSON every stage validates and reads.
+
+    Insert-only but for retention's pruning of the free-form metadata
+    (:mod:`ledger.documents`): kept out of ``items``, whose every state change
+    writes a new row version, so an order's JSON is written once instead of with
+    each of its nine updates. No foreign key, for the reason ``order_targets`` has none.
+    """
+
+    __tablename__ = "order_documents"
+
+    #: the item's id: monotonic, so the primary key only ever appends
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
 
 
 class DeliveryReceipt(Base):

@@ -307,10 +307,9 @@ _REFRESH_SCORES = text(
         SELECT i2.id, GREATEST(1, :base
             + CASE c.tier WHEN 'premium' THEN :premium WHEN 'standard' THEN :standard ELSE 0 END
             + CASE
-                WHEN i2.document->>'deadline' IS NULL THEN 0
-                WHEN (i2.document->>'deadline')::timestamptz - now() < interval '24 hours'
-                    THEN :urgent
-                WHEN (i2.document->>'deadline')::timestamptz - now() < interval '72 hours'
+                WHEN i2.deadline IS NULL THEN 0
+                WHEN i2.deadline - now() < interval '24 hours' THEN :urgent
+                WHEN i2.deadline - now() < interval '72 hours'
                     THEN :soon
                 ELSE 0 END
             + floor(GREATEST(extract(epoch FROM now() - i2.created_at), 0) / 3600.0

@@ -40,16 +40,18 @@ _PRUNE_RECEIVED = text(
     f"""
     WITH doomed AS (
         SELECT i.id FROM items i JOIN batches b ON b.id = i.batch_id
+        JOIN order_documents d ON d.item_id = i.id
         WHERE i.id > :after AND i.created_at < :cutoff
           AND {_TERMINAL} AND b.finalized_at IS NOT NULL
-          AND i.document->'metadata' IS NOT NULL AND i.document->'metadata' <> '{{}}'::jsonb
-          AND NOT (i.document->'metadata' @> '{{"pruned": true}}')
+          AND d.document->'metadata' IS NOT NULL AND d.document->'metadata' <> '{{}}'::jsonb
+          AND NOT (d.document->'metadata' @> '{{"pruned": true}}')
         ORDER BY i.id LIMIT :limit
-        FOR UPDATE OF i SKIP LOCKED
+        FOR UPDATE OF d SKIP LOCKED
     )
-    UPDATE items i SET document = jsonb_set(i.document, '{{metadata}}', CAST(:tombstone AS jsonb))
-    FROM doomed WHERE i.id = doomed.id
-    RETURNING i.id
+    UPDATE order_documents d
+    SET document = jsonb_set(d.document, '{{metadata}}', CAST(:tombstone AS jsonb))
+    FROM doomed WHERE d.item_id = doomed.id
+    RETURNING d.item_id
     """
 )
 

@@ -17,21 +17,24 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# Copied from the stored items themselves, so the table says exactly what the items
-# do (the same text of the target, the same created_at) whatever path inserted them.
+# Copied from the stored items and their documents (:mod:`ledger.documents`, stored
+# first), so the table says exactly what they do (the same text of the target, the
+# same created_at) whatever path inserted them.
 _RECORD_BATCH = text(
     """
     INSERT INTO order_targets (item_id, customer_id, target_url, created_at)
-    SELECT id, customer_id, document ->> 'target_url', created_at FROM items
-    WHERE batch_id = :batch_id
+    SELECT i.id, i.customer_id, d.document ->> 'target_url', i.created_at
+    FROM items i JOIN order_documents d ON d.item_id = i.id
+    WHERE i.batch_id = :batch_id
     ON CONFLICT (item_id) DO NOTHING
     """
 )
 _RECORD_ITEMS = text(
     """
     INSERT INTO order_targets (item_id, customer_id, target_url, created_at)
-    SELECT id, customer_id, document ->> 'target_url', created_at FROM items
-    WHERE id = ANY(:ids)
+    SELECT i.id, i.customer_id, d.document ->> 'target_url', i.created_at
+    FROM items i JOIN order_documents d ON d.item_id = i.id
+    WHERE i.id = ANY(:ids)
     ON CONFLICT (item_id) DO NOTHING
     """
 )

@@ -4,7 +4,7 @@
 kind           what it is in batchline                      default
 =============  ===========================================  ===============
 ``received``   the order's free-form ``metadata`` as the    30 days
-               customer sent it (``items.document``); the
+               customer sent it (``order_documents``); the
                identifying fields (customer, target, anchor,
                publisher, language, topic, deadline) stay:
                QC reports, receipts and preflight's history

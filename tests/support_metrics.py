@@ -103,10 +103,10 @@ _ITEMS: Final = [
 
 _ITEM = text(
     """
-    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain, document,
+    INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain,
                        state, lane, attempts, error_class, queued_at, lease_owner,
                        lease_expires_at, created_at, updated_at)
-    VALUES (:batch, :position, :order_id, 'c1', 'p.example', '{}', :state, :lane, 0,
+    VALUES (:batch, :position, :order_id, 'c1', 'p.example', :state, :lane, 0,
             :error_class, CASE WHEN :queued THEN now() END,
             CASE WHEN :leased THEN 'test@worker' END,
             CASE WHEN :leased THEN now() + interval '10 minutes' END,

@@ -33,12 +33,13 @@ from tests.conftest import _drop_database, _fresh_database
 
 pytestmark = pytest.mark.integration
 
-#: preflight's look-up as migration 0006 served it, straight from ``items``.
+#: preflight's look-up as migration 0006 served it, straight from ``items`` (whose
+#: document is in ``order_documents`` since 0019).
 _REFERENCE = text(
     """
     SELECT id, customer_id, document ->> 'target_url', publisher_domain,
            document ->> 'anchor_text', document ->> 'topic', created_at, batch_id, order_id
-    FROM items
+    FROM items JOIN order_documents ON item_id = id
     WHERE customer_id = ANY(:customers) AND created_at >= :since
       AND state NOT IN ('FAILED', 'CANCELLED')
       AND (CAST(:targets AS text[]) IS NULL

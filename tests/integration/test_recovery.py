@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.catalog import upsert_catalog
 from ledger.db import transaction
-from ledger.models import Batch, Event, Item, StageOutput
+from ledger.models import Batch, Event, Item, OrderDocument, StageOutput
 from metrics.keys import publisher_cache_key
 from pipeline.catalog import Catalog, PublisherProfile
 from pipeline.recovery import RecoveryRefused
@@ -284,17 +284,17 @@ def _finished_batch(*, finalized: bool = True) -> str:
             )
         )
         session.flush()
-        session.add(
-            Item(
-                batch_id=batch_id,
-                position=0,
-                order_id="only",
-                customer_id="acme-outdoor",
-                publisher_domain=DOMAIN,
-                document=document,
-                state="FAILED",
-            )
+        item = Item(
+            batch_id=batch_id,
+            position=0,
+            order_id="only",
+            customer_id="acme-outdoor",
+            publisher_domain=DOMAIN,
+            state="FAILED",
         )
+        session.add(item)
+        session.flush()
+        session.add(OrderDocument(item_id=item.id, document=document))
     return batch_id
 
 

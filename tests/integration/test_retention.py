@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from ledger.db import transaction
-from ledger.models import Batch, Event, Item, StageOutput
+from ledger.models import Batch, Event, Item, OrderDocument, StageOutput
 from ledger.reports import order_journey
 from pipeline.retention import is_pruned
 
@@ -53,12 +53,12 @@ def _batch(finalized: bool, state: str, outputs_at: datetime, orders: int = 3) -
                     order_id=f"o{n}",
                     customer_id="c",
                     publisher_domain="p.example",
-                    document=document,
                     state=state,
                     created_at=outputs_at,
                 )
                 .returning(Item.id)
             )
+            session.add(OrderDocument(item_id=item_id, document=document))
             for stage, ok in (("preflight", True), ("writing", True), ("qc", True), ("qc", False)):
                 session.execute(
                     insert(StageOutput).values(
@@ -86,7 +86,11 @@ def _outputs(batch_id: str) -> list[tuple[str, bool, dict[str, Any]]]:
 def _metadata(batch_id: str) -> list[Any]:
     with transaction() as session:
         return list(
-            session.scalars(select(Item.document["metadata"]).where(Item.batch_id == batch_id))
+            session.scalars(
+                select(OrderDocument.document["metadata"])
+                .join(Item, Item.id == OrderDocument.item_id)
+                .where(Item.batch_id == batch_id)
+            )
         )
 
 

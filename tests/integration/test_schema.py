@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from psycopg.types.json import Jsonb
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -105,6 +107,66 @@ def test_migrations_0016_and_0017_split_the_pool_index_by_kind_and_downgrade(
         assert _index_predicate(url, "uq_items_recovers_item_id") is None
     finally:
         _drop_database(service_env["DATABASE_URL"], name)
+
+
+def test_migration_0019_moves_each_order_to_order_documents_and_back(
+    service_env: dict[str, str],
+) -> None:
+    # Given a ledger at 0018 with an order that has a deadline and one that has none
+    url, name = _fresh_database(service_env["DATABASE_URL"])
+    with_deadline = {"order_id": "o1", "deadline": "2026-12-03T10:00:00+00:00"}
+    without = {"order_id": "o2", "metadata": {"note": "raw"}}
+    try:
+        upgrade(url, "0018")
+        with psycopg.connect(url) as connection:
+            connection.execute(
+                "INSERT INTO batches (id, project_uuid, priority, status, options,"
+                " manifest_sha256, total_items)"
+                " VALUES ('b', 'p', 'normal', 'RUNNING', '{}', 'x', 2)"
+            )
+            connection.execute(
+                "INSERT INTO items (batch_id, position, order_id, customer_id, publisher_domain,"
+                " document, state, attempts) VALUES ('b', 0, 'o1', 'c', 'p', %s, 'PENDING', 0),"
+                " ('b', 1, 'o2', 'c', 'p', %s, 'FAILED', 0)",
+                [Jsonb(with_deadline), Jsonb(without)],
+            )
+
+        # When it is migrated to 0019, then each document is in order_documents, the
+        # deadline on its item, and items keeps no copy
+        upgrade(url, "0019")
+        query = (
+            "SELECT i.order_id, i.deadline, d.document FROM items i"
+            " JOIN order_documents d ON d.item_id = i.id ORDER BY i.id"
+        )
+        with psycopg.connect(url) as connection:
+            rows = connection.execute(query).fetchall()
+            columns = _columns(connection, "items")
+        deadline = datetime(2026, 12, 3, 10, tzinfo=UTC)
+        assert rows == [("o1", deadline, with_deadline), ("o2", None, without)]
+        assert "document" not in columns and "deadline" in columns
+
+        # When it is downgraded, then items hold their documents again
+        command.downgrade(alembic_config(url), "0018")
+        with psycopg.connect(url) as connection:
+            back = connection.execute("SELECT document FROM items ORDER BY id").fetchall()
+            assert "deadline" not in _columns(connection, "items")
+        assert back == [(with_deadline,), (without,)]
+        assert "order_documents" not in _tables(url)
+    finally:
+        _drop_database(service_env["DATABASE_URL"], name)
+
+
+def _columns(connection: psycopg.Connection[Any], table: str) -> set[str]:
+    rows = connection.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s", [table]
+    )
+    return {str(row[0]) for row in rows}
+
+
+def _tables(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {str(row[0]) for row in rows}
 
 
 def _indexes(database_url: str) -> set[str]:

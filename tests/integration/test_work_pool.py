@@ -80,7 +80,10 @@ def test_sql_scores_agree_with_calculate_priority(rolled_back: Session) -> None:
 
     # Then every score is what the Python formula says at the database's now
     rows = rolled_back.execute(
-        text("SELECT document, created_at, score, now() FROM items WHERE batch_id = :b"),
+        text(
+            "SELECT d.document, i.created_at, i.score, now() FROM items i"
+            " JOIN order_documents d ON d.item_id = i.id WHERE i.batch_id = :b"
+        ),
         {"b": batch_id},
     ).all()
     tiers = customer_tiers(rolled_back, {row[0]["customer_id"] for row in rows})
