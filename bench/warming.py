@@ -60,8 +60,7 @@ def _first_chunk_ms(batch_id: str, results: Any) -> None:
     """In a fresh interpreter: time the preparer and the handler of the batch's first chunk."""
     from ledger.db import transaction
     from ledger.items import ClaimedItem
-    from ledger.models import Item
-    from ledger.models import OrderDocument as StoredDocument
+    from ledger.models import Item, StoredDocument
     from pipeline.manifest import OrderDocument
     from tasks.handlers import StageContext, handle_preflight
     from tasks.preparers import prepare_preflight

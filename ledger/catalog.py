@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ledger.models import Customer, Item, OrderDocument, OrderTarget, Publisher
+from ledger.models import Customer, Item, OrderTarget, Publisher, StoredDocument
 from pipeline.catalog import Catalog, CustomerProfile, CustomerTier, PublisherProfile
 from pipeline.errors import DataError
 from pipeline.history import PastOrder
@@ -151,7 +151,7 @@ def recent_orders(
     """
     if not customer_ids:
         return []
-    document = OrderDocument.document
+    document = StoredDocument.document
     query = (
         select(
             Item.id,
@@ -166,7 +166,7 @@ def recent_orders(
         )
         .select_from(OrderTarget)
         .join(Item, Item.id == OrderTarget.item_id)
-        .join(OrderDocument, OrderDocument.item_id == OrderTarget.item_id)
+        .join(StoredDocument, StoredDocument.item_id == OrderTarget.item_id)
         .where(
             OrderTarget.customer_id.in_(list(customer_ids)),
             OrderTarget.created_at >= since,

@@ -12,7 +12,7 @@ process holds what.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -120,3 +120,15 @@ def transaction() -> Iterator[Session]:
                 text("SELECT set_config('lock_timeout', :limit, true)"), {"limit": f"{limit}ms"}
             )
         yield session
+
+
+def copy_rows(session: Session, target: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Bulk-load ``rows`` into ``target`` (``"table (col, …)"``) with ``COPY``: one round trip.
+
+    Inside the session's transaction, so a failed load leaves nothing behind.
+    """
+    connection = session.connection().connection.driver_connection
+    statement = f"COPY {target} FROM STDIN"
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)

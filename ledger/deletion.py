@@ -3,11 +3,10 @@
 Each :func:`delete_items_step` removes at most ``limit`` orders with their stage
 outputs, targets (:mod:`ledger.targets`) and documents (:mod:`ledger.documents`),
 so no transaction holds many locks for long and an interrupted delete is continued
-by the next call. The
-delivery receipts and the idempotency keys are not touched: with the lineage's
-root batch id and the order id they make the delivery key, so the same orders
-submitted again under the same batch id (or its recovery lineage) find the earlier
-publish and are not published twice. The caller owns the transaction.
+by the next call. The delivery receipts and the idempotency keys are not touched:
+with the lineage's root batch id and the order id they make the delivery key, so the
+same orders submitted again under the same batch id (or its recovery lineage) find
+the earlier publish and are not published twice. The caller owns the transaction.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from ledger.db import copy_rows
+
 # A recovery item's order is its failed item's: copied by the id it recovers.
 _COPY_RECOVERED = text(
     """
@@ -30,11 +32,8 @@ _FORGET = text("DELETE FROM order_documents WHERE item_id = ANY(:ids)")
 
 def store_documents(session: Session, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
     """Store ``(item id, document)`` pairs with ``COPY``: one round trip for a whole batch."""
-    connection = session.connection().connection.driver_connection
-    copy_sql = "COPY order_documents (item_id, document) FROM STDIN"
-    with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
-        for item_id, document in rows:
-            copy.write_row((item_id, json.dumps(document)))
+    pairs = ((item_id, json.dumps(document)) for item_id, document in rows)
+    copy_rows(session, "order_documents (item_id, document)", pairs)
 
 
 def copy_recovered_documents(session: Session, item_ids: Sequence[int]) -> None:

@@ -257,13 +257,14 @@ class OrderTarget(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class OrderDocument(Base):
-    """An item's order as submitted: the JSON every stage validates and reads.
+class StoredDocument(Base):
+    """An item's order as submitted: ``pipeline.manifest.OrderDocument`` as JSON.
 
-    Insert-only but for retention's pruning of the free-form metadata
-    (:mod:`ledger.documents`): kept out of ``items``, whose every state change
-    writes a new row version, so an order's JSON is written once instead of with
-    each of its nine updates. No foreign key, for the reason ``order_targets`` has none.
+    Every stage validates and reads it. Insert-only but for retention's pruning of
+    the free-form metadata (:mod:`ledger.documents`): kept out of ``items``, whose
+    every state change writes a new row version, so an order's JSON is written once
+    instead of with each of its nine updates. No foreign key, for the reason
+    ``order_targets`` has none.
     """
 
     __tablename__ = "order_documents"

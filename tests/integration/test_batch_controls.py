@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from ledger.db import transaction
-from ledger.models import Event, Item, OrderDocument, StageOutput
+from ledger.models import Event, Item, StageOutput, StoredDocument
 from tests.integration.helpers import (
     assert_each_delivered_once,
     finalize_events,
@@ -109,8 +109,8 @@ def _set_document(batch_id: str, order_id: str, document: dict[str, object]) -> 
     with transaction() as session:
         item_id = select(Item.id).where(Item.batch_id == batch_id, Item.order_id == order_id)
         session.execute(
-            update(OrderDocument)
-            .where(OrderDocument.item_id == item_id.scalar_subquery())
+            update(StoredDocument)
+            .where(StoredDocument.item_id == item_id.scalar_subquery())
             .values(document=document)
         )
 

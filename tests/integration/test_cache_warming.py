@@ -16,7 +16,7 @@ from sqlalchemy import select
 from celery_app import MAINTENANCE_QUEUE, route_task
 from ledger.db import transaction
 from ledger.items import ClaimedItem
-from ledger.models import Item, OrderDocument
+from ledger.models import Item, StoredDocument
 from metrics.keys import customer_cache_key, publisher_cache_key
 from metrics.redis_client import redis_client
 from pipeline.manifest import Submission, SubmitOptions, validate_submission
@@ -107,7 +107,7 @@ def test_preflight_sees_an_order_placed_after_the_warm(unstarted) -> None:
         row = session.scalars(
             select(Item).where(Item.batch_id == first_id, Item.order_id == orders[0]["order_id"])
         ).one()
-        document = session.get_one(OrderDocument, row.id).document
+        document = session.get_one(StoredDocument, row.id).document
         claimed = ClaimedItem(item_id=row.id, document=dict(document), attempts=0)
     context = prepare_preflight(first_id, [claimed])[row.id]
 

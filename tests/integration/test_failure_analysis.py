@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from cli.sample_orders import orders_built_to_fail
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.db import engine, transaction
-from ledger.models import Batch, Item, OrderDocument, StageOutput
+from ledger.models import Batch, Item, StageOutput, StoredDocument
 from pipeline.errors import UnknownBatch
 from recovery.analysis import analyze_batch_failures
 from tests.integration.helpers import (
@@ -279,7 +279,7 @@ def _failed_batch(session: Session, batch_id: str, *, orders: int) -> None:
     ]
     session.add_all(items)
     session.flush()
-    session.add_all(OrderDocument(item_id=item.id, document={}) for item in items)
+    session.add_all(StoredDocument(item_id=item.id, document={}) for item in items)
     failure = {"error": "word_count", "category": "PERMANENT", "code": "word_count"}
     session.add_all(
         StageOutput(item_id=item.id, stage="qc", attempt=1, ok=False, output=failure)
@@ -341,7 +341,7 @@ def _failed_item(
     )
     session.add(item)
     session.flush()
-    session.add(OrderDocument(item_id=item.id, document={"order_id": order_id}))
+    session.add(StoredDocument(item_id=item.id, document={"order_id": order_id}))
     for attempt, stage in enumerate(ok_stages, start=1):
         session.add(StageOutput(item_id=item.id, stage=stage, attempt=attempt, ok=True, output={}))
     failure = {"error": "503", "category": "TRANSIENT", "code": "webhook_status_503"}

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from cli.workers import ALL_LANES, spawn_worker, stop_workers
 from ledger.catalog import upsert_catalog
 from ledger.db import transaction
-from ledger.models import Batch, Event, Item, OrderDocument, StageOutput
+from ledger.models import Batch, Event, Item, StageOutput, StoredDocument
 from metrics.keys import publisher_cache_key
 from pipeline.catalog import Catalog, PublisherProfile
 from pipeline.recovery import RecoveryRefused
@@ -294,7 +294,7 @@ def _finished_batch(*, finalized: bool = True) -> str:
         )
         session.add(item)
         session.flush()
-        session.add(OrderDocument(item_id=item.id, document=document))
+        session.add(StoredDocument(item_id=item.id, document=document))
     return batch_id
 
 

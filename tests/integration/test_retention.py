@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from ledger.db import transaction
-from ledger.models import Batch, Event, Item, OrderDocument, StageOutput
+from ledger.models import Batch, Event, Item, StageOutput, StoredDocument
 from ledger.reports import order_journey
 from pipeline.retention import is_pruned
 
@@ -58,7 +58,7 @@ def _batch(finalized: bool, state: str, outputs_at: datetime, orders: int = 3) -
                 )
                 .returning(Item.id)
             )
-            session.add(OrderDocument(item_id=item_id, document=document))
+            session.add(StoredDocument(item_id=item_id, document=document))
             for stage, ok in (("preflight", True), ("writing", True), ("qc", True), ("qc", False)):
                 session.execute(
                     insert(StageOutput).values(
@@ -87,8 +87,8 @@ def _metadata(batch_id: str) -> list[Any]:
     with transaction() as session:
         return list(
             session.scalars(
-                select(OrderDocument.document["metadata"])
-                .join(Item, Item.id == OrderDocument.item_id)
+                select(StoredDocument.document["metadata"])
+                .join(Item, Item.id == StoredDocument.item_id)
                 .where(Item.batch_id == batch_id)
             )
         )
