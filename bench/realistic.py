@@ -21,6 +21,7 @@ in the pool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -119,18 +120,61 @@ def _cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
+def _pss_bytes(pid: int) -> int:
+    """The process's proportional set size: each shared page divided among its sharers.
+
+    The sum of RSS counts a page the prefork processes share (the imports, the
+    language model loaded before the fork) once per process; the sum of PSS counts
+    it once, so it is the memory the worker tree really takes. 0 when unreadable.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cpu_by_pid(root: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process of the tree, by pid."""
+    try:
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    seconds: dict[int, float] = {}
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            seconds[member.pid] = times.user + times.system
+    return seconds
+
+
+def _busiest_percent(before: dict[int, float], after: dict[int, float], wall_s: float) -> float:
+    """The largest share of one core a single process of the tree used over the run.
+
+    A process started during the run (a replaced pool process) counts from zero.
+    The threads worker runs every writer and webhook call under one interpreter
+    lock: near 100 % it, not the machine, sets the pace.
+    """
+    used = [seconds - before.get(pid, 0.0) for pid, seconds in after.items()]
+    return round(100 * max(used, default=0.0) / wall_s, 1) if wall_s > 0 else 0.0
+
+
 @dataclass
 class _Samples:
-    """What the sampler saw: per-pid peak RSS, total RSS peak, global slot holders by stage."""
+    """What the sampler saw: per-pid peak RSS, total RSS and PSS peaks, global slot holders."""
 
     rss_peak_by_pid: dict[int, int] = field(default_factory=dict)
     rss_total_peak: int = 0
+    pss_total_peak: int = 0
     slots: list[tuple[float, int, int]] = field(default_factory=list)  # (t, writing, delivery)
 
     def since(self, lead: float) -> _Samples:
         """These samples with the slot series from ``lead`` seconds on, timed from there."""
         slots = [(round(t - lead, 2), w, d) for t, w, d in self.slots if t >= lead]
-        return _Samples(self.rss_peak_by_pid, self.rss_total_peak, slots)
+        return _Samples(self.rss_peak_by_pid, self.rss_total_peak, self.pss_total_peak, slots)
 
 
 class _Sampler(threading.Thread):
@@ -156,16 +200,18 @@ class _Sampler(threading.Thread):
             members = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
             return
-        total = 0
+        total, pss = 0, 0
         for member in members:
             try:
                 rss = member.memory_info().rss
             except psutil.Error:
                 continue
             total += rss
+            pss += _pss_bytes(member.pid)
             peaks = self.samples.rss_peak_by_pid
             peaks[member.pid] = max(peaks.get(member.pid, 0), rss)
         self.samples.rss_total_peak = max(self.samples.rss_total_peak, total)
+        self.samples.pss_total_peak = max(self.samples.pss_total_peak, pss)
 
     def _sample_slots(self) -> None:
         stages = Counter(parse_holder(h)[1] for h in holders(redis_client(), slot_key("global")))
@@ -235,6 +281,7 @@ def _rss_figures(samples: _Samples, root_pid: int) -> dict[str, Any]:
     pool = [rss for pid, rss in samples.rss_peak_by_pid.items() if pid != root_pid]
     return {
         "worker_rss_total_peak_mb": round(samples.rss_total_peak / _MIB, 1),
+        "worker_pss_total_peak_mb": round(samples.pss_total_peak / _MIB, 1),
         "worker_rss_main_peak_mb": round(samples.rss_peak_by_pid.get(root_pid, 0) / _MIB, 1),
         "worker_rss_pool_process_peak_mb": round(max(pool, default=0) / _MIB, 1),
         "worker_pool_processes_seen": len(pool),
@@ -262,6 +309,7 @@ class _Watch:
         """Start the clocks (both: the mock logs monotonic time) and the sampler."""
         self.load_start = os.getloadavg()[0]
         self._cpu_start = _cpu_seconds(self._root)
+        self._cpu_by_pid_start = _cpu_by_pid(self._root)
         psutil.cpu_percent(None)  # the next call reports the machine's use since this one
         self.wall, self.mono = time.time(), time.monotonic()
         self.sampler = _Sampler(self.root_pid, self.mono)
@@ -275,12 +323,16 @@ class _Watch:
         """
         self.sampler.stop()
         cpu = _cpu_seconds(self._root) - self._cpu_start
+        busiest = _busiest_percent(
+            self._cpu_by_pid_start, _cpu_by_pid(self._root), time.monotonic() - self.mono
+        )
         machine = psutil.cpu_percent(None)
         return {
             "load_average_1m_start": round(self.load_start, 2),
             **_slot_figures(self.sampler.samples.since(lead)),
             **_rss_figures(self.sampler.samples, self.root_pid),
             **_cpu_figures(cpu, time.monotonic() - self.mono, machine),
+            "worker_cpu_busiest_process_percent_of_core": busiest,
         }
 
 

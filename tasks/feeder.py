@@ -12,6 +12,7 @@ not fit stays in the pool and is fed when a slot comes free, so nothing polls.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 
 import redis
@@ -30,6 +31,7 @@ from pipeline.chunking import plan_chunks
 from pipeline.lanes import PRIORITIES
 from pipeline.settings import get_settings
 from pipeline.stage_registry import STAGE_NAMES, stage_for_state, stage_named
+from tasks.coalesce import Coalesced
 from tasks.dispatch import publish_chunks
 from tasks.slots import SlotUser, admissible
 
@@ -99,6 +101,22 @@ def _rounds(client: redis.Redis, lane: str, lock: Lock, rooms: dict[bool, int]) 
     return sent
 
 
+def _local_turn(lane: str) -> Coalesced:
+    return Coalesced(lambda: feed(lane))
+
+
+#: One turn per lane and process.
+_LOCAL_TURNS: dict[str, Coalesced] = {lane: _local_turn(lane) for lane in PRIORITIES}
+
+
+def _fresh_turns_after_fork() -> None:
+    # A turn some thread held at the fork would stay taken in the child for good.
+    _LOCAL_TURNS.update({lane: _local_turn(lane) for lane in PRIORITIES})
+
+
+os.register_at_fork(after_in_child=_fresh_turns_after_fork)
+
+
 def _rooms(client: redis.Redis, lane: str) -> dict[bool, int]:
     """Free places in the lane's queues, keyed by whether the queue is the I/O one.
 
@@ -113,8 +131,13 @@ def _rooms(client: redis.Redis, lane: str) -> dict[bool, int]:
 
 
 def feed_lanes(lanes: Sequence[str] = PRIORITIES) -> int:
-    """Feed several lanes, high before normal before low (they share the global cap)."""
-    return sum(feed(lane) for lane in PRIORITIES if lane in lanes)
+    """Feed several lanes, high before normal before low (they share the global cap).
+
+    A lane another thread of this process is feeding right now is left to it: it
+    feeds once more when done (``tasks.coalesce``), so the threads of the I/O
+    worker do not queue at the lane's Redis lock one behind the other.
+    """
+    return sum(_LOCAL_TURNS[lane]() for lane in PRIORITIES if lane in lanes)
 
 
 def _feed(client: redis.Redis, lane: str, rooms: dict[bool, int]) -> int:
