@@ -103,21 +103,23 @@ def webhook_catalog(url: str) -> Iterator[None]:
             upsert_catalog(session, Catalog(publishers=original))
 
 
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and its live descendants (empty when ``root`` is gone)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def _cpu_seconds(root: psutil.Process) -> float:
     """CPU time of ``root``, its live descendants and its reaped children (pool recycling)."""
     try:
         times = root.cpu_times()
-        members = root.children(recursive=True)
     except psutil.Error:
         return 0.0
-    total = float(times.user + times.system + times.children_user + times.children_system)
-    for member in members:
-        try:
-            child = member.cpu_times()
-        except psutil.Error:  # exited meanwhile: its time moves to the parent's children_*
-            continue
-        total += child.user + child.system
-    return total
+    # A process that exited meanwhile is missing below: its time moved to children_*.
+    reaped = float(times.children_user + times.children_system)
+    return reaped + sum(_cpu_by_pid(root).values())
 
 
 def _pss_bytes(pid: int) -> int:
@@ -139,12 +141,8 @@ def _pss_bytes(pid: int) -> int:
 
 def _cpu_by_pid(root: psutil.Process) -> dict[int, float]:
     """CPU seconds (user + system) of each live process of the tree, by pid."""
-    try:
-        members = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return {}
     seconds: dict[int, float] = {}
-    for member in members:
+    for member in _tree(root):
         with contextlib.suppress(psutil.Error):
             times = member.cpu_times()
             seconds[member.pid] = times.user + times.system
@@ -196,12 +194,8 @@ class _Sampler(threading.Thread):
         self._sample_slots()
 
     def _sample_rss(self) -> None:
-        try:
-            members = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:
-            return
         total, pss = 0, 0
-        for member in members:
+        for member in _tree(self._root):
             try:
                 rss = member.memory_info().rss
             except psutil.Error:
