@@ -6,6 +6,8 @@ sum of their latencies. Threads suit this: the writer and the publisher are
 synchronous httpx clients (thread-safe, with a connection pool), every call
 still takes a token from the shared Redis buckets, and each item's ledger
 writes use their own session. The pool is bounded by ``BATCH_IO_CONCURRENCY``.
+Threads rather than asyncio: with these clients an event loop spent 1.4-1.8 times
+the CPU per call (``bench/io_models.py``, bench/NOTES.md).
 
 Celery's soft time limit is raised in the main thread only; the threads carry
 on. Items that had not started are cancelled and retried without spending an

@@ -24,9 +24,9 @@ from metrics.redis_client import script
 from pipeline.limits import RateSpec
 from tasks.limits.semaphore import SlotClaim, acquire, release
 
-# KEYS[1]: bucket. ARGV: tokens per millisecond, burst, cost.
+# KEYS[1]: bucket. ARGV: tokens per millisecond, burst, cost (take_request builds them).
 # Returns the wait in whole microseconds (0 = taken): Lua numbers reach Python as integers.
-_TAKE: Final = """
+TAKE_SCRIPT: Final = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -106,13 +106,21 @@ def take(client: redis.Redis, key: str, per_minute: float, burst: int, cost: int
     Raises:
         ValueError: per_minute is not positive, or cost is not in 1..burst (it could never go).
     """
+    wait_us = script(client, TAKE_SCRIPT)(keys=[key], args=take_request(per_minute, burst, cost))
+    return int(wait_us) / 1_000_000
+
+
+def take_request(per_minute: float, burst: int, cost: int = 1) -> list[str | int]:
+    """The ``ARGV`` of :data:`TAKE_SCRIPT` (see :func:`take`); it answers in microseconds.
+
+    Raises:
+        ValueError: per_minute is not positive, or cost is not in 1..burst.
+    """
     if per_minute <= 0:
         raise ValueError(f"per_minute must be positive, got {per_minute}")
     if not 1 <= cost <= burst:
         raise ValueError(f"cost must be between 1 and burst ({burst}), got {cost}")
-    per_ms = repr(per_minute / 60_000)
-    wait_us = script(client, _TAKE)(keys=[key], args=[per_ms, burst, cost])
-    return int(wait_us) / 1_000_000
+    return [repr(per_minute / 60_000), burst, cost]
 
 
 class RedisRateGate:

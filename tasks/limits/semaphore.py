@@ -20,8 +20,9 @@ from metrics.keys import slot_key_pattern
 from metrics.redis_client import script
 
 # KEYS: every capped key of the call. ARGV: lease_ms, then per claim in priority
-# order: holder, n, and n pairs (1-based index into KEYS, limit).
-_ACQUIRE: Final = """
+# order: holder, n, and n pairs (1-based index into KEYS, limit). Public, with
+# acquire_request, for a client of another kind (bench.io_models runs it on asyncio).
+ACQUIRE_SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
@@ -119,10 +120,23 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
     Raises:
         ValueError: lease_seconds is not positive.
     """
-    if lease_seconds <= 0:
-        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    keys, args = acquire_request(claims, lease_seconds)  # raises for a bad lease first
     if not claims:
         return []
+    granted = script(client, ACQUIRE_SCRIPT)(keys=keys, args=args)
+    return [bool(flag) for flag in granted]
+
+
+def acquire_request(
+    claims: Sequence[SlotClaim], lease_seconds: float
+) -> tuple[list[str], list[str | int]]:
+    """The ``KEYS`` and ``ARGV`` of :data:`ACQUIRE_SCRIPT` for ``claims`` (see :func:`acquire`).
+
+    Raises:
+        ValueError: lease_seconds is not positive.
+    """
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
     indexes: dict[str, int] = {}
     args: list[str | int] = [max(1, round(lease_seconds * 1000))]
     for claim in claims:
@@ -130,8 +144,7 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
         args += [claim.holder, len(caps)]
         for key, limit in caps.items():
             args += [indexes.setdefault(key, len(indexes) + 1), limit]
-    granted = script(client, _ACQUIRE)(keys=list(indexes), args=args)
-    return [bool(flag) for flag in granted]
+    return list(indexes), args
 
 
 def release(client: redis.Redis, claims: Sequence[SlotClaim]) -> None:
@@ -139,16 +152,22 @@ def release(client: redis.Redis, claims: Sequence[SlotClaim]) -> None:
 
     Every listed key is cleared, capped or not: a cap may have changed since the acquire.
     """
-    holders_by_key: dict[str, list[str]] = {}
-    for claim in claims:
-        for key in dict.fromkeys(claim.keys):
-            holders_by_key.setdefault(key, []).append(claim.holder)
+    holders_by_key = release_request(claims)
     if not holders_by_key:
         return
     pipe = client.pipeline(transaction=False)
     for key, names in holders_by_key.items():
         pipe.zrem(key, *names)
     pipe.execute()
+
+
+def release_request(claims: Sequence[SlotClaim]) -> dict[str, list[str]]:
+    """Key -> the holders :func:`release` removes from it (one ``ZREM`` per key)."""
+    holders_by_key: dict[str, list[str]] = {}
+    for claim in claims:
+        for key in dict.fromkeys(claim.keys):
+            holders_by_key.setdefault(key, []).append(claim.holder)
+    return holders_by_key
 
 
 def occupancy(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:

@@ -1,0 +1,373 @@
+"""Threads or asyncio for a chunk's outside calls: issue 15's point 1, both measured side by side.
+
+The issue offered two ways to run a chunk's calls concurrently: asyncio with
+``httpx.AsyncClient``, or a bounded thread pool (what batchline runs,
+``tasks/chunk_threads.py``). This runs the same calls both ways, in turns, in one
+process, and compares what the process spends per call. Each call does what a
+writing item does around its request: it takes its slots in the leased semaphores
+(:data:`~tasks.limits.semaphore.ACQUIRE_SCRIPT` on the global, customer and
+publisher keys), a token from the writer's bucket
+(:data:`~tasks.limits.rate.TAKE_SCRIPT`), POSTs the chat completion batchline's
+writer builds for its order to the bench's mock writer (real HTTP, in a process of
+its own, so its CPU is not counted here), parses the answer and checks its link as
+the writer does, and gives its slots back.
+
+* ``threads``: ``ThreadPoolExecutor(concurrency)`` with redis-py and ``httpx.Client``,
+  the clients batchline's I/O worker uses;
+* ``asyncio``: one event loop, ``asyncio.Semaphore(concurrency)``, ``redis.asyncio``
+  and ``httpx.AsyncClient``, the same scripts and the same pure code around them.
+
+Per run: seconds, calls/s, this process's CPU (user and system) per call and its
+peak threads. Runs alternate (threads, asyncio, threads, ...) so that the
+machine's drift falls on both; the summary is each model's median and the ratio::
+
+    .venv/bin/python -m bench.io_models --calls 1000 --concurrency 50 --latency 1 --rounds 3
+
+Uses ``REDIS_URL`` when set, else an embedded Valkey. Not part of ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import multiprocessing
+import resource
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import redis
+import redis.asyncio as aioredis
+
+from metrics.keys import rate_bucket_key, slot_key
+from pipeline.manifest import OrderDocument
+from pipeline.writers.base import ensure_link_parsed, fill_prompt
+from pipeline.writers.openai_compat import build_messages, strip_code_fences
+from tasks.limits.rate import TAKE_SCRIPT, take, take_request
+from tasks.limits.semaphore import (
+    ACQUIRE_SCRIPT,
+    SlotClaim,
+    acquire,
+    acquire_request,
+    release,
+    release_request,
+)
+
+MODELS: Final = ("threads", "asyncio")
+#: a Redis database of its own, flushed before every run
+IO_MODELS_REDIS_DB: Final = 9
+LEASE_S: Final = 120.0
+#: pause between two tries at a full semaphore (the slots equal the concurrency, so rare)
+POLL_S: Final = 0.02
+#: the writer's bucket: every call takes a token, none waits for one (pacing is not compared)
+RATE_PER_MINUTE: Final = 6_000_000.0
+RATE_BURST: Final = 100_000
+
+
+@dataclass(frozen=True)
+class Call:
+    """One writer call: its slot claim, its request body and what its answer must link."""
+
+    claim: SlotClaim
+    payload: dict[str, Any]
+    target_url: str
+    anchor_text: str
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One run of one model."""
+
+    model: str
+    calls: int
+    concurrency: int
+    latency_s: float
+    seconds: float
+    calls_per_s: float
+    cpu_user_s: float
+    cpu_system_s: float
+    #: this process's CPU (user + system) per call, milliseconds
+    cpu_ms_per_call: float
+    peak_threads: int
+    #: answers whose article carried the order's link
+    linked: int
+
+
+def build_calls(count: int, concurrency: int, tag: str) -> list[Call]:
+    """``count`` calls for sample orders; holders are unique per ``tag``."""
+    from cli.sample_orders import sample_orders
+
+    calls = []
+    for index, raw in enumerate(sample_orders(count, seed=11, tag=tag)):
+        order = OrderDocument.model_validate(raw)
+        brief = fill_prompt(order, {})
+        claim = SlotClaim(
+            holder=f"{tag}-{index}:writing",
+            keys=(
+                slot_key("global"),
+                slot_key("customer", order.customer_id),
+                slot_key("publisher", order.publisher_domain),
+            ),
+            limits=(concurrency, concurrency, 0),
+        )
+        payload = {"model": "bench-io-models", "messages": build_messages(brief)}
+        calls.append(Call(claim, payload, str(brief["target_url"]), str(brief["anchor_text"])))
+    return calls
+
+
+def _article(body: dict[str, Any], call: Call) -> str:
+    """The answer's article with its link ensured, as the writer makes it."""
+    content = str(body["choices"][0]["message"]["content"])
+    fragment, _, _ = ensure_link_parsed(
+        strip_code_fences(content), call.target_url, call.anchor_text
+    )
+    return fragment
+
+
+def run_threads(
+    calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+) -> list[str]:
+    """Every call in a bounded thread pool with the synchronous clients; articles in order."""
+    client = redis.Redis.from_url(redis_url, max_connections=concurrency + 8)
+    bucket = rate_bucket_key("writer")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(timeout=60.0, limits=limits) as http:
+
+        def one(call: Call) -> str:
+            while not acquire(client, [call.claim], LEASE_S)[0]:
+                time.sleep(POLL_S)
+            try:
+                while (wait := take(client, bucket, RATE_PER_MINUTE, RATE_BURST)) > 0:
+                    time.sleep(wait)
+                response = http.post(f"{writer_url}/chat/completions", json=call.payload)
+                response.raise_for_status()
+                return _article(response.json(), call)
+            finally:
+                release(client, [call.claim])
+
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                return list(pool.map(one, calls))
+        finally:
+            client.close()
+
+
+def run_asyncio(
+    calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+) -> list[str]:
+    """Every call as a coroutine of one event loop with the asyncio clients; articles in order."""
+    return asyncio.run(_run_asyncio(calls, writer_url, redis_url, concurrency))
+
+
+async def _run_asyncio(
+    calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+) -> list[str]:
+    # Its pool refuses past max_connections (redis-py's default for asyncio is lower).
+    client = aioredis.Redis.from_url(redis_url, max_connections=concurrency + 8)
+    take_slots, take_token = (client.register_script(s) for s in (ACQUIRE_SCRIPT, TAKE_SCRIPT))
+    bucket, token_args = rate_bucket_key("writer"), take_request(RATE_PER_MINUTE, RATE_BURST)
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60.0, limits=limits) as http:
+
+        async def one(call: Call) -> str:
+            async with gate:
+                keys, args = acquire_request([call.claim], LEASE_S)
+                while not (await take_slots(keys=keys, args=args))[0]:
+                    await asyncio.sleep(POLL_S)
+                try:
+                    while (wait := int(await take_token(keys=[bucket], args=token_args))) > 0:
+                        await asyncio.sleep(wait / 1_000_000)
+                    response = await http.post(f"{writer_url}/chat/completions", json=call.payload)
+                    response.raise_for_status()
+                    return _article(response.json(), call)
+                finally:
+                    pipe = client.pipeline(transaction=False)
+                    for key, holders in release_request([call.claim]).items():
+                        pipe.zrem(key, *holders)
+                    await pipe.execute()
+
+        try:
+            return list(await asyncio.gather(*(one(call) for call in calls)))
+        finally:
+            await client.aclose()
+
+
+RUNNERS: Final[dict[str, Callable[[Sequence[Call], str, str, int], list[str]]]] = {
+    "threads": run_threads,
+    "asyncio": run_asyncio,
+}
+
+
+class _ThreadPeak:
+    """The most threads this process had, read from ``/proc/self/status`` every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _ThreadPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, _threads_now() - 1)  # not this sampler
+
+
+def _threads_now() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(
+    model: str, calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+) -> tuple[ModelRun, list[str]]:
+    """Run ``calls`` with ``model``; its figures and the articles."""
+    redis.Redis.from_url(redis_url).flushdb()
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    with _ThreadPeak() as threads:
+        articles = RUNNERS[model](calls, writer_url, redis_url, concurrency)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    run = ModelRun(
+        model=model,
+        calls=len(calls),
+        concurrency=concurrency,
+        latency_s=0.0,
+        seconds=round(seconds, 2),
+        calls_per_s=round(len(calls) / seconds, 1),
+        cpu_user_s=round(user, 2),
+        cpu_system_s=round(system, 2),
+        cpu_ms_per_call=round((user + system) * 1000 / len(calls), 2),
+        peak_threads=threads.peak,
+        linked=sum(_links(call, article) for call, article in zip(calls, articles, strict=True)),
+    )
+    return run, articles
+
+
+def _links(call: Call, article: str) -> bool:
+    """Whether ``article`` carries the call's link (its href escaped as in HTML)."""
+    return f'href="{html.escape(call.target_url, quote=True)}"' in article
+
+
+def summary(runs: Sequence[ModelRun]) -> dict[str, Any]:
+    """Each model's median calls/s and CPU per call, and asyncio's against threads'."""
+    medians: dict[str, dict[str, float]] = {}
+    for model in MODELS:
+        mine = [run for run in runs if run.model == model]
+        if mine:
+            medians[model] = {
+                "calls_per_s": statistics.median(run.calls_per_s for run in mine),
+                "cpu_ms_per_call": statistics.median(run.cpu_ms_per_call for run in mine),
+                "peak_threads": max(run.peak_threads for run in mine),
+            }
+    ratios = {}
+    if len(medians) == len(MODELS):
+        threads, asyncio_ = medians["threads"], medians["asyncio"]
+        ratios = {
+            "cpu_per_call_asyncio_vs_threads": round(
+                asyncio_["cpu_ms_per_call"] / threads["cpu_ms_per_call"], 3
+            ),
+            # what the concurrency model itself costs or saves per call (the parse is in both)
+            "cpu_ms_per_call_threads_minus_asyncio": round(
+                threads["cpu_ms_per_call"] - asyncio_["cpu_ms_per_call"], 2
+            ),
+            "calls_per_s_asyncio_vs_threads": round(
+                asyncio_["calls_per_s"] / threads["calls_per_s"], 3
+            ),
+        }
+    return {"medians": medians, **ratios}
+
+
+def _serve_writer(latency_s: float, conn: Connection) -> None:
+    """A mock writer in a process of its own: sends its URL, serves until told to stop."""
+    from bench.mock_services import MockWriter
+
+    with MockWriter(latency_s, jitter=0.2) as writer:
+        conn.send(writer.url)
+        conn.recv()
+
+
+def compare(
+    *, calls: int, concurrency: int, latency_s: float, rounds: int, redis_url: str
+) -> dict[str, Any]:
+    """Alternate the models ``rounds`` times each against one mock writer; runs and summary."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    server = context.Process(target=_serve_writer, args=(latency_s, theirs), daemon=True)
+    server.start()
+    try:
+        writer_url = str(ours.recv())
+        for model in MODELS:  # connections, scripts and imports ready before anything counts
+            measure(
+                model,
+                build_calls(min(calls, 50), concurrency, f"{model}-warm"),
+                writer_url,
+                redis_url,
+                concurrency,
+            )
+        runs = []
+        for round_ in range(rounds):
+            for model in MODELS:
+                batch = build_calls(calls, concurrency, tag=f"{model}-{round_}")
+                run, _ = measure(model, batch, writer_url, redis_url, concurrency)
+                runs.append(ModelRun(**{**asdict(run), "latency_s": latency_s}))
+                print(json.dumps(asdict(runs[-1])), flush=True)
+    finally:
+        ours.send("stop")
+        server.join(timeout=10)
+    return {"runs": [asdict(run) for run in runs], "summary": summary(runs)}
+
+
+def _redis_url(stack: ExitStack) -> str:
+    from bench.services import redis_url_with_db
+    from cli.embedded import EmbeddedValkey
+    from pipeline.settings import get_settings
+
+    url = get_settings().redis_url or stack.enter_context(EmbeddedValkey()).url
+    return redis_url_with_db(url, IO_MODELS_REDIS_DB)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m bench.io_models``: see the module's docstring."""
+    parser = argparse.ArgumentParser(prog="python -m bench.io_models", description=__doc__)
+    parser.add_argument("--calls", type=int, default=1000, help="calls per run")
+    parser.add_argument("--concurrency", type=int, default=50, help="calls at once")
+    parser.add_argument("--latency", type=float, default=1.0, help="the writer's answer time, s")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each model")
+    parser.add_argument("--out", type=Path, default=Path("var/bench/io-models.json"))
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        result = compare(
+            calls=args.calls,
+            concurrency=args.concurrency,
+            latency_s=args.latency,
+            rounds=args.rounds,
+            redis_url=_redis_url(stack),
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
