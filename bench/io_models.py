@@ -17,11 +17,17 @@ the writer does, and gives its slots back.
 * ``asyncio``: one event loop, ``asyncio.Semaphore(concurrency)``, ``redis.asyncio``
   and ``httpx.AsyncClient``, the same scripts and the same pure code around them.
 
+``--variants threads,threads:8`` compares instead one client with a ring of 8
+(``pipeline.http_clients``), as the writer and publisher now send.
+
 Per run: seconds, calls/s, this process's CPU (user and system) per call and its
 peak threads. Runs alternate (threads, asyncio, threads, ...) so that the
-machine's drift falls on both; the summary is each model's median and the ratio::
+machine's drift falls on every variant; the summary is each variant's median and
+its ratio to the first's::
 
     .venv/bin/python -m bench.io_models --calls 1000 --concurrency 50 --latency 1 --rounds 3
+    .venv/bin/python -m bench.io_models --calls 2000 --concurrency 200 --latency 2 \
+        --variants threads,threads:8 --rounds 3
 
 Uses ``REDIS_URL`` when set, else an embedded Valkey. Not part of ``make bench``.
 """
@@ -37,7 +43,7 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -50,6 +56,7 @@ import redis
 import redis.asyncio as aioredis
 
 from metrics.keys import rate_bucket_key, slot_key
+from pipeline.http_clients import ClientRing
 from pipeline.manifest import OrderDocument
 from pipeline.writers.base import ensure_link_parsed, fill_prompt
 from pipeline.writers.openai_compat import build_messages, strip_code_fences
@@ -91,6 +98,8 @@ class ModelRun:
     model: str
     calls: int
     concurrency: int
+    #: the threads model's HTTP clients (1: one client; asyncio: always 1)
+    shards: int
     latency_s: float
     seconds: float
     calls_per_s: float
@@ -135,31 +144,41 @@ def _article(body: dict[str, Any], call: Call) -> str:
 
 
 def run_threads(
-    calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+    calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int, shards: int = 1
 ) -> list[str]:
-    """Every call in a bounded thread pool with the synchronous clients; articles in order."""
+    """Every call in a bounded thread pool with the synchronous clients; articles in order.
+
+    ``shards``: 1 sends through one ``httpx.Client`` sized for ``concurrency``; more,
+    through a :class:`~pipeline.http_clients.ClientRing` of that many, as batchline's
+    writer and publisher do.
+    """
     client = redis.Redis.from_url(redis_url, max_connections=concurrency + 8)
     bucket = rate_bucket_key("writer")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with httpx.Client(timeout=60.0, limits=limits) as http:
+    ring = (
+        ClientRing.build(60.0, shards)
+        if shards > 1
+        else ClientRing([httpx.Client(timeout=60.0, limits=limits)], owned=True)
+    )
 
-        def one(call: Call) -> str:
-            while not acquire(client, [call.claim], LEASE_S)[0]:
-                time.sleep(POLL_S)
-            try:
-                while (wait := take(client, bucket, RATE_PER_MINUTE, RATE_BURST)) > 0:
-                    time.sleep(wait)
-                response = http.post(f"{writer_url}/chat/completions", json=call.payload)
-                response.raise_for_status()
-                return _article(response.json(), call)
-            finally:
-                release(client, [call.claim])
-
+    def one(call: Call) -> str:
+        while not acquire(client, [call.claim], LEASE_S)[0]:
+            time.sleep(POLL_S)
         try:
-            with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                return list(pool.map(one, calls))
+            while (wait := take(client, bucket, RATE_PER_MINUTE, RATE_BURST)) > 0:
+                time.sleep(wait)
+            response = ring.next().post(f"{writer_url}/chat/completions", json=call.payload)
+            response.raise_for_status()
+            return _article(response.json(), call)
         finally:
-            client.close()
+            release(client, [call.claim])
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return list(pool.map(one, calls))
+    finally:
+        ring.close()
+        client.close()
 
 
 def run_asyncio(
@@ -203,12 +222,6 @@ async def _run_asyncio(
             await client.aclose()
 
 
-RUNNERS: Final[dict[str, Callable[[Sequence[Call], str, str, int], list[str]]]] = {
-    "threads": run_threads,
-    "asyncio": run_asyncio,
-}
-
-
 class _ThreadPeak:
     """The most threads this process had, read from ``/proc/self/status`` every 50 ms."""
 
@@ -238,13 +251,21 @@ def _threads_now() -> int:
 
 
 def measure(
-    model: str, calls: Sequence[Call], writer_url: str, redis_url: str, concurrency: int
+    model: str,
+    calls: Sequence[Call],
+    writer_url: str,
+    redis_url: str,
+    concurrency: int,
+    shards: int = 1,
 ) -> tuple[ModelRun, list[str]]:
-    """Run ``calls`` with ``model``; its figures and the articles."""
+    """Run ``calls`` with ``model`` (``shards``: the threads model's clients); figures, articles."""
     redis.Redis.from_url(redis_url).flushdb()
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with _ThreadPeak() as threads:
-        articles = RUNNERS[model](calls, writer_url, redis_url, concurrency)
+        if model == "threads":
+            articles = run_threads(calls, writer_url, redis_url, concurrency, shards)
+        else:
+            articles = run_asyncio(calls, writer_url, redis_url, concurrency)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
@@ -252,6 +273,7 @@ def measure(
         model=model,
         calls=len(calls),
         concurrency=concurrency,
+        shards=shards if model == "threads" else 1,
         latency_s=0.0,
         seconds=round(seconds, 2),
         calls_per_s=round(len(calls) / seconds, 1),
@@ -269,33 +291,39 @@ def _links(call: Call, article: str) -> bool:
     return f'href="{html.escape(call.target_url, quote=True)}"' in article
 
 
+def label(run: ModelRun) -> str:
+    """The run's variant: ``threads``, ``threads:<shards>`` or ``asyncio``."""
+    return run.model if run.shards == 1 else f"{run.model}:{run.shards}"
+
+
+def parse_variant(text: str) -> tuple[str, int]:
+    """``threads``, ``threads:8`` or ``asyncio`` -> (model, shards)."""
+    model, _, shards = text.partition(":")
+    if model not in MODELS or (shards and model != "threads"):
+        raise ValueError(f"unknown variant {text!r}: threads, threads:<clients> or asyncio")
+    return model, int(shards or 1)
+
+
 def summary(runs: Sequence[ModelRun]) -> dict[str, Any]:
-    """Each model's median calls/s and CPU per call, and asyncio's against threads'."""
-    medians: dict[str, dict[str, float]] = {}
-    for model in MODELS:
-        mine = [run for run in runs if run.model == model]
-        if mine:
-            medians[model] = {
-                "calls_per_s": statistics.median(run.calls_per_s for run in mine),
-                "cpu_ms_per_call": statistics.median(run.cpu_ms_per_call for run in mine),
-                "peak_threads": max(run.peak_threads for run in mine),
-            }
-    ratios = {}
-    if len(medians) == len(MODELS):
-        threads, asyncio_ = medians["threads"], medians["asyncio"]
-        ratios = {
-            "cpu_per_call_asyncio_vs_threads": round(
-                asyncio_["cpu_ms_per_call"] / threads["cpu_ms_per_call"], 3
-            ),
-            # what the concurrency model itself costs or saves per call (the parse is in both)
-            "cpu_ms_per_call_threads_minus_asyncio": round(
-                threads["cpu_ms_per_call"] - asyncio_["cpu_ms_per_call"], 2
-            ),
-            "calls_per_s_asyncio_vs_threads": round(
-                asyncio_["calls_per_s"] / threads["calls_per_s"], 3
-            ),
+    """Each variant's medians, and each later variant's against the first one's."""
+    labels = list(dict.fromkeys(label(run) for run in runs))
+    medians = {}
+    for name in labels:
+        mine = [run for run in runs if label(run) == name]
+        medians[name] = {
+            "calls_per_s": statistics.median(run.calls_per_s for run in mine),
+            "cpu_ms_per_call": statistics.median(run.cpu_ms_per_call for run in mine),
+            "peak_threads": max(run.peak_threads for run in mine),
         }
-    return {"medians": medians, **ratios}
+    base = medians[labels[0]] if labels else {}
+    against = {
+        f"{name}_vs_{labels[0]}": {
+            "cpu_per_call": round(medians[name]["cpu_ms_per_call"] / base["cpu_ms_per_call"], 3),
+            "calls_per_s": round(medians[name]["calls_per_s"] / base["calls_per_s"], 3),
+        }
+        for name in labels[1:]
+    }
+    return {"medians": medians, **against}
 
 
 def _serve_writer(latency_s: float, conn: Connection) -> None:
@@ -308,28 +336,29 @@ def _serve_writer(latency_s: float, conn: Connection) -> None:
 
 
 def compare(
-    *, calls: int, concurrency: int, latency_s: float, rounds: int, redis_url: str
+    *,
+    calls: int,
+    concurrency: int,
+    latency_s: float,
+    rounds: int,
+    redis_url: str,
+    variants: Sequence[tuple[str, int]] = (("threads", 1), ("asyncio", 1)),
 ) -> dict[str, Any]:
-    """Alternate the models ``rounds`` times each against one mock writer; runs and summary."""
+    """Alternate ``variants`` (model, clients) ``rounds`` times against one mock writer."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     server = context.Process(target=_serve_writer, args=(latency_s, theirs), daemon=True)
     server.start()
     try:
-        writer_url = str(ours.recv())
-        for model in MODELS:  # connections, scripts and imports ready before anything counts
-            measure(
-                model,
-                build_calls(min(calls, 50), concurrency, f"{model}-warm"),
-                writer_url,
-                redis_url,
-                concurrency,
-            )
+        url = str(ours.recv())
+        for model, shards in variants:  # connections, scripts and imports ready first
+            warm = build_calls(min(calls, 50), concurrency, f"{model}-{shards}-warm")
+            measure(model, warm, url, redis_url, concurrency, shards)
         runs = []
         for round_ in range(rounds):
-            for model in MODELS:
-                batch = build_calls(calls, concurrency, tag=f"{model}-{round_}")
-                run, _ = measure(model, batch, writer_url, redis_url, concurrency)
+            for model, shards in variants:
+                batch = build_calls(calls, concurrency, tag=f"{model}-{shards}-{round_}")
+                run, _ = measure(model, batch, url, redis_url, concurrency, shards)
                 runs.append(ModelRun(**{**asdict(run), "latency_s": latency_s}))
                 print(json.dumps(asdict(runs[-1])), flush=True)
     finally:
@@ -354,8 +383,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=50, help="calls at once")
     parser.add_argument("--latency", type=float, default=1.0, help="the writer's answer time, s")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each model")
+    parser.add_argument(
+        "--variants",
+        default="threads,asyncio",
+        help="comma-separated: threads (one client), threads:<clients> (a ring), asyncio",
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench/io-models.json"))
     args = parser.parse_args(argv)
+    variants = [parse_variant(text.strip()) for text in args.variants.split(",")]
     with ExitStack() as stack:
         result = compare(
             calls=args.calls,
@@ -363,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             latency_s=args.latency,
             rounds=args.rounds,
             redis_url=_redis_url(stack),
+            variants=variants,
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -37,6 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import ConfigurationError, PermanentError, RateLimited, TransientError
+from pipeline.http_clients import ClientRing
 from pipeline.limits import CallGate, NoRateGate
 from pipeline.pacing import CALL_LEASE_MARGIN_SECONDS, paced
 
@@ -120,7 +121,8 @@ class WebhookPublisher:
             (the catalog lives in the ledger, so the shell supplies this lookup).
         timeout: Seconds allowed for connecting, sending and reading each request.
         client: An ``httpx.Client`` to send through (tests pass a mock transport);
-            by default the publisher owns one and closes it in :meth:`close`.
+            by default the publisher owns a ring of them (``pipeline.http_clients``)
+            and closes it in :meth:`close`.
         clock: When a publish happened, if the publisher's answer does not say.
         gate: The shared rate limit (service ``delivery``, per publisher domain when
             so configured) each publish takes a token from; none by default.
@@ -142,14 +144,13 @@ class WebhookPublisher:
         self._gate = gate or NoRateGate()
         self._gate_max_wait = gate_max_wait
         self._timeout = timeout
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
+        # A caller's client is used as it is; else a ring of them (pipeline.http_clients).
+        self._clients = ClientRing.of(client, timeout)
         self._clock = clock
 
     def close(self) -> None:
-        """Close the HTTP client if this publisher created it."""
-        if self._owns_client:
-            self._client.close()
+        """Close the HTTP clients if this publisher created them."""
+        self._clients.close()
 
     def __enter__(self) -> WebhookPublisher:
         return self
@@ -227,7 +228,7 @@ class WebhookPublisher:
 
     def _post(self, endpoint: str, key: str, payload: dict[str, Any]) -> httpx.Response:
         try:
-            return self._client.post(
+            return self._clients.next().post(
                 endpoint,
                 json=payload,
                 headers={"Idempotency-Key": key},

@@ -27,6 +27,7 @@ from pipeline.errors import (
     RateLimited,
     TransientError,
 )
+from pipeline.http_clients import ClientRing
 from pipeline.limits import CallGate, NoRateGate
 from pipeline.manifest import OrderDocument
 from pipeline.pacing import CALL_LEASE_MARGIN_SECONDS, paced
@@ -179,7 +180,8 @@ class OpenAICompatibleWriter:
             model: The model name sent with each request.
             timeout: Seconds allowed for each HTTP request.
             max_retries: Retries after the first try (0 = try once).
-            client: An httpx client to use (the writer then does not close it).
+            client: An httpx client to send every request through (the writer then does
+                not close it); by default a ring of clients (`pipeline.http_clients`).
             sleep: How to wait between tries (tests pass a recorder).
             temperature: Sampling temperature sent with each request.
             max_wait: The longest wait between tries; a longer ``Retry-After`` ends
@@ -196,17 +198,16 @@ class OpenAICompatibleWriter:
         self.temperature = temperature
         self.max_wait = max_wait
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout)
+        # A caller's client is used as it is; else a ring of them (pipeline.http_clients).
+        self._clients = ClientRing.of(client, timeout)
         self._sleep = sleep
         self._backoff = wait_exponential(multiplier=0.5, max=max_wait)
         self._gate = gate or NoRateGate()
         self._gate_max_wait = gate_max_wait
 
     def close(self) -> None:
-        """Close the HTTP client if this writer created it."""
-        if self._owns_client:
-            self._client.close()
+        """Close the HTTP clients if this writer created them."""
+        self._clients.close()
 
     def write(
         self,
@@ -285,7 +286,7 @@ class OpenAICompatibleWriter:
                 lease_seconds=self.timeout + CALL_LEASE_MARGIN_SECONDS,
                 sleep=self._sleep,
             ):
-                response = self._client.post(
+                response = self._clients.next().post(
                     self.endpoint, json=payload, headers=self._headers, timeout=self.timeout
                 )
         except httpx.TimeoutException as error:
