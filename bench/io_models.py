@@ -100,7 +100,6 @@ class ModelRun:
     concurrency: int
     #: the threads model's HTTP clients (1: one client; asyncio: always 1)
     shards: int
-    latency_s: float
     seconds: float
     calls_per_s: float
     cpu_user_s: float
@@ -274,7 +273,6 @@ def measure(
         calls=len(calls),
         concurrency=concurrency,
         shards=shards if model == "threads" else 1,
-        latency_s=0.0,
         seconds=round(seconds, 2),
         calls_per_s=round(len(calls) / seconds, 1),
         cpu_user_s=round(user, 2),
@@ -359,12 +357,16 @@ def compare(
             for model, shards in variants:
                 batch = build_calls(calls, concurrency, tag=f"{model}-{shards}-{round_}")
                 run, _ = measure(model, batch, url, redis_url, concurrency, shards)
-                runs.append(ModelRun(**{**asdict(run), "latency_s": latency_s}))
-                print(json.dumps(asdict(runs[-1])), flush=True)
+                runs.append(run)
+                print(json.dumps(asdict(run)), flush=True)
     finally:
         ours.send("stop")
         server.join(timeout=10)
-    return {"runs": [asdict(run) for run in runs], "summary": summary(runs)}
+    return {
+        "latency_s": latency_s,
+        "runs": [asdict(run) for run in runs],
+        "summary": summary(runs),
+    }
 
 
 def _redis_url(stack: ExitStack) -> str:

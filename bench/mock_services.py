@@ -144,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (a killed worker): nobody is left to answer
 
 
-class _LocalServer:
+class LocalServer:
     """A threaded HTTP server on 127.0.0.1 and a free port; use as a context manager."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
@@ -251,7 +251,7 @@ def _completion(model: str, content: str) -> dict[str, Any]:
     }
 
 
-class MockWriter(_LocalServer):
+class MockWriter(LocalServer):
     """An OpenAI-compatible writer answering after ``latency_s`` ± ``jitter`` (uniform)."""
 
     def __init__(
@@ -342,7 +342,7 @@ class _PublisherHandler(_Handler):
         self.reply(status, body, headers)
 
 
-class MockPublisher(_LocalServer):
+class MockPublisher(LocalServer):
     """A publisher webhook: ``latency_s`` per answer, 503 + Retry-After at ``unavailable_rate``."""
 
     def __init__(

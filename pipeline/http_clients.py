@@ -7,9 +7,13 @@ I/O worker's threads is fine at 50 calls at once and costly beyond: 200 writer
 calls at once through one client cost 17.5 ms of CPU each and ran at 46 calls/s;
 through 8 clients, 4.5 ms and 90 calls/s (``python -m bench.io_models --variants
 threads,threads:8``; bench/NOTES.md, "The writer's and publisher's connection
-pools"). A writer whose LLM answers in 10-60 s needs hundreds of calls at once for
-its throughput, so the writer and the publisher send through a ring of clients.
-Each keeps its own keep-alive connections; a call takes the next client in turn.
+pools"). One client also kept no connection for the next call once more than its 20
+kept-alive were open (1,000 calls, 50 at once: 1,000 connections opened, against 58
+through the ring; ``python -m bench.keepalive``), so with TLS every call paid a
+handshake; and it allowed 100 calls at once per process whatever the caps said. A
+writer whose LLM answers in 10-60 s may need hundreds of calls at once, so the writer
+and the publisher send through a ring of clients: each keeps its own connections, and
+a call takes the next client in turn.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ import httpx
 
 #: Clients per ring: with calls spread evenly, 200 at once make pools of 25.
 SHARDS: Final = 8
-#: Connections each client keeps open between calls (httpx's default is 20 per
-#: client: 50 calls at once through one client reopened 30 connections a wave).
+#: Connections each client keeps open between calls (httpx's default: 20).
 KEEPALIVE_PER_SHARD: Final = 32
 
 
