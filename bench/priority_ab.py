@@ -23,13 +23,16 @@ from pathlib import Path
 from bench.priority import DEPLOYMENTS, measure_deployment
 from bench.services import bench_services
 from cli.workers import ALL_LANES, worker_command
+from pipeline.settings import get_settings
 
 
 def _io_high() -> tuple[list[list[str]], int]:
-    io = worker_command(ALL_LANES, 16, "prio-iohigh-io", kind="io")
+    settings = get_settings()
+    io = worker_command(ALL_LANES, settings.batch_io_worker_threads, "prio-iohigh-io", kind="io")
     queues = io.index("-Q") + 1
     io[queues] = f"batch.high,{io[queues]}"
-    return [worker_command(ALL_LANES, 2, "prio-iohigh", kind="cpu"), io], 2
+    cpu = worker_command(ALL_LANES, settings.batch_worker_concurrency, "prio-iohigh", kind="cpu")
+    return [cpu, io], 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

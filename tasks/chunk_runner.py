@@ -67,7 +67,7 @@ from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
-from tasks.slot_order import higher_waiter, waiting
+from tasks.slot_order import blockers, waiting
 from tasks.slots import SlotUser, give_back, is_capped, slot_claim, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 from tasks.yielding import HigherWorkWatch
@@ -222,12 +222,10 @@ class ChunkRun:
 
     def _take(self, user: SlotUser) -> bool:
         client, lane, claim = redis_client(), self.message.priority, slot_claim(user)
+        above = blockers(lane)  # strict lane order at the slots too (``tasks.slot_order``)
 
         def attempt() -> bool:
-            # Strict lane order at the slots too (``tasks.slot_order``).
-            if higher_waiter(client, lane, claim):
-                return False
-            return take_slots(client, [user])[0]
+            return take_slots(client, [user], above)[0]
 
         if attempt():
             return True

@@ -25,19 +25,9 @@ import structlog
 
 from metrics.keys import slot_waiters_key
 from pipeline.lanes import PRIORITIES
-from tasks.limits.semaphore import SlotClaim
+from tasks.limits.semaphore import SlotClaim, waiter_member
 
 log = structlog.get_logger(__name__)
-
-_SEP = "|"
-
-
-def _member(claim: SlotClaim) -> str:
-    return _SEP.join([claim.holder, *sorted(claim.capped())])
-
-
-def _keys_of(member: str) -> set[str]:
-    return set(member.split(_SEP)[1:])
 
 
 def lanes_above(lane: str) -> tuple[str, ...]:
@@ -45,23 +35,13 @@ def lanes_above(lane: str) -> tuple[str, ...]:
     return PRIORITIES[: PRIORITIES.index(lane)] if lane in PRIORITIES else ()
 
 
-def higher_waiter(client: redis.Redis, lane: str, claim: SlotClaim) -> bool:
-    """Whether an item of a lane above ``lane`` waits for a semaphore ``claim`` needs.
+def blockers(lane: str) -> tuple[str, ...]:
+    """The waiter sets an item of ``lane`` stands back for: those of the lanes above.
 
-    A Redis error counts as nobody waiting: the item tries its slots as before.
+    The semaphores' script reads them in the same call that takes the slots
+    (``tasks.limits.semaphore.acquire``), so standing back costs no round trip.
     """
-    above, needed = lanes_above(lane), set(claim.capped())
-    if not above or not needed:
-        return False
-    try:
-        pipe = client.pipeline(transaction=False)
-        for higher in above:
-            pipe.zrangebyscore(slot_waiters_key(higher), time.time(), "+inf")
-        waiting = [m.decode() if isinstance(m, bytes) else m for ms in pipe.execute() for m in ms]
-    except redis.RedisError as error:
-        log.warning("slots.waiters_unreadable", error=str(error))
-        return False
-    return any(_keys_of(member) & needed for member in waiting)
+    return tuple(slot_waiters_key(higher) for higher in lanes_above(lane))
 
 
 @contextmanager
@@ -70,7 +50,7 @@ def waiting(client: redis.Redis, lane: str, claim: SlotClaim, seconds: float) ->
 
     Only lanes that have a lane below them register: nobody yields to the lowest.
     """
-    key, member = slot_waiters_key(lane), _member(claim)
+    key, member = slot_waiters_key(lane), waiter_member(claim)
     registered = lane in PRIORITIES[:-1] and bool(claim.capped())
     if registered:
         now = time.time()

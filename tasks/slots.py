@@ -73,14 +73,20 @@ def slot_claim(user: SlotUser) -> SlotClaim:
     )
 
 
-def take_slots(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
-    """Try to take slots for ``users`` in order; one bool each (uncapped stages: True)."""
+def take_slots(
+    client: redis.Redis, users: Sequence[SlotUser], blockers: Sequence[str] = ()
+) -> list[bool]:
+    """Try to take slots for ``users`` in order; one bool each (uncapped stages: True).
+
+    ``blockers``: waiter sets of higher lanes (``tasks.slot_order.blockers``); a
+    user needing a semaphore one of their live waiters waits for gets none.
+    """
     capped = [(index, user) for index, user in enumerate(users) if is_capped(user.stage)]
     granted = [True] * len(users)
     if not capped:
         return granted
     lease = get_settings().batch_lease_seconds
-    answers = acquire(client, [slot_claim(user) for _, user in capped], lease)
+    answers = acquire(client, [slot_claim(user) for _, user in capped], lease, blockers)
     for (index, _), answer in zip(capped, answers, strict=True):
         granted[index] = answer
     return granted

@@ -201,6 +201,27 @@ def beat(
 
 
 @pytest.fixture()
+def redis_scope(service_env: dict[str, str]) -> Iterator[str]:
+    """A name no other test uses, for the test's own keys in the session's Redis.
+
+    Every key whose name contains it is deleted before and after the test, so a
+    customer, publisher or service named after it starts and leaves nothing behind.
+    """
+    from metrics.redis_client import redis_client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+
+    def clean() -> None:
+        client = redis_client()
+        for key in client.scan_iter(match=f"*{name}*"):
+            client.delete(key)
+
+    clean()
+    yield name
+    clean()
+
+
+@pytest.fixture()
 def isolated_redis(service_env: dict[str, str]) -> Iterator[Callable[[int], str]]:
     """Hand out Redis databases of a test's own, flushed before use and again in finally.
 

@@ -10,6 +10,7 @@ the ledger says are no longer running sooner. To look at one by hand:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,20 +20,33 @@ import redis
 from metrics.keys import slot_key_pattern
 from metrics.redis_client import script
 
-# KEYS: every capped key of the call. ARGV: lease_ms, then per claim in priority
-# order: holder, n, and n pairs (1-based index into KEYS, limit). Public, with
-# acquire_request, for a client of another kind (bench.io_models runs it on asyncio).
+# KEYS: the capped semaphores of the call (ARGV[2] of them), then any waiter sets
+# that block them (see acquire). ARGV: lease_ms, the number of semaphores, now in
+# epoch seconds (the waiters' clock), then per claim in priority order: holder, n,
+# and n pairs (1-based index into KEYS, limit). Public, with acquire_request, for a
+# client of another kind (bench.io_models runs it on asyncio).
 ACQUIRE_SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
-local live = {}
-for i, key in ipairs(KEYS) do
+local semaphores = tonumber(ARGV[2])
+local live, index_of, blocked = {}, {}, {}
+for i = 1, semaphores do
+  local key = KEYS[i]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
   live[i] = redis.call('ZCARD', key)
+  index_of[key] = i
+end
+-- A live waiter (member "holder|key|key...", score = until when) blocks its keys.
+for i = semaphores + 1, #KEYS do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[3], '+inf')) do
+    for key in string.gmatch(member, '|([^|]+)') do
+      if index_of[key] then blocked[index_of[key]] = true end
+    end
+  end
 end
 local granted = {}
-local pos = 2
+local pos = 4
 while pos <= #ARGV do
   local holder = ARGV[pos]
   local first = pos + 2
@@ -41,7 +55,10 @@ while pos <= #ARGV do
   local is_new = {}
   for j = first, pos - 1, 2 do
     local index = tonumber(ARGV[j])
-    if redis.call('ZSCORE', KEYS[index], holder) then
+    if blocked[index] then
+      fits = false
+      break
+    elseif redis.call('ZSCORE', KEYS[index], holder) then
       is_new[index] = false
     elseif live[index] < tonumber(ARGV[j + 1]) then
       is_new[index] = true
@@ -73,6 +90,8 @@ return counts
 """
 
 _SCAN_COUNT: Final = 500
+#: Separates a waiter's holder and keys in a blocking set (no key or holder holds it).
+WAITER_SEP: Final = "|"
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,12 @@ class SlotClaim:
         return caps
 
 
-def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: float) -> list[bool]:
+def acquire(
+    client: redis.Redis,
+    claims: Sequence[SlotClaim],
+    lease_seconds: float,
+    blockers: Sequence[str] = (),
+) -> list[bool]:
     """Try each claim in order (callers pass them in priority order), in one script call.
 
     A claim is granted when, on every capped key, its holder already holds a slot
@@ -113,6 +137,9 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
         client: Redis client.
         claims: the claims, highest priority first.
         lease_seconds: how long the slots stay held without a new acquire or a release.
+        blockers: sorted sets of waiters that come first (``tasks.slot_order``):
+            a live member (``waiter_member``, score = until when in epoch seconds)
+            blocks every key it names, and a claim that needs one is denied.
 
     Returns:
         One flag per claim: True when granted.
@@ -120,7 +147,7 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
     Raises:
         ValueError: lease_seconds is not positive.
     """
-    keys, args = acquire_request(claims, lease_seconds)  # raises for a bad lease first
+    keys, args = acquire_request(claims, lease_seconds, blockers)  # raises for a bad lease
     if not claims:
         return []
     granted = script(client, ACQUIRE_SCRIPT)(keys=keys, args=args)
@@ -128,8 +155,8 @@ def acquire(client: redis.Redis, claims: Sequence[SlotClaim], lease_seconds: flo
 
 
 def acquire_request(
-    claims: Sequence[SlotClaim], lease_seconds: float
-) -> tuple[list[str], list[str | int]]:
+    claims: Sequence[SlotClaim], lease_seconds: float, blockers: Sequence[str] = ()
+) -> tuple[list[str], list[str | int | float]]:
     """The ``KEYS`` and ``ARGV`` of :data:`ACQUIRE_SCRIPT` for ``claims`` (see :func:`acquire`).
 
     Raises:
@@ -138,13 +165,20 @@ def acquire_request(
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
     indexes: dict[str, int] = {}
-    args: list[str | int] = [max(1, round(lease_seconds * 1000))]
+    pairs: list[str | int | float] = []
     for claim in claims:
         caps = claim.capped()
-        args += [claim.holder, len(caps)]
+        pairs += [claim.holder, len(caps)]
         for key, limit in caps.items():
-            args += [indexes.setdefault(key, len(indexes) + 1), limit]
-    return list(indexes), args
+            pairs += [indexes.setdefault(key, len(indexes) + 1), limit]
+    # Waiters' scores are the clock of the process that registered them (time.time()).
+    head: list[str | int | float] = [max(1, round(lease_seconds * 1000)), len(indexes)]
+    return [*indexes, *(blockers if indexes else ())], [*head, repr(time.time()), *pairs]
+
+
+def waiter_member(claim: SlotClaim) -> str:
+    """A waiter's member in a blocking set: ``holder|key|key...`` (its capped keys, sorted)."""
+    return WAITER_SEP.join([claim.holder, *sorted(claim.capped())])
 
 
 def release(client: redis.Redis, claims: Sequence[SlotClaim]) -> None:

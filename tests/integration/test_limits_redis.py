@@ -7,7 +7,6 @@ import queue
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from typing import Any, cast
@@ -43,17 +42,9 @@ def client(service_env: dict[str, str]) -> redis.Redis:
 
 
 @pytest.fixture
-def scope(client: redis.Redis) -> Iterator[str]:
-    """A name no other test uses; every key containing it is deleted before and after."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-
-    def clean() -> None:
-        for key in client.scan_iter(match=f"*{name}*"):
-            client.delete(key)
-
-    clean()
-    yield name
-    clean()
+def scope(redis_scope: str) -> str:
+    """A name no other test uses (its keys are cleaned before and after)."""
+    return redis_scope
 
 
 def claim(holder: str, *caps: tuple[str, int]) -> SlotClaim:

@@ -8,9 +8,7 @@ each client keeps the ones it registered. A client made after a fork (see
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +25,8 @@ CALLS = 3
 
 
 @pytest.fixture
-def scope(service_env: dict[str, str]) -> Iterator[str]:
-    name = f"scripts-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis_client()
-    for key in client.scan_iter(match=f"*{name}*"):
-        client.delete(key)
+def scope(redis_scope: str) -> str:
+    return redis_scope
 
 
 def count_registrations(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:

@@ -12,7 +12,7 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -42,17 +42,9 @@ def client(service_env: dict[str, str]) -> redis.Redis:
 
 
 @pytest.fixture
-def service(client: redis.Redis) -> Iterator[str]:
-    """A service name no other test uses; its keys are deleted before and after."""
-    name = f"quota-{uuid.uuid4().hex[:12]}"
-
-    def clean() -> None:
-        for key in client.scan_iter(match=f"*{name}*"):
-            client.delete(key)
-
-    clean()
-    yield name
-    clean()
+def service(redis_scope: str) -> str:
+    """A service name no other test uses (its keys are cleaned before and after)."""
+    return redis_scope
 
 
 def _gate(service: str, entry: str) -> RedisRateGate:
