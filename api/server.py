@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from cli.embedded import die_with_parent
+from cli.children import die_with_parent
 
 
 def serve(host: str, port: int, log_level: str = "warning") -> None:

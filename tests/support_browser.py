@@ -22,7 +22,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from cli.embedded import die_with_parent, free_port
+from cli.children import die_with_parent
+from cli.embedded import free_port
 from cli.workers import stop_workers
 from tests.support_debian import debian_binary
 

@@ -229,6 +229,9 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
             replies = app.control.ping(destination=None, timeout=0.5)
             answered = {n for n in nodes for r in replies for k in r if k.startswith(n)}
         assert answered == set(nodes), f"only {answered} answered"
+        # And the process we started became the small supervisor, under the same pid
+        cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"cli.supervisor"]
         # Then each consumes its own queue of the lane
         queues = app.control.inspect(timeout=2).active_queues() or {}
         for node, expected in nodes.items():

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.embedded import die_with_parent, free_port
+from cli.children import die_with_parent
+from cli.embedded import free_port
 from cli.workers import WORK_LANES, spawn_worker, stop_workers
 from tests.integration.helpers import make_orders, submit_in_child, wait_for_final, wait_until
 from tests.support_browser import CHROMIUM_FLAGS
