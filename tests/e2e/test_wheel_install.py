@@ -305,22 +305,40 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
         raise
 
 
+@pytest.mark.parametrize(
+    ("lane", "supervised"),
+    [
+        ("maintenance", False),  # no work lane: the CLI becomes the one prefork worker
+        ("high", True),  # prefork and threads workers under cli.supervisor
+    ],
+)
 def test_worker_starts_answers_its_health_check_and_stops(
-    installation: Installation, elsewhere: Path, fresh_database: str, own_redis: str
+    installation: Installation,
+    elsewhere: Path,
+    fresh_database: str,
+    own_redis: str,
+    lane: str,
+    supervised: bool,
 ) -> None:
     # Given a worker started from the wheel as compose and Kubernetes start theirs
     hostname = socket.gethostname()
     env = _clean_env(REDIS_URL=own_redis, DATABASE_URL=fresh_database, HOSTNAME=hostname)
-    log = elsewhere / "worker.log"
-    command = [installation.bin("batchline"), "worker", "--lanes", "maintenance"]
+    log = elsewhere / f"worker-{lane}.log"
+    command = [installation.bin("batchline"), "worker", "--lanes", lane]
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [*command, "--concurrency", "1"], cwd=elsewhere, env=env, stdout=out, stderr=out
         )
     try:
-        _wait_for_line(log, r"batchline-maintenance@\S+ ready", worker, timeout=60)
+        _wait_for_line(log, rf"batchline-{lane}@\S+ ready", worker, timeout=60)
+        if supervised:
+            _wait_for_line(log, rf"batchline-{lane}-io@\S+ ready", worker, timeout=60)
+            # The pid we started is the supervisor, run from the wheel, not the checkout
+            cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[0].decode().startswith(str(installation.venv))
+            assert cmdline[1:3] == [b"-m", b"cli.supervisor"]
         # When the health check of docker-compose.yml and deploy/k8s runs (sh expands HOSTNAME)
-        ping = "celery -A celery_app inspect ping -d batchline-maintenance@$HOSTNAME --timeout 10"
+        ping = f"celery -A celery_app inspect ping -d batchline-{lane}@$HOSTNAME --timeout 10"
         path = f"{installation.venv}/bin:/usr/bin:/bin"  # as in the image: the venv first
         done = _run(["sh", "-c", ping], cwd=elsewhere, env={**env, "PATH": path})
         # Then its own node answers, and it stops cleanly on SIGTERM

@@ -77,7 +77,7 @@ class ByItem:
 
 def test_a_redis_outage_while_taking_slots_spends_no_attempt(batch, monkeypatch) -> None:
     # Given Redis fails exactly when the chunk asks for its concurrency slots
-    def outage(client, users):
+    def outage(client, users, blockers=()):
         raise redis.ConnectionError("redis went away")
 
     monkeypatch.setattr("tasks.chunk_runner.take_slots", outage)
