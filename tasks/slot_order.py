@@ -11,6 +11,8 @@ with the semaphores it needs, and an item of a lower lane takes no slot in a
 semaphore a higher-lane item waits for: it keeps polling (or goes back to the
 pool when its wait is over) while the higher item takes the next free one. An
 entry expires at its give-up time, so a waiter that died blocks nobody for long.
+The semaphores' script reads the sets of the lanes above (:func:`blockers`) in the
+same call that takes the slots, so standing back costs no round trip of its own.
 """
 
 from __future__ import annotations
