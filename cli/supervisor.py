@@ -4,9 +4,9 @@
 then replaces itself with ``python -m cli.supervisor '<JSON list of argvs>'``: the
 same pid, so systemd, Docker or a shell still hold the process they started, but
 without the CLI's imports (typer, rich, pydantic, the settings), which it no longer
-needs. It imports the standard library only (``cli.children``, ``cli.workers``); the supervisor's
-resident memory is the interpreter's, not the CLI's (measured in
-docs/BENCHMARKS.md, "The supervisor's memory").
+needs. It imports the standard library only (``cli.children``, ``cli.workers``), so its
+resident memory is the interpreter's, not the CLI's (measured in docs/BENCHMARKS.md,
+"The supervisor's memory").
 """
 
 from __future__ import annotations

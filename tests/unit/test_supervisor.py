@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -24,10 +25,28 @@ def test_the_supervisor_imports_the_standard_library_only() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_first_worker_to_exit_gives_the_exit_code_and_the_others_are_stopped() -> None:
-    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
-    quitter = [sys.executable, "-c", "import sys; sys.exit(3)"]
+def test_the_first_worker_to_exit_gives_the_exit_code_and_the_others_are_stopped(
+    tmp_path,
+) -> None:
+    pid_file = tmp_path / "sleeper.pid"
+    # The sleeper notes its pid; the quitter exits only once it has, so both ran.
+    sleeper = [
+        sys.executable,
+        "-c",
+        "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)",
+        str(pid_file),
+    ]
+    wait_then_quit = (
+        "import os, sys, time\n"
+        "while not (os.path.exists(sys.argv[1]) and os.path.getsize(sys.argv[1])):\n"
+        "    time.sleep(0.01)\n"
+        "sys.exit(3)"
+    )
+    quitter = [sys.executable, "-c", wait_then_quit, str(pid_file)]
     assert supervisor.supervise([sleeper, quitter]) == 3
+    # The sleeper was stopped and reaped, not left to run out its two minutes
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
 
 
 def test_its_command_line_carries_the_workers_command_lines() -> None:
