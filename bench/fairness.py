@@ -2,8 +2,8 @@
 
 Issue 15's regime: writing takes ``LATENCY_MS`` (10 s) per article (the offline
 writer waits like an LLM API answers), and the workers are exactly what
-``batchline worker`` starts with no options (``python -m cli worker``: 2 prefork
-processes for the CPU-bound stages and the I/O threads worker for writing and
+``batchline worker`` starts with no options (``python -m cli worker``: a prefork
+process for the CPU-bound stages and two I/O threads workers for writing and
 delivery), so concurrency, not CPU, sets the pace.
 
 The nine small customers are copies (standard tier, 100 orders each), so their

@@ -3,10 +3,10 @@
 Two deployments. "default" is the workers exactly as ``batchline worker`` starts
 them with no options (``python -m cli worker``: a prefork worker with
 ``BATCH_WORKER_CONCURRENCY`` processes for the CPU-bound stages and housekeeping,
-and a threads-pool worker with ``BATCH_IO_WORKER_THREADS`` threads for each lane's
-I/O queue): shared workers only. "dedicated" adds a ``batchline worker --lanes high
---concurrency 1 --io-threads 0`` (one prefork process serving only the high lane),
-the guide's answer for a hard latency bound.
+and ``BATCH_IO_WORKER_PROCESSES`` threads-pool workers with ``BATCH_IO_WORKER_THREADS``
+threads each for the lanes' I/O queues): shared workers only. "dedicated" adds a
+``batchline worker --lanes high --concurrency 1 --io-threads 0`` (one prefork process
+serving only the high lane), the guide's answer for a hard latency bound.
 """
 
 from __future__ import annotations

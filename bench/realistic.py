@@ -2,10 +2,11 @@
 
 The workers are started exactly as ``batchline worker`` starts them with no
 options (``python -m cli worker``: every lane, ``BATCH_WORKER_CONCURRENCY``
-prefork processes, 2 by default). ``WRITER_BACKEND=openai`` points at a local
-OpenAI-compatible mock (``bench.mock_services.MockWriter``) answering after the
-run's latency ± 20 %, and ``DELIVERY_BACKEND=webhook`` at a local publisher
-answering in 200 ms with 2 % of 503 + ``Retry-After``; every sample publisher's
+prefork processes, 1 by default, and ``BATCH_IO_WORKER_PROCESSES`` threads workers,
+2). ``WRITER_BACKEND=openai`` points at a local OpenAI-compatible mock
+(``bench.mock_services.MockWriter``) answering after the run's latency ± 20 %,
+and ``DELIVERY_BACKEND=webhook`` at a local publisher answering in 200 ms with 2 %
+of 503 + ``Retry-After``; every sample publisher's
 ``webhook_url`` in the catalog points at it. The writer's rate limit is set to
 100 requests/s (burst 100), four times what the global cap allows at 2 s, so the
 caps and the code, not the token bucket, set the pace.
@@ -431,6 +432,7 @@ def run_realistic(bench: BenchEnv, run: RealisticRun, options: RealisticOptions)
             "worker_command": "batchline worker (python -m cli worker), no options; celery beat",
             "worker_concurrency": settings.batch_worker_concurrency,
             "worker_io_threads": settings.batch_io_worker_threads,
+            "worker_io_processes": settings.batch_io_worker_processes,
             "cap_global": settings.batch_cap_global,
             "cap_per_customer": settings.batch_cap_per_customer,
             "cap_per_publisher": settings.batch_cap_per_publisher,

@@ -130,11 +130,14 @@ def _met(run: RunResult | None, target: float) -> str:
 
 
 def _io_worker(extra: dict[str, Any]) -> str:
-    """The threads worker beside the processes, for runs that had one."""
+    """The threads workers beside the processes, for runs that had them."""
     threads = int(extra.get("worker_io_threads") or 0)
-    return (
-        f" + a threads worker running {threads} writing/delivery chunks at once" if threads else ""
-    )
+    # Runs recorded before the count was kept had one.
+    processes = int(extra.get("worker_io_processes") or 1)
+    if not threads:
+        return ""
+    workers = "a threads worker" if processes == 1 else f"{processes} threads workers"
+    return f" + {workers} running {threads} writing/delivery chunks at once each"
 
 
 def _how(latest: dict[float, RunResult]) -> list[str]:

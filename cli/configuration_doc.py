@@ -68,10 +68,6 @@ DESCRIPTIONS: dict[str, str] = {
     "batch_visibility_timeout": (
         "Seconds. After this the broker hands out an unacknowledged message again"
     ),
-    "batch_worker_concurrency": (
-        "Pool size of the demo's all-lanes worker, and the default of"
-        " `batchline worker --concurrency`"
-    ),
     "batch_sweep_interval_seconds": (
         "How often beat sends a sweep. A sweep not run within one interval expires"
     ),

@@ -187,7 +187,11 @@ def run_demo(
     specs = [
         # As `batchline worker` runs by default: processes, and a threads worker for I/O.
         *default_workers(
-            ALL_LANES, settings.batch_worker_concurrency, settings.batch_io_worker_threads, "lanes"
+            ALL_LANES,
+            settings.batch_worker_concurrency,
+            settings.batch_io_worker_threads,
+            "lanes",
+            settings.batch_io_worker_processes,
         ),
         WorkerSpec("high", ("high",), 1),
     ]

@@ -1,9 +1,9 @@
 """When a running chunk stops early so that waiting higher-lane work gets its process.
 
 A worker polls its queues in strict lane order, but only when a process is free,
-and a running chunk is never interrupted. With the two default prefork processes
-both in low preflight or QC chunks (about 1 s each under load), a high order
-waited for the shorter of them at every CPU-bound stage.
+and a running chunk is never interrupted. With the prefork processes all in low
+preflight or QC chunks (about 1 s each under load), a high order waited for the
+shortest of them at every CPU-bound stage.
 
 So a chunk of a CPU-bound stage (its items run one after another) looks, between
 two items, at the queues of the lanes above its own that this worker consumes. If

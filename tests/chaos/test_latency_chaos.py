@@ -1,7 +1,7 @@
 """Latency-bound chaos: slow writer, slow publisher, the I/O worker killed and chunks out of time.
 
-The workers are the two ``batchline worker`` starts: prefork processes for the
-CPU queues and one threads-pool worker for the lanes' I/O queues, so every
+The workers are a prefork worker for the CPU queues and one threads-pool worker
+for the lanes' I/O queues (``batchline worker``'s kinds, with one I/O process), so every
 writing and delivery chunk runs its items' calls concurrently in that one
 process. The writer is a real OpenAI-compatible HTTP server (the bench's
 :class:`~bench.mock_services.MockWriter`) answering in ``latency ± 50 %``, and

@@ -214,14 +214,19 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
 
     from celery_app import IO_LANES, app
 
-    # Given `batchline worker --lanes high`: prefork processes and a threads worker for I/O
+    # Given `batchline worker --lanes high`: a prefork worker and (by default,
+    # BATCH_IO_WORKER_PROCESSES=2) two threads workers for I/O
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--lanes", "high", "--concurrency", "1"],
         env={**os.environ, **service_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    nodes = {"batchline-high@": [LANES["high"]], "batchline-high-io@": [IO_LANES["high"]]}
+    nodes = {
+        "batchline-high@": [LANES["high"]],
+        "batchline-high-io@": [IO_LANES["high"]],
+        "batchline-high-io2@": [IO_LANES["high"]],
+    }
     try:
         deadline = time.monotonic() + 60
         answered: set[str] = set()
@@ -238,7 +243,7 @@ def test_worker_command_serves_its_lanes_and_stops_on_sigterm(service_env) -> No
             mine = next(v for k, v in queues.items() if k.startswith(node))
             assert [queue["name"] for queue in mine] == expected
     finally:
-        # And SIGTERM stops both (the supervisor passes it on) with exit 0
+        # And SIGTERM stops all three (the supervisor passes it on) with exit 0
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=90) == 0
 
