@@ -89,6 +89,33 @@ _CANDIDATES = text(
     """
 )
 
+
+def _pooled_exists(io_bound: bool) -> str:
+    # Matches one partial index's predicate exactly, so each probe is an index look-up.
+    return f"""EXISTS (SELECT 1 FROM items i
+                   WHERE i.batch_id = b.id AND i.lane = :lane
+                     AND {pooled_kind_sql(io_bound, "i.")})"""
+
+
+_ANY_POOLED = text(
+    f"""
+    SELECT EXISTS (
+        SELECT 1 FROM batches b
+        WHERE b.status = 'RUNNING' AND ({_pooled_exists(True)} OR {_pooled_exists(False)})
+    )
+    """
+)
+
+
+def any_pooled(session: Session, lane: str) -> bool:
+    """Whether any running batch has an item of ``lane`` waiting in the pool.
+
+    One index probe per running batch, so the feeder can skip an empty lane
+    without its lock (held or not: what it decides is only whether to look).
+    """
+    return bool(session.scalar(_ANY_POOLED, {"lane": lane}))
+
+
 #: The open states whose stage is I/O-bound (its chunks go to the lane's I/O queue).
 IO_STATES: Final = tuple(sorted(s.value for s in IO_BOUND_STATES))
 

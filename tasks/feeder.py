@@ -22,7 +22,7 @@ from redis.lock import Lock
 
 from celery_app import IO_LANES, LANES
 from ledger.db import transaction
-from ledger.pool import Candidate, candidates, mark_queued
+from ledger.pool import Candidate, any_pooled, candidates, mark_queued
 from ledger.windows import held_states
 from metrics.keys import feeder_again_key, feeder_lock_key, queue_key
 from metrics.redis_client import redis_client
@@ -55,6 +55,15 @@ def feed(lane: str) -> int:
     # Wait until a quarter of a window is free: one feed then fills several
     # chunks, so they come out full instead of one thin chunk per finished task.
     if max(rooms.values()) < max(1, window // 4):
+        return 0
+    # An empty lane is left without taking its lock. Threads of the I/O worker feed
+    # every lane after their chunks, mostly finding nothing, and each held the lock
+    # for the length of its pool query while it waited for its interpreter's lock
+    # between steps (148 ms on average, up to 1.2 s behind a CPU-bound backlog):
+    # a high batch's own feed at submission met that lock and left its first
+    # chunks to the slow holder. Whoever pools an item feeds after its commit, so
+    # an empty answer read before that commit loses nothing.
+    if not _has_pooled(lane):
         return 0
     # redis-py's Lock releases and renews only while the key still holds its own
     # token (one Lua call): a feed that outlived its lock never ends a successor's.
@@ -99,6 +108,11 @@ def _rounds(client: redis.Redis, lane: str, lock: Lock, rooms: dict[bool, int]) 
         with contextlib.suppress(LockNotOwnedError):  # expired: a successor's now
             lock.release()
     return sent
+
+
+def _has_pooled(lane: str) -> bool:
+    with transaction() as session:
+        return any_pooled(session, lane)
 
 
 def _local_turn(lane: str) -> Coalesced:

@@ -30,6 +30,7 @@ def client(
     real = redis.Redis.from_url(isolated_redis(WAKEUP_REDIS_DB))
     monkeypatch.setattr(feeder, "redis_client", lambda: real)
     monkeypatch.setattr(feeder, "_rooms", lambda _client, _lane: {False: 16, True: 16})
+    monkeypatch.setattr(feeder, "_has_pooled", lambda _lane: True)
     try:
         yield real
     finally:
@@ -117,3 +118,21 @@ def test_a_feeder_that_finds_the_lock_held_leaves_its_request_for_the_holder(
 
     assert feeder.feed("high") == 0
     assert feeds == [] and client.get(feeder_again_key("high")) == b"1"
+
+
+def test_a_feeder_leaves_an_empty_lane_without_its_lock(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feeds = _count_feeds(monkeypatch)
+    # Given nothing pooled in the lane, and its lock held by a (slow) feeder elsewhere
+    monkeypatch.setattr(feeder, "_has_pooled", lambda _lane: False)
+    holder = _held_lock(client, "high")
+
+    # When a feeder comes by, Then it leaves at once: no feed, no request for the holder
+    assert feeder.feed("high") == 0
+    assert feeds == [] and client.get(feeder_again_key("high")) is None
+
+    # And with the lock free it does not take it either
+    holder.release()
+    assert feeder.feed("high") == 0
+    assert feeds == [] and client.get(feeder_lock_key("high")) is None

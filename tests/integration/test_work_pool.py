@@ -203,6 +203,46 @@ def test_the_pool_query_walks_the_pool_index_for_a_batch_the_statistics_do_not_k
     assert [c.batch_id for c in candidates(rolled_back, "normal", 2000)].count(batch_id) == 30
 
 
+def test_any_pooled_sees_a_running_batchs_waiting_items_of_its_lane_only(
+    rolled_back: Session,
+) -> None:
+    # Given a running normal-lane batch whose items wait, one kind after the other
+    batch_id = _running(rolled_back, make_orders(3, "any"))
+    assert pool.any_pooled(rolled_back, "normal")
+    assert not pool.any_pooled(rolled_back, "high") and not pool.any_pooled(rolled_back, "low")
+    rolled_back.execute(
+        text("UPDATE items SET state = 'WRITING' WHERE batch_id = :b"), {"b": batch_id}
+    )
+    assert pool.any_pooled(rolled_back, "normal")  # the I/O-bound kind counts too
+
+    # When their messages are out (queued), Then nothing waits
+    rolled_back.execute(
+        text("UPDATE items SET queued_at = now() WHERE batch_id = :b"), {"b": batch_id}
+    )
+    assert not pool.any_pooled(rolled_back, "normal")
+
+    # And a paused batch's pooled items do not count (the feeder could not send them)
+    rolled_back.execute(
+        text("UPDATE items SET queued_at = NULL WHERE batch_id = :b"), {"b": batch_id}
+    )
+    rolled_back.execute(text("UPDATE batches SET status = 'PAUSED' WHERE id = :b"), {"b": batch_id})
+    assert not pool.any_pooled(rolled_back, "normal")
+
+
+def test_any_pooled_probes_the_pool_indexes(rolled_back: Session) -> None:
+    # Given a running batch the statistics do not know
+    _running(rolled_back, make_orders(30, "anyplan"))
+
+    # When the look-up is planned, Then each probe is a look-up in a pool index
+    plan = "\n".join(
+        str(row[0])
+        for row in rolled_back.execute(text(f"EXPLAIN {pool._ANY_POOLED.text}"), {"lane": "high"})
+    )
+    assert "ix_items_pool_cpu" in plan, plan
+    assert "ix_items_pool_io" in plan, plan
+    assert "Seq Scan on items" not in plan, plan
+
+
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
     rolled_back: Session,
 ) -> None:
