@@ -78,6 +78,7 @@ def test_feeder_release_leaves_a_successors_lock_alone(
         return 0
 
     monkeypatch.setattr(feeder, "redis_client", lambda: racing)
+    monkeypatch.setattr(feeder, "_has_pooled", lambda _lane: True)  # work waits: it locks
     monkeypatch.setattr(feeder, "_feed", feed_then_arm)
 
     feeder.feed("low")
@@ -97,6 +98,7 @@ def test_feeder_whose_lock_expired_while_feeding_leaves_the_successors_lock(
         client.set(key, SUCCESSOR, px=60_000)
         return 0
 
+    monkeypatch.setattr(feeder, "_has_pooled", lambda _lane: True)  # work waits: it locks
     monkeypatch.setattr(feeder, "_feed", slow_feed)
 
     feeder.feed("low")
