@@ -46,8 +46,9 @@ EXTRA_ROUNDS = 3
 def feed(lane: str) -> int:
     """Top up ``lane``'s queue to ``BATCH_LANE_WINDOW`` messages; return how many were sent.
 
-    Cheap when there is nothing to do (one ``LLEN``); when another process is
-    feeding the lane right now this returns 0 at once.
+    Cheap when there is nothing to do (its queues' ``LLEN`` and, with room, one probe
+    of the pool); when another process is feeding the lane right now this returns 0
+    at once.
     """
     client = redis_client()
     window = get_settings().batch_lane_window
