@@ -111,7 +111,8 @@ def any_pooled(session: Session, lane: str) -> bool:
     """Whether any running batch has an item of ``lane`` waiting in the pool.
 
     One index probe per running batch, so the feeder can skip an empty lane
-    without its lock (held or not: what it decides is only whether to look).
+    without its lock. Items in held (scheduled) states count too: this only
+    decides whether the feeder looks, and its own query leaves those out.
     """
     return bool(session.scalar(_ANY_POOLED, {"lane": lane}))
 
