@@ -20,6 +20,11 @@ from structlog.types import EventDict, Processor
 
 #: The stdlib handler ``route_stdlib_logging`` installs (found again to be replaced).
 _HANDLER_NAME = "batchline-structlog"
+#: Libraries that log every request at INFO: httpx says "HTTP Request: POST … 200 OK"
+#: for each writer call and webhook, two of every three lines of a busy worker's log
+#: and about 2 % of an I/O worker's interpreter time (py-spy, bench/NOTES.md). Their
+#: warnings stay; their INFO lines show only when the worker logs at DEBUG.
+_CHATTY_LOGGERS = ("httpx",)
 
 
 def _shared_processors() -> list[Processor]:
@@ -52,7 +57,8 @@ def route_stdlib_logging(level: str | int = "WARNING", fmt: str = "console") -> 
     """Render every stdlib log record (Celery's, kombu's) like batchline's own lines.
 
     Replaces the root logger's handlers with one stderr handler whose formatter is
-    structlog's ``ProcessorFormatter``; records below ``level`` are dropped.
+    structlog's ``ProcessorFormatter``; records below ``level`` are dropped, and so are
+    the per-request INFO lines of :data:`_CHATTY_LOGGERS` unless ``level`` is DEBUG.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
@@ -72,6 +78,9 @@ def route_stdlib_logging(level: str | int = "WARNING", fmt: str = "console") -> 
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level if isinstance(level, int) else logging.getLevelName(level.upper()))
+    chatty = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty)
 
 
 def say_as_json(message: str, file: TextIO | None = None) -> None:

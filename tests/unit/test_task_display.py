@@ -133,14 +133,15 @@ def test_a_stage_task_binds_its_chunk_and_other_tasks_only_their_ids() -> None:
 def json_root_log() -> Iterator[io.StringIO]:
     """The root logger rendering JSON into a buffer; the previous set-up restored after."""
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    saved = (root.handlers[:], root.level, logging.getLogger("httpx").level)
     stream = io.StringIO()
     route_stdlib_logging("INFO", "json")
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     try:
         yield stream
     finally:
-        root.handlers, root.level = saved
+        root.handlers, root.level = saved[:2]
+        logging.getLogger("httpx").setLevel(saved[2])
         unbind_task()
 
 
@@ -163,6 +164,22 @@ def test_celerys_received_line_from_the_main_process_carries_the_task_id(json_ro
     logging.getLogger("celery.worker.strategy").info("Task received", extra={"data": data})
     line = json.loads(json_root_log.getvalue())
     assert (line["task_id"], line["task"]) == ("t-9", "batchline.stage.qc")
+
+
+def test_httpxs_line_per_request_is_left_out_but_its_warnings_are_not(json_root_log) -> None:
+    logging.getLogger("httpx").info('HTTP Request: POST http://llm/v1 "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("a warning")
+    lines = [json.loads(line) for line in json_root_log.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["a warning"]
+
+
+def test_at_debug_httpxs_requests_are_logged_too(json_root_log) -> None:
+    route_stdlib_logging("DEBUG", "json")
+    root = logging.getLogger()
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("httpx").info("HTTP Request: POST")
+    assert json.loads(stream.getvalue())["event"] == "HTTP Request: POST"
 
 
 def test_a_shutdown_notice_is_one_json_line() -> None:
