@@ -37,6 +37,7 @@ from pipeline.recovery import (
     plan_recovery,
     recovery_batch_id,
 )
+from tasks.statistics import refresh_statistics
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,7 @@ def recover_failed_batch(batch_id: str, options: Any = None) -> dict[str, Any]:
         "recovered_by": recovered_by,
     }
     if created:
+        refresh_statistics(created, len(plan.picks))
         _start(created, parsed.priority or origin.priority, len(plan.picks))
     log.info("batch.recovery", **result)
     return result

@@ -16,6 +16,7 @@ from metrics.progress import init_progress
 from metrics.redis_client import redis_client
 from pipeline.manifest import ManifestError, Submission, validate_submission
 from pipeline.settings import get_settings
+from tasks.statistics import refresh_statistics
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,7 @@ def submit_batch(
         if existing is None:
             raise
         return existing
+    refresh_statistics(batch_id, len(submission.documents))
     _start(batch_id, submission, task_id)
     return {"batch_id": batch_id, "task_id": task_id}
 
