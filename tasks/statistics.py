@@ -5,10 +5,14 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.exc import DBAPIError
 
-from ledger.db import transaction
+from ledger.db import is_lock_timeout, short_lock_waits, transaction
 from ledger.statistics import analyze, stale_tables
 
 log = structlog.get_logger(__name__)
+
+#: How long ANALYZE waits for a table's lock: another ANALYZE or a vacuum holding it
+#: means fresh statistics are on their way already, and a submission must not wait.
+LOCK_TIMEOUT_MS = 200
 
 
 def refresh_statistics(batch_id: str, added: int) -> list[str]:
@@ -20,11 +24,13 @@ def refresh_statistics(batch_id: str, added: int) -> list[str]:
     already: a failure here costs speed, never the batch.
     """
     try:
-        with transaction() as session:
+        with short_lock_waits(LOCK_TIMEOUT_MS), transaction() as session:
             tables = stale_tables(session, added)
             analyze(session, tables)
-    except DBAPIError as error:  # a lock timeout (someone analyzes already), an outage
-        log.info("ledger.analyze_skipped", batch_id=batch_id, error=str(error.orig))
+    except DBAPIError as error:
+        # A lock timeout is routine (someone analyzes already); anything else is not.
+        emit = log.info if is_lock_timeout(error) else log.warning
+        emit("ledger.analyze_skipped", batch_id=batch_id, error=str(error.orig))
         return []
     if tables:
         log.info("ledger.analyzed", batch_id=batch_id, items=added, tables=tables)

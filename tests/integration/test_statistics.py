@@ -17,7 +17,6 @@ import pytest
 import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ledger.batches import insert_batch
@@ -90,18 +89,6 @@ def test_analyze_brings_the_estimate_to_the_table_and_moves_the_line(fresh_ledge
     with Session(engine) as session:
         assert stale_tables(session, 80) == []  # 50 + 10 % of 300
         assert sorted(stale_tables(session, 81)) == sorted(SUBMISSION_TABLES)
-
-
-def test_analyze_gives_up_while_another_holds_the_tables_lock(fresh_ledger) -> None:
-    engine, url = fresh_ledger
-    with psycopg.connect(url) as holder:
-        holder.execute("LOCK TABLE items IN SHARE UPDATE EXCLUSIVE MODE")  # as ANALYZE takes it
-        with (
-            pytest.raises(OperationalError, match="lock timeout"),
-            Session(engine) as session,
-            session.begin(),
-        ):
-            analyze(session, ["items"])
 
 
 def test_analyze_takes_only_the_tables_it_knows(fresh_ledger) -> None:
