@@ -130,9 +130,10 @@ class Settings(BaseSettings):
     #: a writing chunk runs QC on what it wrote and records one state change per item
     #: (``pipeline.fusing``); false: QC claims and records them in chunks of its own
     batch_fuse_stages: bool = True
-    #: chunks in a threads-pool worker (the I/O worker) fuse too; false: only prefork
-    #: processes do, and writing chunks there hand QC to the CPU workers' own chunks
-    batch_fuse_in_threads: bool = True
+    #: chunks in a threads-pool worker (the I/O worker) fuse too; false (the default):
+    #: only prefork processes do, and writing chunks there hand QC to the CPU workers'
+    #: own chunks, where higher lanes overtake (docs/architecture.md, "Where it runs")
+    batch_fuse_in_threads: bool = False
 
     # Chunk sizes per stage; the defaults are the stage records' (the batch guide's).
     batch_chunk_preflight_optimal: int = Field(default=PREFLIGHT.chunk_optimal, ge=1)

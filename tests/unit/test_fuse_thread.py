@@ -25,21 +25,21 @@ def _in_a_thread() -> Stage | None:
         return pool.submit(stage_to_fuse, WRITING, "normal").result()
 
 
-def test_by_default_a_threads_pool_chunk_fuses_too(
+def test_by_default_only_a_process_fuses(
     fresh_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCH_FUSE_STAGES", "true")
     monkeypatch.delenv("BATCH_FUSE_IN_THREADS", raising=False)
 
-    assert stage_to_fuse(WRITING, "normal") is QC
-    assert _in_a_thread() is QC
+    assert stage_to_fuse(WRITING, "normal") is QC  # a prefork process fuses
+    assert _in_a_thread() is None  # the I/O worker leaves QC to the CPU workers
 
 
-def test_fuse_in_threads_false_leaves_qc_to_the_cpu_workers(
+def test_fuse_in_threads_true_fuses_in_a_threads_pool_chunk_too(
     fresh_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCH_FUSE_STAGES", "true")
-    monkeypatch.setenv("BATCH_FUSE_IN_THREADS", "false")
+    monkeypatch.setenv("BATCH_FUSE_IN_THREADS", "true")
 
-    assert stage_to_fuse(WRITING, "normal") is QC  # a prefork process still fuses
-    assert _in_a_thread() is None
+    assert stage_to_fuse(WRITING, "normal") is QC
+    assert _in_a_thread() is QC
