@@ -162,12 +162,13 @@ STAGE_TASKS: tuple[Task, ...] = tuple(_register(stage) for stage in STAGES)
     retry_backoff=True,
     max_retries=20,
 )
-def start_batch(batch_id: str, priority: str = "normal") -> dict[str, Any]:
-    """Feed the batch's lane: its orders wait in the pool, ranked by ``calculate_priority``.
+def start_batch(batch_id: str, priority: str = "normal", fed: bool = False) -> dict[str, Any]:
+    """Feed the batch's lane unless ``submit_batch`` did (``fed``); its orders wait in the pool.
 
-    ``submit_batch`` feeds the lane itself too; this task is the batch's handle
-    (its id is the ``task_id`` the caller gets) and a backstop if that feed failed.
+    ``submit_batch`` feeds the lane itself; this task is the batch's handle (its
+    id is the ``task_id`` the caller gets, shown in Flower) and the backstop when
+    that feed failed. A message without ``fed`` (sent before it existed) feeds.
     """
-    sent = feed_lanes((priority,))
-    log.info("batch.started", batch_id=batch_id, lane=priority, messages=sent)
+    sent = 0 if fed else feed_lanes((priority,))
+    log.info("batch.started", batch_id=batch_id, lane=priority, messages=sent, fed_at_submit=fed)
     return {"messages": sent}

@@ -135,11 +135,17 @@ def _start(batch_id: str, submission: Submission, task_id: str) -> None:
 
     _warm(batch_id, submission)
     init_progress(redis_client(), batch_id, len(submission.documents))
+    fed = True
     try:
         feed_lanes((submission.priority,))  # first chunks out now, not after a task hop
     except redis.RedisError as error:
+        fed = False
         log.warning("feeder.unavailable", batch_id=batch_id, error=str(error))
+    # With the lane fed here, start_batch is only the batch's handle: it must not feed
+    # again. Its queue is polled first, so a second feed (30-40 ms of the one prefork
+    # process behind a busy lane) ran just before the high batch's first chunk.
     start_batch.apply_async(
-        kwargs={"batch_id": batch_id, "priority": submission.priority}, task_id=task_id
+        kwargs={"batch_id": batch_id, "priority": submission.priority, "fed": fed},
+        task_id=task_id,
     )
     log.info("batch.submitted", batch_id=batch_id, items=len(submission.documents))

@@ -1,0 +1,90 @@
+"""start_batch feeds the lane only when ``submit_batch``'s own feed did not run.
+
+It is polled first (``batch.maintenance``), so a second feed there ran on the
+process a high batch's first chunk waited for (bench/NOTES.md, "start_batch's
+second feed (session 23)").
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from tasks.stages import start_batch
+from tasks.submit import submit_batch
+from tests.integration.helpers import make_orders
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def caught(service_env, monkeypatch) -> Any:
+    """start_batch messages caught on their way to the broker; the batches cancelled after."""
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        "tasks.stages.start_batch.apply_async", lambda kwargs, **_: sent.append(kwargs)
+    )
+    yield sent
+    from tasks.control import cancel_batch
+
+    for message in sent:
+        cancel_batch(message["batch_id"])
+
+
+def _submit(priority: str = "normal") -> str:
+    batch_id = f"start-{uuid.uuid4().hex[:8]}"
+    submit_batch(make_orders(3, batch_id), "it", priority, {"batch_id": batch_id})
+    return batch_id
+
+
+def test_a_submission_that_fed_its_lane_says_so(caught, monkeypatch) -> None:
+    fed: list[tuple[str, ...]] = []
+
+    def feed(lanes: Any) -> int:
+        fed.append(tuple(lanes))
+        return 1
+
+    monkeypatch.setattr("tasks.feeder.feed_lanes", feed)
+
+    batch_id = _submit("high")
+
+    assert fed == [("high",)]
+    assert caught == [{"batch_id": batch_id, "priority": "high", "fed": True}]
+
+
+def test_a_submission_whose_feed_failed_leaves_it_to_start_batch(caught, monkeypatch) -> None:
+    def unavailable(lanes: Any) -> int:
+        raise redis.ConnectionError("broker gone for a moment")
+
+    monkeypatch.setattr("tasks.feeder.feed_lanes", unavailable)
+
+    batch_id = _submit()
+
+    assert caught == [{"batch_id": batch_id, "priority": "normal", "fed": False}]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "feeds"),
+    [({"fed": True}, False), ({"fed": False}, True), ({}, True)],
+    ids=["fed-at-submit", "not-fed", "message-from-before-the-flag"],
+)
+def test_start_batch_feeds_only_when_the_submission_did_not(
+    caught, monkeypatch, kwargs: dict[str, Any], feeds: bool
+) -> None:
+    monkeypatch.setattr("tasks.feeder.feed_lanes", lambda lanes: 0)  # the batch stays pooled
+    batch_id = _submit("low")
+    lanes_fed: list[tuple[str, ...]] = []
+
+    def feed(lanes: Any) -> int:
+        lanes_fed.append(tuple(lanes))
+        return 2
+
+    monkeypatch.setattr("tasks.stages.feed_lanes", feed)
+
+    result = start_batch.run(batch_id=batch_id, priority="low", **kwargs)
+
+    assert lanes_fed == ([("low",)] if feeds else [])
+    assert result == {"messages": 2 if feeds else 0}
