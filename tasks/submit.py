@@ -142,7 +142,7 @@ def _start(batch_id: str, submission: Submission, task_id: str) -> None:
         fed = False
         log.warning("feeder.unavailable", batch_id=batch_id, error=str(error))
     # With the lane fed here, start_batch is only the batch's handle: it must not feed
-    # again. Its queue is polled first, so a second feed (30-40 ms of the one prefork
+    # again. Its queue is polled first, so a second feed (20-33 ms of the one prefork
     # process behind a busy lane) ran just before the high batch's first chunk.
     start_batch.apply_async(
         kwargs={"batch_id": batch_id, "priority": submission.priority, "fed": fed},
