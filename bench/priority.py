@@ -28,8 +28,10 @@ from tasks.control import cancel_batch
 from tasks.submit import submit_batch
 
 HIGH_ORDERS = 20
-#: batches of 20 high orders per measurement, pooled: 20 orders alone make a noisy p95
-ROUNDS = 3
+#: batches of 20 high orders per measurement, pooled: 60 orders (3 rounds) still gave
+#: an idle p95 of 390-715 ms from one run to the next (bench/NOTES.md, "Short runs
+#: repeated"), and the end-to-end target divides by it
+ROUNDS = 10
 BACKLOG = 20_000
 #: how long the backlog runs before the high orders arrive (workers busy, lanes full)
 WARM_SECONDS = 5.0

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.repeats import REPEATS_KEY, SHORT_RUN_S
 from bench.results import Results, RunResult
 
 SIZE_SCENARIOS = ("A", "B", "C", "D")
@@ -117,7 +118,24 @@ def _throughput(runs: dict[tuple[str, int], RunResult]) -> list[str]:
         cells = [speed.get(s) for s in present]
         cells += [speed[a] / speed[b] if a in speed and b in speed else None for a, b in ratios]
         rows.append([size, *cells])
-    return ["## Throughput", "", *table(header, rows), ""]
+    return ["## Throughput", "", *table(header, rows), "", *_repeats_note(runs)]
+
+
+def _repeats_note(runs: dict[tuple[str, int], RunResult]) -> list[str]:
+    """Which cells are the median of repeated short runs, and every repeat's rate."""
+    repeated = [
+        f"{scenario} at {size:,}: {', '.join(fmt(rate) for rate in run.extra[REPEATS_KEY])}"
+        for (scenario, size), run in sorted(runs.items())
+        if run.extra.get(REPEATS_KEY)
+    ]
+    if not repeated:
+        return []
+    return [
+        f"Runs that took under {SHORT_RUN_S:g} s were repeated (`--short-repeats`) and "
+        "the tables show the median run; each repeat's items/s, in the order they ran: "
+        f"{'; '.join(repeated)}.",
+        "",
+    ]
 
 
 def _resources(runs: dict[tuple[str, int], RunResult]) -> list[str]:

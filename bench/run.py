@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.realistic_config import DEFAULT_RUNS, RealisticOptions, parse_env, parse_runs
 from bench.registry import resolve
+from bench.repeats import DEFAULT_REPEATS, REPEATS_KEY, SHORT_RUN_S, repeated_if_short
 from bench.results import Results, RunResult
 
 #: Scenarios run once per size: ``fn(bench: BenchEnv, orders: int) -> RunResult``.
@@ -67,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SCENARIO=N",
         help="run SCENARIO only up to N orders (e.g. D=10000: D at 100,000 takes ~40 min)",
+    )
+    parser.add_argument(
+        "--short-repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        metavar="N",
+        help=f"run A-D runs shorter than {SHORT_RUN_S:g} s N times in all and keep the median",
     )
     _realistic_options(parser)
     return parser
@@ -148,8 +156,10 @@ def _describe(run: RunResult) -> str:
             f"workers {run.worker_rss_mb:.0f} MB, "
             f"delivered once {extra['delivered_once']}/{run.orders}"
         )
+    rates = run.extra.get(REPEATS_KEY)
+    median = f", the median of {rates}" if rates else ""
     return (
-        f"{run.scenario:>8} {run.orders:>8,} orders: {run.items_per_s:>9,.0f} items/s "
+        f"{run.scenario:>8} {run.orders:>8,} orders: {run.items_per_s:>9,.0f} items/s{median} "
         f"({run.seconds:.2f} s), submit {run.submit_seconds:.2f} s, "
         f"submitter {run.submitter_rss_mb:.0f} MB, workers {run.worker_rss_mb:.0f} MB, "
         f"Redis {run.redis_bytes_per_order:,.0f} B/order"
@@ -231,6 +241,7 @@ def _run_all(
     scenarios: list[str],
     limits: dict[str, int],
     realistic: tuple[list[Any], RealisticOptions],
+    repeats: int = DEFAULT_REPEATS,
 ) -> None:
     from bench.measure import machine_info
     from bench.services import bench_services
@@ -245,7 +256,8 @@ def _run_all(
                 if size > limits.get(name, size):
                     results.meta.setdefault("skipped", []).append(f"{name} at {size:,} orders")
                     continue
-                _record(results, out, name, size, resolve(SIZE_SCENARIOS[name]), bench, size)
+                call = repeated_if_short(resolve(SIZE_SCENARIOS[name]), repeats)
+                _record(results, out, name, size, call, bench, size)
         for name in [s for s in ONE_OFF_SCENARIOS if s in scenarios]:
             _record(results, out, name, None, resolve(ONE_OFF_SCENARIOS[name]), bench)
         if any(name in scenarios for name in LATENCY_SCENARIOS):
@@ -268,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes, scenarios = _sizes(parser, args.sizes), _scenarios(parser, args.scenarios)
     limits = _limits(parser, args.max_orders)
+    if args.short_repeats < 1:
+        parser.error("--short-repeats must be at least 1")
     _check_modules(parser, scenarios)
     try:
         realistic = (parse_runs(args.e_runs), _options(args))
@@ -279,7 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     results = _results(args.out, args.append, this_run, sizes, scenarios)
     failed_before = len(results.meta.get("failures", []))
-    _run_all(results, args.out, args.work_dir, sizes, scenarios, limits, realistic)
+    _run_all(
+        results, args.out, args.work_dir, sizes, scenarios, limits, realistic, args.short_repeats
+    )
     from bench.report import render
 
     render(args.out, args.doc, args.chart)

@@ -27,10 +27,11 @@ def test_bench_run_records_and_renders_scenarios_a_and_b(
     }
     out, doc, chart = tmp_path / "r.json", tmp_path / "B.md", tmp_path / "c.png"
 
-    # When the benchmark runs A and B with 300 orders each
+    # When the benchmark runs A and B with 300 orders each, a short run twice
     done = subprocess.run(
         [
             *(sys.executable, "-m", "bench.run", "--sizes", "300", "--scenarios", "A,B"),
+            *("--short-repeats", "2"),
             *("--out", str(out), "--doc", str(doc), "--chart", str(chart)),
             *("--work-dir", str(tmp_path / "w")),
         ],
@@ -49,7 +50,11 @@ def test_bench_run_records_and_renders_scenarios_a_and_b(
         assert run["orders"] == 300
         assert run["items_per_s"] > 0
         assert run["redis_bytes_per_order"] > 0
+        # a few seconds of work: run twice, the slower kept (the lower middle of two)
+        assert len(run["extra"]["repeats"]) == 2
+        assert run["items_per_s"] == pytest.approx(min(run["extra"]["repeats"]), abs=0.05)
     page = doc.read_text()
     assert "## Throughput" in page
     assert "| orders | A items/s | B items/s |\n" in page
+    assert "Runs that took under 30 s were repeated" in page
     assert chart.read_bytes().startswith(PNG_SIGNATURE)
