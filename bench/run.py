@@ -241,7 +241,7 @@ def _run_all(
     scenarios: list[str],
     limits: dict[str, int],
     realistic: tuple[list[Any], RealisticOptions],
-    repeats: int = DEFAULT_REPEATS,
+    repeats: int,
 ) -> None:
     from bench.measure import machine_info
     from bench.services import bench_services
