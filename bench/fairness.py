@@ -178,6 +178,21 @@ def _writing_shares(big: str, small: list[str]) -> dict[str, float]:
     }
 
 
+def _writing_calls(batches: dict[str, tuple[str, float]]) -> str:
+    """Writing calls per batch, ``alias calls`` each: 100 unless QC sent articles back.
+
+    A rewrite is one more 10 s call for a customer capped at 10 slots: a whole extra
+    wave when the batch's 100 calls fill ten waves exactly (bench/NOTES.md, "The
+    fairness reference's extra wave, explained").
+    """
+    with transaction() as session:
+        calls = {
+            alias: len(output_spans(session, [batch_id], ["writing"]))
+            for alias, (batch_id, _) in batches.items()
+        }
+    return " / ".join(f"{alias} {n}" for alias, n in calls.items())
+
+
 def _edges_and_middle(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """The window's first and last ``EDGE_S`` seconds and what lies between."""
     edge = timedelta(seconds=EDGE_S)
@@ -233,6 +248,8 @@ def measure_fairness(bench: BenchEnv) -> RunResult:
             "caps": _caps(batch_ids),
             **_writing_shares(big, [b for b, _ in shared.values()]),
             "alone mean s (reference)": round(reference, 2),
+            "writing calls alone (100 without rewrites)": _writing_calls(alone),
+            "writing calls shared": _writing_calls(shared),
             "alone min s / max s": f"{min(s for _, s in alone.values()):.1f} / "
             f"{max(s for _, s in alone.values()):.1f}",
             "load average after alone / shared": f"{load_alone:.1f} / {load_shared:.1f}",

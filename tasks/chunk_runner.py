@@ -174,6 +174,8 @@ class ChunkRun:
     unslotted: list[int] = field(default_factory=list)
     #: items not started because a higher lane's work waited (``tasks.yielding``)
     yielded: list[int] = field(default_factory=list)
+    #: of those two, the items already back in the pool while the chunk ran on
+    released: set[int] = field(default_factory=set)
     #: some item held (and gave back) a slot, so waiting work may fit now
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
@@ -270,6 +272,27 @@ class ChunkRun:
         with self._lock:
             if item_id not in self.yielded:
                 self.unslotted.append(item_id)
+            siblings_calling = bool(self._held)
+        if siblings_calling:
+            self._release_now(item_id)
+
+    def _release_now(self, item_id: int) -> None:
+        """Put an item that will not run back in the pool now, not at the chunk's commit.
+
+        The chunk commits when its slowest call ends: with a 10-60 s writer the item
+        would sit out a whole call outside both the pool and the slots, and a slot
+        that came free meanwhile found nothing to run (one customer's last item
+        then waited a whole extra wave; bench/NOTES.md, "Items that found no slot
+        wait out their chunk"). An outage here leaves it to the commit.
+        """
+        try:
+            with transaction() as session:
+                release_items(session, [item_id], self.owner, refund_attempt=True)
+        except INFRASTRUCTURE_ERRORS:
+            log.warning("chunk.early_release_failed", item_id=item_id)
+            return
+        with self._lock:
+            self.released.add(item_id)
 
     def calling(self, user: SlotUser, under_way: bool) -> None:
         """Note that ``user``'s call started (True) or ended (False)."""
@@ -534,10 +557,11 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
     recorded = [_with_fused(run, row) for row in rows if row is not None]
     with transaction() as session:
         if run.unslotted:
-            release_items(session, run.unslotted, run.owner, refund_attempt=True)
             log.info("chunk.deferred_for_slots", items=len(run.unslotted))
-        # Not run, so not the items' fault: back to the pool with the attempt refunded.
-        release_items(session, run.yielded, run.owner, refund_attempt=True)
+        # Not run, so not the items' fault: back to the pool with the attempt refunded
+        # (those the chunk put back while it ran are there already).
+        waiting = [i for i in (*run.unslotted, *run.yielded) if i not in run.released]
+        release_items(session, waiting, run.owner, refund_attempt=True)
         moved = record_outcomes(
             session,
             stage=stage.name,

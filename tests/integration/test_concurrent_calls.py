@@ -29,6 +29,7 @@ from pipeline.errors import PermanentError
 from pipeline.settings import get_settings
 from tasks.chunk_runner import run_chunk
 from tasks.limits.semaphore import holders
+from tasks.slots import SlotUser, give_back, take_slots
 from tasks.submit import submit_batch
 from tests.integration.helpers import make_orders
 from tests.integration.stage_patch import patch_stage
@@ -205,3 +206,60 @@ def test_without_celerys_time_limit_the_chunk_keeps_its_own_soft_limit(
     while running & set(holders(redis_client(), slot_key("global"))):
         assert time.monotonic() < deadline, "the calls' threads never gave their slots back"
         time.sleep(0.1)
+
+
+@pytest.fixture()
+def one_slot_each(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One writing slot per customer, and a short wait for one."""
+    monkeypatch.setenv("BATCH_CAP_PER_CUSTOMER", "1")
+    monkeypatch.setenv("BATCH_SLOT_WAIT_SECONDS", "0.2")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("BATCH_CAP_PER_CUSTOMER")
+    monkeypatch.delenv("BATCH_SLOT_WAIT_SECONDS")
+    get_settings.cache_clear()
+
+
+def _pool_row(item_id: int) -> tuple[str, int, str | None, Any]:
+    with transaction() as session:
+        query = select(Item.state, Item.attempts, Item.lease_owner, Item.queued_at)
+        state, attempts, owner, queued = session.execute(query.where(Item.id == item_id)).one()
+    return str(state), int(attempts), owner, queued
+
+
+def test_an_item_without_a_slot_is_back_in_the_pool_while_its_chunk_still_calls(
+    written, io_concurrency, one_slot_each, monkeypatch
+) -> None:
+    # Given a chunk of two items: the first's customer has its one slot free, the
+    # second's customer's slot is held by someone else
+    tag = uuid.uuid4().hex[:8]
+    first, second = written[1][:2]
+    with transaction() as session:
+        for item_id, customer in ((first, f"free-{tag}"), (second, f"busy-{tag}")):
+            session.get_one(Item, item_id).customer_id = customer
+    foreign = SlotUser(900_000_001, "writing", f"busy-{tag}", "elsewhere.example")
+    assert take_slots(redis_client(), [foreign]) == [True]
+    seen: list[tuple[str, int, str | None, Any]] = []
+
+    def writer(order: Any, previous: Any, context: Any) -> dict[str, Any]:
+        # The first item's call, long after the second gave up its slot wait (0.2 s)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not seen:
+            row = _pool_row(second)
+            if row[2] is None:
+                seen.append(row)
+            time.sleep(0.05)
+        return {"title": "t", "html": "<p>x</p>", "word_count": 1, "writer": "slow"}
+
+    patch_stage(monkeypatch, "writing", handle=writer)
+    try:
+        message = ChunkMessage(stage="writing", batch_id=written[0], item_ids=(first, second))
+        report = run_chunk(message, "writing-task@test")
+    finally:
+        give_back(redis_client(), [foreign])
+
+    # Then the second was back in the pool (unleased, not queued, its attempt refunded)
+    # while the first's call still ran, not only when the chunk committed
+    assert seen == [("WRITING", 0, None, None)]
+    assert report.succeeded == [first] and report.unslotted == 1
+    assert _pool_row(second) == ("WRITING", 0, None, None)
