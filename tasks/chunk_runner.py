@@ -174,8 +174,6 @@ class ChunkRun:
     unslotted: list[int] = field(default_factory=list)
     #: items not started because a higher lane's work waited (``tasks.yielding``)
     yielded: list[int] = field(default_factory=list)
-    #: of those two, the items already back in the pool while the chunk ran on
-    released: set[int] = field(default_factory=set)
     #: some item held (and gave back) a slot, so waiting work may fit now
     used_slots: bool = False
     #: the circuit breakers as this chunk sees them (items bound for an open one wait)
@@ -272,27 +270,27 @@ class ChunkRun:
         with self._lock:
             if item_id not in self.yielded:
                 self.unslotted.append(item_id)
-            siblings_calling = bool(self._held)
-        if siblings_calling:
+            # A chunk-mate holds a slot: the commit is a call away, so don't wait for it.
+            commit_is_a_call_away = bool(self._held)
+        if commit_is_a_call_away:
             self._release_now(item_id)
 
     def _release_now(self, item_id: int) -> None:
         """Put an item that will not run back in the pool now, not at the chunk's commit.
 
         The chunk commits when its slowest call ends: with a 10-60 s writer the item
-        would sit out a whole call outside both the pool and the slots, and a slot
-        that came free meanwhile found nothing to run (one customer's last item
-        then waited a whole extra wave; bench/NOTES.md, "Items that found no slot
-        wait out their chunk"). An outage here leaves it to the commit.
+        would sit out a whole call outside both the pool and the slots, where no slot
+        that came free meanwhile could take it (the fairness benchmark's nine equal
+        customers finished up to 22 s apart, within 2 s once released at once;
+        bench/NOTES.md, "Items that found no slot wait out their chunk"). An outage
+        here leaves it to the commit, whose release skips what this one gave back
+        (the update only touches rows still leased to this chunk).
         """
         try:
             with transaction() as session:
                 release_items(session, [item_id], self.owner, refund_attempt=True)
         except INFRASTRUCTURE_ERRORS:
             log.warning("chunk.early_release_failed", item_id=item_id)
-            return
-        with self._lock:
-            self.released.add(item_id)
 
     def calling(self, user: SlotUser, under_way: bool) -> None:
         """Note that ``user``'s call started (True) or ended (False)."""
@@ -558,10 +556,9 @@ def _commit(run: ChunkRun, claimed: list[ClaimedItem], outcomes: list[ItemOutcom
     with transaction() as session:
         if run.unslotted:
             log.info("chunk.deferred_for_slots", items=len(run.unslotted))
-        # Not run, so not the items' fault: back to the pool with the attempt refunded
-        # (those the chunk put back while it ran are there already).
-        waiting = [i for i in (*run.unslotted, *run.yielded) if i not in run.released]
-        release_items(session, waiting, run.owner, refund_attempt=True)
+        # Not run, so not the items' fault: back to the pool with the attempt refunded.
+        # Those put back while the chunk ran are no longer leased to it: left as they are.
+        release_items(session, [*run.unslotted, *run.yielded], run.owner, refund_attempt=True)
         moved = record_outcomes(
             session,
             stage=stage.name,
