@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.notifications import UNSENT_SQL
-from pipeline.stage_registry import pooled_kind_sql
+from pipeline.stage_registry import pooled_kind_sql, queued_io_sql
 from pipeline.states import open_sql, pooled_sql
 
 #: An approved QC report's signature, packed by ``qc_signature_bytes`` (migration 0015).
@@ -147,6 +147,14 @@ class Item(Base):
         ),
         # The sweeper's question "which messages may have been lost?".
         Index("ix_items_queued", "queued_at", postgresql_where=text("queued_at IS NOT NULL")),
+        # The feeder's question "how much writing and delivery work is already on its
+        # way to the slots?": only the few queued rows of those stages (migration 0020).
+        Index(
+            "ix_items_queued_io",
+            "lane",
+            "queued_at",
+            postgresql_where=text(queued_io_sql()),
+        ),
         # A lineage's members, found from its root: recovery items only.
         Index(
             "ix_items_origin_item_id",

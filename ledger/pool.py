@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from pipeline import priority
 from pipeline.catalog import CustomerTier
 from pipeline.chunk import DEFAULT_MAX_RETRIES
-from pipeline.stage_registry import IO_BOUND_STATES, pooled_kind_sql
+from pipeline.stage_registry import IO_BOUND_STATES, pooled_kind_sql, queued_io_sql
 from pipeline.states import OPEN_ITEM_STATES, open_sql, pooled_sql
 
 
@@ -218,6 +218,38 @@ def mark_queued(session: Session, item_ids: Sequence[int]) -> set[int]:
     if not item_ids:
         return set()
     return {int(i) for i in session.scalars(_MARK_QUEUED, {"ids": list(item_ids)})}
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    """Items of one state, customer and publisher whose message is out, not yet claimed."""
+
+    state: str
+    customer_id: str
+    publisher_domain: str
+    count: int
+
+
+# Matches ix_items_queued_io's predicate exactly, so only its few rows are read.
+_QUEUED_IO = text(
+    f"""
+    SELECT state, customer_id, publisher_domain, count(*) FROM items
+    WHERE {queued_io_sql()} AND lane = ANY(:lanes)
+      AND queued_at > now() - make_interval(secs => :within)
+    GROUP BY state, customer_id, publisher_domain
+    """
+)
+
+
+def queued_io(session: Session, lanes: Sequence[str], within_seconds: float) -> list[QueuedWork]:
+    """Writing and delivery work of ``lanes`` on its way to the slots: queued, unclaimed.
+
+    Only items queued in the last ``within_seconds``: an older one may have lost its
+    message (the sweeper puts those back after its grace), and counting it would
+    keep a slot promised to nothing.
+    """
+    rows = session.execute(_QUEUED_IO, {"lanes": list(lanes), "within": within_seconds})
+    return [QueuedWork(str(s), str(c), str(d), int(n)) for s, c, d, n in rows]
 
 
 _UNQUEUE = text(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pipeline.states import OPEN_ITEM_STATES, ItemState, pooled_sql
+from pipeline.states import OPEN_ITEM_STATES, ItemState, pooled_sql, state_in_sql
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,15 @@ def next_stage(stage: Stage) -> Stage | None:
 IO_BOUND_STATES: Final = frozenset(
     state for state, stage in _BY_ENTRY_STATE.items() if stage.io_bound
 )
+
+
+def queued_io_sql(prefix: str = "") -> str:
+    """SQL: the item's message is out for an I/O-bound stage (published, not yet claimed).
+
+    The predicate of ``ix_items_queued_io``: the work the feeder has sent to the
+    writing and delivery slots that has not reached them yet (``ledger.pool.queued_io``).
+    """
+    return f"{prefix}queued_at IS NOT NULL AND {state_in_sql(IO_BOUND_STATES, prefix + 'state')}"
 
 
 def pooled_kind_sql(io_bound: bool, prefix: str = "") -> str:

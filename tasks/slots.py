@@ -13,7 +13,7 @@ the ledger sooner.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -92,18 +92,35 @@ def take_slots(
     return granted
 
 
-def admissible(client: redis.Redis, users: Sequence[SlotUser]) -> list[bool]:
+def promised(queued: Iterable[tuple[SlotUser, int]]) -> dict[str, int]:
+    """Slots per semaphore key that ``queued`` work (a user and its item count) will ask for."""
+    counts: dict[str, int] = {}
+    for user, count in queued:
+        for key in slot_claim(user).capped():
+            counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def admissible(
+    client: redis.Redis, users: Sequence[SlotUser], on_its_way: Mapping[str, int] | None = None
+) -> list[bool]:
     """Which of ``users`` (in order) fit in the slots free right now, without taking any.
 
     The feeder asks this; the chunk's claim then takes the slots. Queued work holds
     no slot, so low work waiting in its queue never keeps a slot from high work
     (which is consumed first); what no longer fits at claim time goes back to the pool.
+    ``on_its_way``: slots per key that work already sent (of this lane or a higher
+    one, :func:`promised`) will ask for; they count as used, so two feeds never
+    promise the same free slot, and the surplus stays ``BATCH_FEED_SURPLUS`` of the
+    cap instead of growing by that much with every feed.
     """
     surplus = get_settings().batch_feed_surplus
     capped = [(index, slot_claim(user), user) for index, user in enumerate(users)]
     capped = [(index, claim, user) for index, claim, user in capped if claim.capped()]
     keys = sorted({key for _, claim, _ in capped for key in claim.capped()})
     used = occupancy(client, keys) if keys else {}
+    for key, count in (on_its_way or {}).items():
+        used[key] = used.get(key, 0) + count
     fits = [True] * len(users)
     for index, claim, user in capped:
         caps = claim.capped()

@@ -243,6 +243,60 @@ def test_any_pooled_probes_the_pool_indexes(rolled_back: Session) -> None:
     assert "Seq Scan on items" not in plan, plan
 
 
+def _on_its_way(session: Session, lane: str, customer: str, rows: str) -> None:
+    """A batch of ``lane`` whose orders (all ``customer``'s) are set by ``rows``' SQL CASE."""
+    batch_id = _insert(session, make_orders(6, f"onway-{lane}"), priority=lane)
+    session.execute(text("UPDATE batches SET status = 'RUNNING' WHERE id = :b"), {"b": batch_id})
+    session.execute(
+        text(f"UPDATE items SET customer_id = :c, {rows} WHERE batch_id = :b"),
+        {"b": batch_id, "c": customer},
+    )
+
+
+def test_work_on_its_way_to_the_slots_counts_its_lane_and_the_higher_ones_only(
+    rolled_back: Session,
+) -> None:
+    # Given writing work queued just now in every lane, and in the normal lane also an
+    # item queued a minute ago, one waiting for preflight, one waiting for delivery
+    # (WRITING), one still in the pool and one already claimed
+    customer = f"onway-{uuid.uuid4().hex[:6]}"
+    queued_now = "state = 'APPROVED', queued_at = now()"
+    for lane in ("high", "low"):
+        _on_its_way(rolled_back, lane, customer, queued_now)
+    _on_its_way(
+        rolled_back,
+        "normal",
+        customer,
+        "state = CASE WHEN position = 3 THEN 'PENDING' WHEN position = 4 THEN 'WRITING'"
+        " ELSE 'APPROVED' END,"
+        " queued_at = CASE position WHEN 0 THEN now() - interval '1 minute'"
+        " WHEN 1 THEN NULL ELSE now() END,"
+        " lease_owner = CASE WHEN position = 5 THEN 'w' END",
+    )
+    rolled_back.execute(
+        text("UPDATE items SET queued_at = NULL WHERE customer_id = :c AND lease_owner = 'w'"),
+        {"c": customer},
+    )
+
+    # When the normal lane's feeder asks what is on its way within 10 s
+    mine = [
+        q for q in pool.queued_io(rolled_back, ["high", "normal"], 10) if q.customer_id == customer
+    ]
+
+    # Then the high lane's 6 and the normal lane's fresh writing and delivery work count
+    counted: dict[str, int] = {}
+    for queued in mine:  # one row per state, customer and publisher
+        counted[queued.state] = counted.get(queued.state, 0) + queued.count
+    assert counted == {"APPROVED": 6 + 1, "WRITING": 1}
+    plan = "\n".join(
+        str(row[0])
+        for row in rolled_back.execute(
+            text(f"EXPLAIN {pool._QUEUED_IO.text}"), {"lanes": ["normal"], "within": 10}
+        )
+    )
+    assert "ix_items_queued_io" in plan, plan
+
+
 def test_a_held_state_stays_in_the_pool_and_the_rest_keep_their_order(
     rolled_back: Session,
 ) -> None:
