@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     #: another before it goes back to the pool (0: at once); see tasks.chunk_runner.ChunkRun.take
     batch_slot_wait_seconds: float = Field(default=1.0, ge=0, le=30)
     #: the feeder sends writing/delivery work for this share more than the free slots, so
-    #: items wait at the slots (BATCH_SLOT_WAIT_SECONDS) instead of the slots for a feed
+    #: items wait at the slots (BATCH_SLOT_WAIT_SECONDS) instead of the slots for a feed;
+    #: work already queued for the slots (in the last BATCH_SWEEP_GRACE_SECONDS) counts as taken
     batch_feed_surplus: float = Field(default=0.3, ge=0, le=2)
     #: a writing chunk runs QC on what it wrote and records one state change per item
     #: (``pipeline.fusing``); false: QC claims and records them in chunks of its own
