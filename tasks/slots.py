@@ -110,9 +110,9 @@ def admissible(
     no slot, so low work waiting in its queue never keeps a slot from high work
     (which is consumed first); what no longer fits at claim time goes back to the pool.
     ``on_its_way``: slots per key that work already sent (of this lane or a higher
-    one, :func:`promised`) will ask for; they count as used, so two feeds never
-    promise the same free slot, and the surplus stays ``BATCH_FEED_SURPLUS`` of the
-    cap instead of growing by that much with every feed.
+    one, :func:`promised`) will ask for; they count as used, so a feed does not send
+    work again for slots queued work will take, and the surplus stays
+    ``BATCH_FEED_SURPLUS`` of the cap instead of growing by that much with every feed.
     """
     surplus = get_settings().batch_feed_surplus
     capped = [(index, slot_claim(user), user) for index, user in enumerate(users)]

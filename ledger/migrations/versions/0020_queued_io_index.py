@@ -5,8 +5,9 @@ Revises: 0019
 Create Date: 2026-12-03 18:00:00
 
 The feeder counts the items whose message is out for writing or delivery (queued,
-not yet claimed) against the free concurrency slots, so that two feeds never
-promise the same slot and the surplus stays the share ``BATCH_FEED_SURPLUS`` says.
+not yet claimed) against the free concurrency slots, so that a feed does not send
+work again for slots that queued work will ask for, and the surplus stays the share
+``BATCH_FEED_SURPLUS`` says.
 ``ix_items_queued`` holds every queued item, with the CPU stages' chunks of 500
 among them; this one holds only those few rows, by lane.
 """
