@@ -71,6 +71,12 @@ def _flush(url: str) -> None:
         client.close()
 
 
+#: The session servers' environment once ``service_env`` has applied it. A fixture that
+#: asks for ``service_env`` lazily (``request.getfixturevalue``) applies it after
+#: ``_environment_left_as_found`` took its snapshot, and it stays for the session.
+_SESSION_ENV: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
 def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for a session's servers, with the ledger migrated."""
@@ -92,6 +98,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         }
         try:
             apply_environment(env)
+            _SESSION_ENV.update(env)
             from ledger.migrate import upgrade
 
             upgrade(get_settings().require_database_url())
@@ -100,6 +107,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         finally:
             from ledger.db import dispose_engine
 
+            _SESSION_ENV.clear()
             dispose_engine()
             _drop_database(urls.database_url, database)
             _flush(scratch_redis)
@@ -311,6 +319,10 @@ def _environment_left_as_found() -> Iterator[None]:
     """
     before = dict(os.environ)
     yield
+    # The session's servers may have come up during the test (see _SESSION_ENV): their
+    # environment is the session's, not the test's, and must survive the check (once,
+    # putting the snapshot back removed it and failed every later test of the worker).
+    before.update(_SESSION_ENV)
     after = dict(os.environ)
     changed = sorted(
         name
