@@ -318,11 +318,13 @@ def _environment_left_as_found() -> Iterator[None]:
     ledger) change it before this snapshot and put it back after this check.
     """
     before = dict(os.environ)
+    servers_up = bool(_SESSION_ENV)
     yield
-    # The session's servers may have come up during the test (see _SESSION_ENV): their
-    # environment is the session's, not the test's, and must survive the check (once,
-    # putting the snapshot back removed it and failed every later test of the worker).
-    before.update(_SESSION_ENV)
+    if not servers_up and _SESSION_ENV:
+        # The session's servers came up during this test (see _SESSION_ENV): their
+        # environment is the session's, not the test's, and must survive the check (once,
+        # putting the snapshot back removed it and failed every later test of the worker).
+        before.update(_SESSION_ENV)
     after = dict(os.environ)
     changed = sorted(
         name
