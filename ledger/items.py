@@ -34,6 +34,8 @@ class ClaimedItem:
     attempts: int
     customer_id: str = ""
     publisher_domain: str = ""
+    #: ``(score, fair_rank)``, the feeder's order: its place among items waiting for slots
+    rank: tuple[float, int] = (0.0, 0)
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,11 @@ _CLAIM = text(
            OR (:reclaim AND split_part(lease_owner, '@', 1) = :task_id))
       AND EXISTS (SELECT 1 FROM batches b WHERE b.id = :batch_id AND b.status = 'RUNNING')
       AND NOT EXISTS (SELECT 1 FROM controls WHERE name = 'halt')
-    RETURNING id, attempts, customer_id, publisher_domain
+    RETURNING id, attempts, customer_id, publisher_domain, score, fair_rank
     )
     SELECT c.id,
            coalesce((SELECT d.document FROM order_documents d WHERE d.item_id = c.id), '{}'),
-           c.attempts, c.customer_id, c.publisher_domain
+           c.attempts, c.customer_id, c.publisher_domain, c.score, c.fair_rank
     FROM claimed c
     """
 )
@@ -134,8 +136,10 @@ def claim_items(
         },
     )
     claimed = [
-        ClaimedItem(int(i), dict(doc), int(att), str(customer), str(domain))
-        for i, doc, att, customer, domain in rows
+        ClaimedItem(
+            int(i), dict(doc), int(att), str(customer), str(domain), (float(score), int(rank))
+        )
+        for i, doc, att, customer, domain, score, rank in rows
     ]
     return sorted(claimed, key=lambda item: item.item_id)
 

@@ -97,6 +97,15 @@ def slot_waiters_key(lane: str) -> str:
     return f"{get_settings().redis_prefix_batch}slot-waiters:{lane}"
 
 
+def slot_wake_key(holder: str) -> str:
+    """Where a release tells a waiting item it was handed a slot (a list it blocks on).
+
+    ``batch:slot-wake:<item_id>:<stage>``; the semaphores' release script builds it
+    from ``slot_wake_key("")`` (the prefix) and the holder's name.
+    """
+    return f"{get_settings().redis_prefix_batch}slot-wake:{holder}"
+
+
 def rate_bucket_key(service: str, key: str = "") -> str:
     """Token bucket of an external service, optionally per key: ``batch:rate:<service>[:<key>]``."""
     suffix = f"{service}:{key}" if key else service

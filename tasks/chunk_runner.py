@@ -67,7 +67,7 @@ from tasks.handlers import StageContext
 from tasks.infrastructure import INFRASTRUCTURE_ERRORS
 from tasks.notify import record_notification
 from tasks.refill import REFILL_AFTER_CALLS_OF_S, refill_after_call
-from tasks.slot_order import blockers, waiting
+from tasks.slot_order import blockers, pause_until_handed, waiting
 from tasks.slots import SlotUser, give_back, is_capped, slot_claim, take_slots
 from tasks.stage_runtime import StageRuntime, runtime_for
 from tasks.yielding import HigherWorkWatch
@@ -244,13 +244,19 @@ class ChunkRun:
             gave_way = higher.waiting()
             return gave_way or attempt()
 
-        with waiting(client, lane, claim, seconds):
-            took = poll_until(attempt_or_give_way, seconds, tried=True)  # it just failed
+        def pause(pause_s: float) -> None:
+            pause_until_handed(client, claim.holder, pause_s)  # woken or not: poll
+
+        with waiting(client, lane, claim, seconds, user.rank):
+            # It just failed; a release that hands it a slot ends its pause at once.
+            took = poll_until(attempt_or_give_way, seconds, tried=True, sleep=pause)
         if gave_way:
+            give_back(client, [user])  # a slot handed to it meanwhile goes to the next
             with self._lock:
                 self.yielded.append(user.item_id)
             return False
-        return took
+        # Out of the waiter set now: a slot handed over after its last look is its own.
+        return took or attempt()
 
     def give_back(self, user: SlotUser) -> bool:
         """Give ``user``'s slots back; whether it held any."""
@@ -359,7 +365,7 @@ def _claim(
 def _slot_user(stage: Stage, item: ClaimedItem) -> SlotUser:
     # From the item's columns, not its document: a damaged document must still reach
     # its handler, which reports it (DataCorruption) instead of the chunk failing here.
-    return SlotUser(item.item_id, stage.name, item.customer_id, item.publisher_domain)
+    return SlotUser(item.item_id, stage.name, item.customer_id, item.publisher_domain, item.rank)
 
 
 def _outcomes(run: ChunkRun, claimed: list[ClaimedItem]) -> list[ItemOutcome]:

@@ -22,6 +22,7 @@ from metrics.keys import slot_key
 from pipeline.settings import get_settings
 from pipeline.stage_registry import stage_named
 from tasks.limits.semaphore import SlotClaim, acquire, occupancy, release
+from tasks.slot_order import waiter_sets
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class SlotUser:
     stage: str
     customer_id: str
     publisher_domain: str
+    #: the item's ``(score, fair_rank)`` (the feeder's order): its place among waiters
+    rank: tuple[float, int] = (0.0, 0)
 
 
 def holder_name(item_id: int, stage: str) -> str:
@@ -133,8 +136,11 @@ def admissible(
     return fits
 
 
-def give_back(client: redis.Redis, users: Sequence[SlotUser]) -> None:
-    """Release the slots of ``users`` (those of uncapped stages hold none)."""
+def give_back(client: redis.Redis, users: Sequence[SlotUser]) -> list[str]:
+    """Release the slots of ``users`` (those of uncapped stages hold none).
+
+    Each freed slot goes straight to the best-ranked item waiting for it
+    (``tasks.slot_order``); returns the holders it went to.
+    """
     claims = [slot_claim(user) for user in users if is_capped(user.stage)]
-    if claims:
-        release(client, claims)
+    return release(client, claims, waiter_sets()) if claims else []

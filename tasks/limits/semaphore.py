@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import redis
 
-from metrics.keys import slot_key_pattern
+from metrics.keys import slot_key_pattern, slot_wake_key
 from metrics.redis_client import script
 
 # KEYS: the capped semaphores of the call (ARGV[2] of them), then any waiter sets
@@ -25,7 +25,36 @@ from metrics.redis_client import script
 # epoch seconds (the waiters' clock), then per claim in priority order: holder, n,
 # and n pairs (1-based index into KEYS, limit). Public, with acquire_request, for a
 # client of another kind (bench.io_models runs it on asyncio).
-ACQUIRE_SCRIPT: Final = """
+#: Lua: parse a waiter's member (:func:`waiter_member`) into holder, keys, limits and rank.
+#: A member of the older ``holder|key|key`` form parses with no limits: it still
+#: blocks lower lanes but is never handed a slot.
+_WAITER_LUA: Final = """
+local function waiter(member, due)
+  local w = {holder = nil, keys = {}, limits = {}, score = 0, fair = 0, due = due or 0}
+  for part in string.gmatch(member, '[^|]+') do
+    if not w.holder then
+      w.holder = part
+    elseif string.sub(part, 1, 1) == '#' then
+      local score, fair = string.match(part, '^#([^:]+):(.+)$')
+      w.score, w.fair = tonumber(score) or 0, tonumber(fair) or 0
+    else
+      local key, limit = string.match(part, '^(.*)=(%d+)$')
+      w.keys[#w.keys + 1] = key or part
+      w.limits[#w.limits + 1] = limit and tonumber(limit) or false
+    end
+  end
+  return w
+end
+"""
+
+# KEYS: the capped semaphores of the call (ARGV[2] of them), then any waiter sets
+# that block them (see acquire). ARGV: lease_ms, the number of semaphores, now in
+# epoch seconds (the waiters' clock), then per claim in priority order: holder, n,
+# and n pairs (1-based index into KEYS, limit). Public, with acquire_request, for a
+# client of another kind (bench.io_models runs it on asyncio).
+ACQUIRE_SCRIPT: Final = (
+    _WAITER_LUA
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
@@ -37,10 +66,10 @@ for i = 1, semaphores do
   live[i] = redis.call('ZCARD', key)
   index_of[key] = i
 end
--- A live waiter (member "holder|key|key...", score = until when) blocks its keys.
+-- A live waiter blocks the keys it names.
 for i = semaphores + 1, #KEYS do
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[3], '+inf')) do
-    for key in string.gmatch(member, '|([^|]+)') do
+    for _, key in ipairs(waiter(member).keys) do
       if index_of[key] then blocked[index_of[key]] = true end
     end
   end
@@ -55,11 +84,12 @@ while pos <= #ARGV do
   local is_new = {}
   for j = first, pos - 1, 2 do
     local index = tonumber(ARGV[j])
-    if blocked[index] then
+    -- A slot it holds already (handed over at a release, or a renewal) is its own.
+    if redis.call('ZSCORE', KEYS[index], holder) then
+      is_new[index] = false
+    elseif blocked[index] then
       fits = false
       break
-    elseif redis.call('ZSCORE', KEYS[index], holder) then
-      is_new[index] = false
     elseif live[index] < tonumber(ARGV[j + 1]) then
       is_new[index] = true
     else
@@ -80,6 +110,83 @@ while pos <= #ARGV do
 end
 return granted
 """
+)
+
+#: How long a slot handed to a waiter stays held before the waiter takes it (its
+#: next poll, within 100 ms, renews it to a full lease). A waiter that died or gave
+#: up in that moment loses it this soon, not after a whole lease.
+HANDOFF_MS: Final = 3_000
+
+# KEYS: the released semaphores (ARGV[1] of them), then the waiter sets to hand
+# their slots to, highest lane first. ARGV: that count, now in epoch seconds (the
+# waiters' clock), HANDOFF_MS, the wake lists' prefix (``slot_wake_key("")``), then
+# pairs (1-based index into KEYS, holder) to remove. The waiters' own semaphores
+# (their customer's, say) and wake lists are read and written by name: fine on a
+# single Redis server, which is what batchline uses (a cluster would need them declared).
+_RELEASE_SCRIPT: Final = (
+    _WAITER_LUA
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local semaphores = tonumber(ARGV[1])
+local hold = tonumber(ARGV[3])
+local freed = {}
+for i = 1, semaphores do freed[KEYS[i]] = true end
+local wake = ARGV[4]
+for pos = 5, #ARGV, 2 do redis.call('ZREM', KEYS[tonumber(ARGV[pos])], ARGV[pos + 1]) end
+local live = {}
+local function used(key)
+  if live[key] == nil then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+    live[key] = redis.call('ZCARD', key)
+  end
+  return live[key]
+end
+local blocked, handed = {}, {}
+local function fits(w)
+  local wanted = false
+  for i, key in ipairs(w.keys) do
+    local limit = w.limits[i]
+    if not limit or blocked[key] or redis.call('ZSCORE', key, w.holder) then return false end
+    if used(key) >= limit then return false end
+    if freed[key] then wanted = true end
+  end
+  return wanted
+end
+local function better(a, b)
+  if a.score ~= b.score then return a.score > b.score end
+  if a.fair ~= b.fair then return a.fair < b.fair end
+  if a.due ~= b.due then return a.due < b.due end
+  return a.holder < b.holder
+end
+for s = semaphores + 1, #KEYS do
+  local entries = redis.call('ZRANGEBYSCORE', KEYS[s], ARGV[2], '+inf', 'WITHSCORES')
+  local waiters = {}
+  for i = 1, #entries, 2 do
+    waiters[#waiters + 1] = waiter(entries[i], tonumber(entries[i + 1]))
+  end
+  table.sort(waiters, better)
+  for _, w in ipairs(waiters) do
+    if fits(w) then
+      for _, key in ipairs(w.keys) do
+        redis.call('ZADD', key, now + hold, w.holder)
+        live[key] = live[key] + 1
+        if redis.call('PTTL', key) < 2 * hold then redis.call('PEXPIRE', key, 2 * hold) end
+      end
+      handed[#handed + 1] = w.holder
+      -- Wake it now: its pause between polls is a wait on this list.
+      redis.call('RPUSH', wake .. w.holder, 1)
+      redis.call('PEXPIRE', wake .. w.holder, hold)
+    end
+  end
+  -- A lower lane's waiter gets nothing a waiter of this lane waits for (as in acquire).
+  for _, w in ipairs(waiters) do
+    for _, key in ipairs(w.keys) do blocked[key] = true end
+  end
+end
+return handed
+"""
+)
 
 _OCCUPANCY: Final = """
 local t = redis.call('TIME')
@@ -139,7 +246,9 @@ def acquire(
         lease_seconds: how long the slots stay held without a new acquire or a release.
         blockers: sorted sets of waiters that come first (``tasks.slot_order``):
             a live member (``waiter_member``, score = until when in epoch seconds)
-            blocks every key it names, and a claim that needs one is denied.
+            blocks every key it names, and a claim that needs one is denied,
+            unless its holder holds that slot already (handed over by
+            :func:`release`, or a renewal).
 
     Returns:
         One flag per claim: True when granted.
@@ -176,23 +285,50 @@ def acquire_request(
     return [*indexes, *(blockers if indexes else ())], [*head, repr(time.time()), *pairs]
 
 
-def waiter_member(claim: SlotClaim) -> str:
-    """A waiter's member in a blocking set: ``holder|key|key...`` (its capped keys, sorted)."""
-    return WAITER_SEP.join([claim.holder, *sorted(claim.capped())])
+def waiter_member(claim: SlotClaim, rank: tuple[float, int] = (0.0, 0)) -> str:
+    """A waiter's member in a waiter set: ``holder|key=limit|...|#score:fair_rank``.
+
+    Its capped keys (sorted) with their limits, so a release can hand it a slot
+    (:func:`release`), and its rank in the feeder's order (``score`` higher first,
+    then ``fair_rank`` lower first), so the best-ranked waiter gets it.
+    """
+    score, fair_rank = rank
+    keys = [f"{key}={limit}" for key, limit in sorted(claim.capped().items())]
+    return WAITER_SEP.join([claim.holder, *keys, f"#{score!r}:{fair_rank}"])
 
 
-def release(client: redis.Redis, claims: Sequence[SlotClaim]) -> None:
+def release(
+    client: redis.Redis, claims: Sequence[SlotClaim], waiters: Sequence[str] = ()
+) -> list[str]:
     """Give the claims' slots back, in one round trip (no call for an empty list).
 
-    Every listed key is cleared, capped or not: a cap may have changed since the acquire.
+    Every listed key is cleared, capped or not: a cap may have changed since the
+    acquire. With ``waiters`` (waiter sets, highest lane first: ``tasks.slot_order``)
+    each slot freed goes straight to the best-ranked live waiter that needs it and
+    can start now (its other semaphores have room; no waiter of a lane above waits
+    for them), held for :data:`HANDOFF_MS` until its next poll takes it, and the
+    waiter is woken at once (``slot_wake_key``, the list its pause waits on). Left free,
+    whoever polled first took it, rank or not: the many waiters of a big customer's
+    worse-ranked work beat a small customer's few (bench/NOTES.md, "Slots handed to
+    the best-ranked waiter"). Returns the holders handed a slot.
     """
     holders_by_key = release_request(claims)
     if not holders_by_key:
-        return
+        return []
+    if waiters:
+        keys = list(holders_by_key)
+        pairs: list[str | int] = []
+        for index, key in enumerate(keys, start=1):
+            for name in holders_by_key[key]:
+                pairs += [index, name]
+        args = [len(keys), repr(time.time()), HANDOFF_MS, slot_wake_key(""), *pairs]
+        handed = script(client, _RELEASE_SCRIPT)(keys=[*keys, *waiters], args=args)
+        return [_text(holder) for holder in handed]
     pipe = client.pipeline(transaction=False)
     for key, names in holders_by_key.items():
         pipe.zrem(key, *names)
     pipe.execute()
+    return []
 
 
 def release_request(claims: Sequence[SlotClaim]) -> dict[str, list[str]]:

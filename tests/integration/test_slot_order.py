@@ -10,18 +10,19 @@ global semaphore, so the session's workers (which share it) are never held back.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import pytest
 import redis
 
-from metrics.keys import slot_key, slot_waiters_key
+from metrics.keys import slot_key, slot_waiters_key, slot_wake_key
 from metrics.redis_client import redis_client
 from pipeline.chunk import ChunkMessage
 from tasks.chunk_runner import ChunkRun
-from tasks.limits.semaphore import SlotClaim, acquire, release, waiter_member
-from tasks.slot_order import blockers, waiting
+from tasks.limits.semaphore import HANDOFF_MS, SlotClaim, acquire, release, waiter_member
+from tasks.slot_order import blockers, pause_until_handed, waiter_sets, waiting
 from tasks.slots import SlotUser, give_back
 from tasks.stage_runtime import runtime_for
 
@@ -134,3 +135,171 @@ def test_a_low_item_takes_no_slot_a_high_item_waits_for(service_env) -> None:
         assert _low_run(low.item_id).take(low) is True
     finally:
         give_back(client, [low])
+
+
+# Slots handed over at a release: the best-ranked waiter that can start now gets each.
+
+
+def _full(client: redis.Redis, tag: str, holders: int = 1) -> SlotClaim:
+    """Fill ``tag``'s customer semaphore with a cap of ``holders``; the last claim."""
+    claims = [
+        SlotClaim(holder=f"{n}:writing", keys=(slot_key("customer", tag),), limits=(holders,))
+        for n in range(1, holders + 1)
+    ]
+    assert acquire(client, claims, LEASE) == [True] * holders
+    return claims[-1]
+
+
+def _waiter(item: int, tag: str, cap: int = 1, extra: tuple[str, int] | None = None) -> SlotClaim:
+    keys, limits = [slot_key("customer", tag)], [cap]
+    if extra:
+        keys.append(extra[0])
+        limits.append(extra[1])
+    return SlotClaim(holder=f"{item}:writing", keys=tuple(keys), limits=tuple(limits))
+
+
+def _holds(client: redis.Redis, claim: SlotClaim) -> bool:
+    return all(client.zscore(key, claim.holder) is not None for key in claim.capped())
+
+
+def test_a_release_hands_its_slot_to_the_best_ranked_waiter_not_the_first(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    worse, better = _waiter(20, tag), _waiter(21, tag)
+    try:
+        # Given the worse-ranked item waiting first (a big customer's: fair rank 10,050)
+        with (
+            waiting(client, "normal", worse, 30, rank=(5.0, 10_050)),
+            waiting(client, "normal", better, 30, rank=(5.0, 150)),
+        ):
+            # When the holder's call ends
+            assert release(client, [holder], waiter_sets()) == [better.holder]
+            # Then the slot is the better-ranked item's, held for it until it polls
+            assert _holds(client, better) and not _holds(client, worse)
+            assert acquire(client, [worse], LEASE, blockers("normal")) == [False]
+            assert acquire(client, [better], LEASE, blockers("normal")) == [True]
+    finally:
+        release(client, [holder, worse, better])
+
+
+def test_the_waiter_handed_a_slot_is_woken_from_its_pause(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    handed, passed = _waiter(25, tag), _waiter(26, tag)
+    try:
+        with (
+            waiting(client, "normal", handed, 30, rank=(5.0, 101)),
+            waiting(client, "normal", passed, 30, rank=(5.0, 102)),
+        ):
+            # Nobody was handed anything yet: the pause runs out unwoken
+            assert pause_until_handed(client, handed.holder, 0.05) is False
+            assert release(client, [holder], waiter_sets()) == [handed.holder]
+            # The release's push ends the handed waiter's pause (30 s) at once
+            assert pause_until_handed(client, handed.holder, 30.0) is True
+            assert client.llen(slot_wake_key(passed.holder)) == 0
+    finally:
+        release(client, [holder, handed, passed])
+
+
+def test_a_higher_score_beats_a_better_fair_rank(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    low_score, high_score = _waiter(30, tag), _waiter(31, tag)
+    try:
+        with (
+            waiting(client, "normal", low_score, 30, rank=(3.0, 101)),
+            waiting(client, "normal", high_score, 30, rank=(9.0, 20_000)),
+        ):
+            assert release(client, [holder], waiter_sets()) == [high_score.holder]
+    finally:
+        release(client, [holder, low_score, high_score])
+
+
+def test_a_waiter_that_cannot_start_now_is_passed_over(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    other = f"{tag}-pub"
+    blocked_elsewhere = _full(client, other)  # the best waiter's publisher is full
+    best = _waiter(40, tag, extra=(slot_key("customer", other), 1))
+    next_best = _waiter(41, tag)
+    try:
+        with (
+            waiting(client, "normal", best, 30, rank=(5.0, 101)),
+            waiting(client, "normal", next_best, 30, rank=(5.0, 102)),
+        ):
+            # The slot is not kept idle for a waiter that could not use it
+            assert release(client, [holder], waiter_sets()) == [next_best.holder]
+            assert not _holds(client, best)
+    finally:
+        release(client, [holder, blocked_elsewhere, best, next_best])
+
+
+def test_a_higher_lane_waiter_comes_before_a_better_ranked_lower_one(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    low, high = _waiter(50, tag), _waiter(51, tag)
+    try:
+        with (
+            waiting(client, "low", low, 30, rank=(9.0, 101)),
+            waiting(client, "high", high, 30, rank=(1.0, 50_000)),
+        ):
+            assert release(client, [holder], waiter_sets()) == [high.holder]
+    finally:
+        release(client, [holder, low, high])
+
+
+def test_a_slot_nobody_waits_for_is_left_free_and_others_are_untouched(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    elsewhere = _waiter(60, f"{tag}-other")
+    with waiting(client, "normal", elsewhere, 30, rank=(9.0, 1)):
+        # A waiter for other semaphores gets nothing from this release
+        assert release(client, [holder], waiter_sets()) == []
+    assert client.zcard(slot_key("customer", tag)) == 0
+    assert client.zcard(slot_key("customer", f"{tag}-other")) == 0
+
+
+def test_a_handed_slot_nobody_takes_comes_back_within_the_handoff(tag) -> None:
+    client = redis_client()
+    holder = _full(client, tag)
+    gone = _waiter(70, tag)
+    try:
+        with waiting(client, "normal", gone, 30):
+            assert release(client, [holder], waiter_sets()) == [gone.holder]
+        # The waiter died before its next poll: its slot's lease is HANDOFF_MS, not a full one
+        expiry_ms = client.zscore(slot_key("customer", tag), gone.holder)
+        now_ms = time.time() * 1000
+        assert expiry_ms is not None and expiry_ms <= now_ms + HANDOFF_MS + 500
+    finally:
+        release(client, [holder, gone])
+
+
+def test_a_waiting_item_is_handed_the_slot_a_release_frees(service_env) -> None:
+    tag = uuid.uuid4().hex[:8]
+    customer = f"so-{tag}"
+    client = redis_client()
+    holder = SlotClaim(
+        holder="900000010:writing", keys=(slot_key("customer", customer),), limits=(10,)
+    )
+    # Given all ten of the customer's slots held by others
+    others = [
+        SlotClaim(holder=f"9000001{n:02d}:writing", keys=holder.keys, limits=(10,))
+        for n in range(10)
+    ]
+    assert all(acquire(client, others, LEASE))
+    waiter = SlotUser(900_000_011, "writing", customer, f"{tag}.example", rank=(5.0, 101))
+    run = _low_run(waiter.item_id)
+    try:
+        # When one of them ends while the item waits, the release hands the item that slot
+        handed: list[str] = []
+        timer = threading.Timer(
+            0.3, lambda: handed.extend(release(client, [others[0]], waiter_sets()))
+        )
+        timer.start()
+        assert run.take(waiter) is True
+        timer.join()
+        assert handed == ["900000011:writing"]
+        assert client.zscore(slot_key("customer", customer), "900000011:writing") is not None
+    finally:
+        give_back(client, [waiter])
+        release(client, others)

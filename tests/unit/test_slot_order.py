@@ -35,18 +35,21 @@ def test_each_lane_stands_back_for_the_lanes_above_it_only() -> None:
 
 def test_a_waiter_is_registered_with_its_capped_keys_while_it_waits(client) -> None:
     claim = _claim(1, "acme", publisher_limit=5)
-    with waiting(client, "high", claim, 30):
+    with waiting(client, "high", claim, 30, rank=(7.0, 112)):
         members = client.zrange(slot_waiters_key("high"), 0, -1)
-        assert [m.decode() for m in members] == [waiter_member(claim)]
-        assert waiter_member(claim) == (
-            f"1:delivery|{slot_key('customer', 'acme')}|{slot_key('publisher', 'p.com')}"
+        assert [m.decode() for m in members] == [waiter_member(claim, (7.0, 112))]
+        assert waiter_member(claim, (7.0, 112)) == (
+            f"1:delivery|{slot_key('customer', 'acme')}=10"
+            f"|{slot_key('publisher', 'p.com')}=5|#7.0:112"
         )
     assert client.zcard(slot_waiters_key("high")) == 0
 
 
-def test_the_lowest_lane_never_registers(client) -> None:
+def test_the_lowest_lane_registers_too_so_a_release_can_hand_it_a_slot(client) -> None:
+    # Nobody stands back for it (blockers), but its waiters are ranked among themselves.
     with waiting(client, "low", _claim(1, "acme"), 30):
-        assert client.zcard(slot_waiters_key("low")) == 0
+        assert client.zcard(slot_waiters_key("low")) == 1
+    assert client.zcard(slot_waiters_key("low")) == 0
 
 
 def test_a_waiter_that_died_is_cleared_out_by_the_next(client) -> None:
