@@ -20,11 +20,12 @@ import redis
 from metrics.keys import slot_key_pattern, slot_wake_key
 from metrics.redis_client import script
 
-# KEYS: the capped semaphores of the call (ARGV[2] of them), then any waiter sets
-# that block them (see acquire). ARGV: lease_ms, the number of semaphores, now in
-# epoch seconds (the waiters' clock), then per claim in priority order: holder, n,
-# and n pairs (1-based index into KEYS, limit). Public, with acquire_request, for a
-# client of another kind (bench.io_models runs it on asyncio).
+#: Lua: the server's clock in epoch milliseconds, ``now``: every script scores by it.
+_CLOCK_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
 #: Lua: parse a waiter's member (:func:`waiter_member`) into holder, keys, limits and rank.
 #: A member of the older ``holder|key|key`` form parses with no limits: it still
 #: blocks lower lanes but is never handed a slot.
@@ -53,10 +54,9 @@ end
 # and n pairs (1-based index into KEYS, limit). Public, with acquire_request, for a
 # client of another kind (bench.io_models runs it on asyncio).
 ACQUIRE_SCRIPT: Final = (
-    _WAITER_LUA
+    _CLOCK_LUA
+    + _WAITER_LUA
     + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
 local semaphores = tonumber(ARGV[2])
 local live, index_of, blocked = {}, {}, {}
@@ -112,9 +112,9 @@ return granted
 """
 )
 
-#: How long a slot handed to a waiter stays held before the waiter takes it (its
-#: next poll, within 100 ms, renews it to a full lease). A waiter that died or gave
-#: up in that moment loses it this soon, not after a whole lease.
+#: How long a slot handed to a waiter stays held before the waiter takes it (the
+#: release wakes it, and its acquire renews the slot to a full lease). A waiter that
+#: died or gave up in that moment loses it this soon, not after a whole lease.
 HANDOFF_MS: Final = 3_000
 
 # KEYS: the released semaphores (ARGV[1] of them), then the waiter sets to hand
@@ -124,10 +124,9 @@ HANDOFF_MS: Final = 3_000
 # (their customer's, say) and wake lists are read and written by name: fine on a
 # single Redis server, which is what batchline uses (a cluster would need them declared).
 _RELEASE_SCRIPT: Final = (
-    _WAITER_LUA
+    _CLOCK_LUA
+    + _WAITER_LUA
     + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local semaphores = tonumber(ARGV[1])
 local hold = tonumber(ARGV[3])
 local freed = {}
@@ -188,13 +187,14 @@ return handed
 """
 )
 
-_OCCUPANCY: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_OCCUPANCY: Final = (
+    _CLOCK_LUA
+    + """
 local counts = {}
 for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, now, '+inf') end
 return counts
 """
+)
 
 _SCAN_COUNT: Final = 500
 #: Separates a waiter's holder and keys in a blocking set (no key or holder holds it).

@@ -201,18 +201,27 @@ def test_the_waiter_handed_a_slot_is_woken_from_its_pause(tag) -> None:
         release(client, [holder, handed, passed])
 
 
-def test_a_higher_score_beats_a_better_fair_rank(tag) -> None:
+@pytest.mark.parametrize(
+    ("first", "second", "winner"),
+    [
+        # (lane, (score, fair_rank)) of the two waiters, in the order they started waiting
+        (("normal", (3.0, 101)), ("normal", (9.0, 20_000)), 1),  # score before fair rank
+        (("low", (9.0, 101)), ("high", (1.0, 50_000)), 1),  # a higher lane before any rank
+        (("high", (5.0, 151)), ("high", (5.0, 150)), 1),  # equal score: the fair rank
+    ],
+)
+def test_the_slot_goes_by_lane_then_score_then_fair_rank(tag, first, second, winner) -> None:
     client = redis_client()
     holder = _full(client, tag)
-    low_score, high_score = _waiter(30, tag), _waiter(31, tag)
+    waiters = [_waiter(30, tag), _waiter(31, tag)]
     try:
         with (
-            waiting(client, "normal", low_score, 30, rank=(3.0, 101)),
-            waiting(client, "normal", high_score, 30, rank=(9.0, 20_000)),
+            waiting(client, first[0], waiters[0], 30, rank=first[1]),
+            waiting(client, second[0], waiters[1], 30, rank=second[1]),
         ):
-            assert release(client, [holder], waiter_sets()) == [high_score.holder]
+            assert release(client, [holder], waiter_sets()) == [waiters[winner].holder]
     finally:
-        release(client, [holder, low_score, high_score])
+        release(client, [holder, *waiters])
 
 
 def test_a_waiter_that_cannot_start_now_is_passed_over(tag) -> None:
@@ -232,20 +241,6 @@ def test_a_waiter_that_cannot_start_now_is_passed_over(tag) -> None:
             assert not _holds(client, best)
     finally:
         release(client, [holder, blocked_elsewhere, best, next_best])
-
-
-def test_a_higher_lane_waiter_comes_before_a_better_ranked_lower_one(tag) -> None:
-    client = redis_client()
-    holder = _full(client, tag)
-    low, high = _waiter(50, tag), _waiter(51, tag)
-    try:
-        with (
-            waiting(client, "low", low, 30, rank=(9.0, 101)),
-            waiting(client, "high", high, 30, rank=(1.0, 50_000)),
-        ):
-            assert release(client, [holder], waiter_sets()) == [high.holder]
-    finally:
-        release(client, [holder, low, high])
 
 
 def test_a_slot_nobody_waits_for_is_left_free_and_others_are_untouched(tag) -> None:
