@@ -41,7 +41,7 @@ def _submit_unstarted(orders: list[dict[str, Any]], batch_id: str) -> None:
 
     with (
         mock.patch("tasks.stages.start_batch.apply_async"),
-        mock.patch("tasks.feeder.feed_lanes"),
+        mock.patch("tasks.feeder.feed"),
     ):
         submit_batch(orders, "bench", "normal", {"batch_id": batch_id, "warm_cache": False})
 

@@ -26,6 +26,11 @@ from sqlalchemy.orm import Session
 
 #: The tables a submission adds one row per order to.
 SUBMISSION_TABLES = ("items", "order_documents", "order_targets")
+#: Submissions this small skip the check (a transaction: 1-25 ms of a high batch's wait
+#: for its first stage behind a backlog). Under PostgreSQL's default
+#: ``autovacuum_analyze_threshold`` (50) they can never pass the line, and under a
+#: lower one a few dozen rows change no plan.
+SMALLEST_WORTH_CHECKING = 50
 
 # reltuples is -1 for a table never vacuumed or analyzed (PostgreSQL 14+): no rows known.
 _ESTIMATES = text(

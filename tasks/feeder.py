@@ -44,12 +44,13 @@ LOCK_MS = 10_000
 EXTRA_ROUNDS = 3
 
 
-def feed(lane: str) -> int:
+def feed(lane: str, *, pooled: bool = False) -> int:
     """Top up ``lane``'s queue to ``BATCH_LANE_WINDOW`` messages; return how many were sent.
 
     Cheap when there is nothing to do (its queues' ``LLEN`` and, with room, one probe
     of the pool); when another process is feeding the lane right now this returns 0
-    at once.
+    at once. ``pooled``: the caller has just committed items of the lane to the pool
+    (a submission), so the probe could only answer yes and is skipped.
     """
     client = redis_client()
     window = get_settings().batch_lane_window
@@ -65,7 +66,7 @@ def feed(lane: str) -> int:
     # a high batch's own feed at submission met that lock and left its first
     # chunks to the slow holder. Whoever pools an item feeds after its commit, so
     # an empty answer read before that commit loses nothing.
-    if not _has_pooled(lane):
+    if not pooled and not _has_pooled(lane):
         return 0
     # redis-py's Lock releases and renews only while the key still holds its own
     # token (one Lua call): a feed that outlived its lock never ends a successor's.

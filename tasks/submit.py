@@ -130,22 +130,30 @@ def _warm(batch_id: str, submission: Submission) -> None:
 
 
 def _start(batch_id: str, submission: Submission, task_id: str) -> None:
-    from tasks.feeder import feed_lanes
+    from celery_app import LANES
+    from tasks.feeder import feed
     from tasks.stages import start_batch
 
-    _warm(batch_id, submission)
     init_progress(redis_client(), batch_id, len(submission.documents))
     fed = True
     try:
-        feed_lanes((submission.priority,))  # first chunks out now, not after a task hop
+        feed(submission.priority, pooled=True)  # first chunks out now, not after a task hop
     except redis.RedisError as error:
         fed = False
         log.warning("feeder.unavailable", batch_id=batch_id, error=str(error))
     # With the lane fed here, start_batch is only the batch's handle: it must not feed
-    # again. Its queue is polled first, so a second feed (20-33 ms of the one prefork
-    # process behind a busy lane) ran just before the high batch's first chunk.
+    # again (a second feed once cost the one prefork process 20-33 ms just before a
+    # high batch's first chunk), and it goes behind the chunks just sent, in the
+    # lane's own queue: from batch.maintenance, polled first, it was one more message
+    # hop between a high batch's first chunk and its second. Unfed, it is the
+    # backstop that feeds: polled first.
     start_batch.apply_async(
         kwargs={"batch_id": batch_id, "priority": submission.priority, "fed": fed},
         task_id=task_id,
+        **({"queue": LANES[submission.priority]} if fed else {}),
     )
+    # A high batch's warm runs while its first chunks travel to a worker (it took
+    # 5-40 ms of the first stage's wait before them); submit_batch still returns
+    # only once the caches are warm.
+    _warm(batch_id, submission)
     log.info("batch.submitted", batch_id=batch_id, items=len(submission.documents))

@@ -43,7 +43,7 @@ def _cache_keys(orders: list[dict[str, object]]) -> list[str]:
 def unstarted(service_env, monkeypatch) -> Any:
     """Batches submitted here are never run (preflight would fill the caches itself)."""
     monkeypatch.setattr("tasks.stages.start_batch.apply_async", lambda **_: None)
-    monkeypatch.setattr("tasks.feeder.feed_lanes", lambda lanes: None)
+    monkeypatch.setattr("tasks.feeder.feed", lambda lane, **_: 0)
     submitted: list[str] = []
     yield submitted
     from tasks.control import cancel_batch

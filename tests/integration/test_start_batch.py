@@ -1,8 +1,9 @@
 """start_batch feeds the lane only when ``submit_batch``'s own feed did not run.
 
-It is polled first (``batch.maintenance``), so a second feed there ran on the
-process a high batch's first chunk waited for (bench/NOTES.md, "start_batch's
-second feed (session 23)").
+Its queue, ``batch.maintenance``, is polled first, so a second feed there ran on
+the process a high batch's first chunk waited for (bench/NOTES.md, "start_batch's
+second feed (session 23)"); a batch that fed its lane sends it behind its chunks,
+in the lane's own queue (bench/NOTES.md, "A high batch's way to its first stage").
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ pytestmark = pytest.mark.integration
 def caught(service_env, monkeypatch) -> Any:
     """start_batch messages caught on their way to the broker; the batches cancelled after."""
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        "tasks.stages.start_batch.apply_async", lambda kwargs, **_: sent.append(kwargs)
-    )
+
+    def catch(kwargs: dict[str, Any], **options: Any) -> None:
+        sent.append({**kwargs, "queue": options.get("queue")})  # None: routed (maintenance)
+
+    monkeypatch.setattr("tasks.stages.start_batch.apply_async", catch)
     yield sent
     from tasks.control import cancel_batch
 
@@ -41,29 +44,31 @@ def _submit(priority: str = "normal") -> str:
 
 
 def test_a_submission_that_fed_its_lane_says_so(caught, monkeypatch) -> None:
-    fed: list[tuple[str, ...]] = []
+    fed: list[tuple[str, bool]] = []
 
-    def feed(lanes: Any) -> int:
-        fed.append(tuple(lanes))
+    def feed(lane: str, *, pooled: bool = False) -> int:
+        fed.append((lane, pooled))
         return 1
 
-    monkeypatch.setattr("tasks.feeder.feed_lanes", feed)
+    monkeypatch.setattr("tasks.feeder.feed", feed)
 
     batch_id = _submit("high")
 
-    assert fed == [("high",)]
-    assert caught == [{"batch_id": batch_id, "priority": "high", "fed": True}]
+    assert fed == [("high", True)]  # it knows its lane has pooled orders: no probe
+    assert caught == [
+        {"batch_id": batch_id, "priority": "high", "fed": True, "queue": "batch.high"}
+    ]
 
 
 def test_a_submission_whose_feed_failed_leaves_it_to_start_batch(caught, monkeypatch) -> None:
-    def unavailable(lanes: Any) -> int:
+    def unavailable(lane: str, **_: Any) -> int:
         raise redis.ConnectionError("broker gone for a moment")
 
-    monkeypatch.setattr("tasks.feeder.feed_lanes", unavailable)
+    monkeypatch.setattr("tasks.feeder.feed", unavailable)
 
     batch_id = _submit()
 
-    assert caught == [{"batch_id": batch_id, "priority": "normal", "fed": False}]
+    assert caught == [{"batch_id": batch_id, "priority": "normal", "fed": False, "queue": None}]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +79,7 @@ def test_a_submission_whose_feed_failed_leaves_it_to_start_batch(caught, monkeyp
 def test_start_batch_feeds_only_when_the_submission_did_not(
     caught, monkeypatch, kwargs: dict[str, Any], feeds: bool
 ) -> None:
-    monkeypatch.setattr("tasks.feeder.feed_lanes", lambda lanes: 0)  # the batch stays pooled
+    monkeypatch.setattr("tasks.feeder.feed", lambda lane, **_: 0)  # the batch stays pooled
     batch_id = _submit("low")
     lanes_fed: list[tuple[str, ...]] = []
 

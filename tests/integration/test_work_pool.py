@@ -7,6 +7,7 @@ more than ``BATCH_LANE_WINDOW`` messages, whatever the size of the batch.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -403,6 +404,16 @@ def _index_scans(node: dict[str, Any]) -> dict[str, list[float]]:
     return scans
 
 
+PREFLIGHT = "batchline.stage.preflight"
+START = "batchline.start_batch"
+
+
+def _tasks_queued(client: redis.Redis, queue: str) -> list[str]:
+    """The task of each message in ``queue``, oldest first (kombu pushes left, pops right)."""
+    held = client.lrange(queue_key(queue), 0, -1)
+    return [json.loads(message)["headers"]["task"] for message in reversed(held)]
+
+
 def test_a_lane_holds_at_most_its_window_of_messages(
     service_env: dict[str, str], tmp_path: Any, isolated_redis: Callable[[int], str]
 ) -> None:
@@ -418,9 +429,10 @@ def test_a_lane_holds_at_most_its_window_of_messages(
         batch_id = f"window-{uuid.uuid4().hex[:6]}"
         submit_batch(make_orders(400, batch_id), "p", "low", {"batch_id": batch_id})
 
-        # Then the low lane holds exactly 4 messages (40 orders); the rest waits in the pool
+        # Then the low lane holds exactly 4 chunks (40 orders), and behind them the
+        # batch's handle (start_batch); the rest waits in the pool
         client = redis.Redis.from_url(url)
-        assert client.llen(queue_key(LANES["low"])) == 4
+        assert _tasks_queued(client, LANES["low"]) == [PREFLIGHT] * 4 + [START]
         with transaction() as session:
             queued = session.execute(
                 text(
@@ -455,18 +467,19 @@ def test_a_refill_after_a_call_tops_the_lane_up_from_its_timer_thread(
         submit_batch(make_orders(400, batch_id), "p", "low", {"batch_id": batch_id})
         client = redis.Redis.from_url(url)
         low = queue_key(LANES["low"])
-        assert client.llen(low) == 4
+        assert _tasks_queued(client, LANES["low"]) == [PREFLIGHT] * 4 + [START]
 
-        # When a worker takes two messages and two calls end, one after the other
+        # When a worker takes two messages (the oldest: two chunks) and two calls end
         client.rpop(low, 2)
         refill_after_call()
         refill_after_call()
 
-        # Then the scheduled refill (a timer thread, not the caller) fills the window again
+        # Then the scheduled refill (a timer thread, not the caller) fills the window
+        # again: four messages, the handle among them
         deadline = time.monotonic() + 60  # generous: the machine is shared
         while client.llen(low) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert client.llen(low) == 4
+        assert _tasks_queued(client, LANES["low"]) == [PREFLIGHT] * 2 + [START, PREFLIGHT]
         cancel_batch(batch_id)
         client.close()
     finally:
