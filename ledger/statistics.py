@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 
 #: The tables a submission adds one row per order to.
 SUBMISSION_TABLES = ("items", "order_documents", "order_targets")
-#: Submissions this small skip the check (a transaction: 1-25 ms of a high batch's wait
-#: for its first stage behind a backlog). Under PostgreSQL's default
-#: ``autovacuum_analyze_threshold`` (50) they can never pass the line, and under a
-#: lower one a few dozen rows change no plan.
-SMALLEST_WORTH_CHECKING = 50
+#: PostgreSQL's default ``autovacuum_analyze_threshold``. A submission that cannot pass
+#: the analyze line with it, even into an empty table, skips the check (a transaction:
+#: 1-25 ms of a high batch's wait for its first stage behind a backlog); under a lower
+#: server setting a few dozen rows change no plan.
+DEFAULT_ANALYZE_THRESHOLD = 50.0
 
 # reltuples is -1 for a table never vacuumed or analyzed (PostgreSQL 14+): no rows known.
 _ESTIMATES = text(
@@ -47,6 +47,11 @@ _ESTIMATES = text(
 def past_autoanalyze_line(added: int, known_rows: float, threshold: float, scale: float) -> bool:
     """Whether ``added`` rows alone pass autovacuum's analyze line for a table of ``known_rows``."""
     return added > threshold + scale * known_rows
+
+
+def worth_checking(added: int) -> bool:
+    """Whether ``added`` rows could pass the analyze line under the default threshold."""
+    return past_autoanalyze_line(added, 0.0, DEFAULT_ANALYZE_THRESHOLD, 0.0)
 
 
 def stale_tables(

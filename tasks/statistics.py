@@ -6,7 +6,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 
 from ledger.db import is_lock_timeout, short_lock_waits, transaction
-from ledger.statistics import SMALLEST_WORTH_CHECKING, analyze, stale_tables
+from ledger.statistics import analyze, stale_tables, worth_checking
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ def refresh_statistics(batch_id: str, added: int) -> list[str]:
     100,000-order batch ran its first 80 seconds at half speed). The batch is stored
     already: a failure here costs speed, never the batch.
     """
-    if added < SMALLEST_WORTH_CHECKING:
+    if not worth_checking(added):
         return []
     try:
         with short_lock_waits(LOCK_TIMEOUT_MS), transaction() as session:

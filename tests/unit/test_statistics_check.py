@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from ledger.statistics import SMALLEST_WORTH_CHECKING
 from tasks import statistics
 
 
@@ -16,14 +15,14 @@ def test_a_submission_under_the_default_analyze_line_opens_no_transaction(monkey
 
     monkeypatch.setattr(statistics, "transaction", no_ledger)
 
-    assert statistics.refresh_statistics("tiny", SMALLEST_WORTH_CHECKING - 1) == []
+    assert statistics.refresh_statistics("fifty", 50) == []  # the line is > 50
 
 
-def test_a_submission_at_the_line_is_checked(monkeypatch) -> None:
+def test_a_submission_past_the_line_is_checked(monkeypatch) -> None:
     def no_ledger(*_: Any, **__: Any) -> Any:
         raise RuntimeError("the ledger was asked")
 
     monkeypatch.setattr(statistics, "transaction", no_ledger)
 
     with pytest.raises(RuntimeError, match="the ledger was asked"):
-        statistics.refresh_statistics("fifty", SMALLEST_WORTH_CHECKING)
+        statistics.refresh_statistics("fifty-one", 51)
